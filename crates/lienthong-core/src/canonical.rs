@@ -1,0 +1,256 @@
+//! Canonical bytes: the exact bytes a signature covers, defined here and nowhere else, so
+//! that they do not depend on protobuf field order, unknown fields or default-value
+//! elision.
+//!
+//! Encoding: a domain tag line (`lienthong/document/v1\n` …), then every field in a fixed
+//! order; a string or byte string is its length as u32 big-endian followed by its bytes; a
+//! number is u64 (or i64) big-endian; an optional value is a 0/1 byte then the value; a
+//! list is its count as u32 big-endian then its items. The sender's signature and the hop
+//! trace are not covered by the document bytes (hops append to the trace; each trace entry
+//! is signed by its node over [`trace_entry_bytes`]).
+
+use crate::document::{Document, Organization, ResponseFor, StaffInfo};
+use crate::sign::sha256;
+use crate::status::{Receipt, StatusNotice};
+use crate::{DocumentId, NodeId, UnixMillis};
+
+struct Canon(Vec<u8>);
+
+impl Canon {
+    fn new(tag: &str) -> Self {
+        let mut v = Vec::with_capacity(512);
+        v.extend_from_slice(tag.as_bytes());
+        v.push(b'\n');
+        Canon(v)
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+    fn u64(&mut self, n: u64) -> &mut Self {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+    fn i64(&mut self, n: i64) -> &mut Self {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+    fn flag(&mut self, present: bool) -> &mut Self {
+        self.0.push(present as u8);
+        self
+    }
+    fn count(&mut self, n: usize) -> &mut Self {
+        self.0.extend_from_slice(&(n as u32).to_be_bytes());
+        self
+    }
+    fn strs(&mut self, items: &[String]) -> &mut Self {
+        self.count(items.len());
+        for s in items {
+            self.str(s);
+        }
+        self
+    }
+    fn organization(&mut self, o: &Organization) -> &mut Self {
+        self.str(o.code.as_ref().map(|c| c.as_str()).unwrap_or(""))
+            .str(&o.in_charge)
+            .str(&o.name)
+            .str(&o.address)
+            .str(&o.email)
+            .str(&o.telephone)
+            .str(&o.fax)
+            .str(&o.website)
+    }
+    fn response_for(&mut self, r: &ResponseFor) -> &mut Self {
+        self.str(&r.organ_id)
+            .str(&r.code)
+            .str(&r.promulgation_date)
+            .str(&r.document_id)
+    }
+    fn staff(&mut self, s: &Option<StaffInfo>) -> &mut Self {
+        self.flag(s.is_some());
+        if let Some(s) = s {
+            self.str(&s.department)
+                .str(&s.staff)
+                .str(&s.email)
+                .str(&s.mobile);
+        }
+        self
+    }
+}
+
+/// The bytes the sending agency signs: header, business block and attachment digests.
+pub fn document_bytes(d: &Document) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/document/v1");
+    c.str(d.id.as_str()).organization(&d.from).count(d.to.len());
+    for o in &d.to {
+        c.organization(o);
+    }
+    let h = &d.header;
+    c.str(&h.code.number)
+        .str(&h.code.notation)
+        .str(&h.promulgation.place)
+        .str(&h.promulgation.date)
+        .u64(h.document_type.kind.into())
+        .u64(h.document_type.detail.into())
+        .str(&h.document_type.name)
+        .str(&h.subject)
+        .str(&h.content)
+        .str(&h.signer.competence)
+        .str(&h.signer.position)
+        .str(&h.signer.full_name)
+        .str(&h.due_date)
+        .strs(&h.to_places)
+        .u64(h.other.priority as u64)
+        .str(&h.other.sphere_of_promulgation)
+        .str(&h.other.typist_notation)
+        .u64(h.other.promulgation_amount.into())
+        .u64(h.other.page_amount.into())
+        .strs(&h.other.appendixes)
+        .count(h.response_for.len());
+    for r in &h.response_for {
+        c.response_for(r);
+    }
+    c.u64(h.steering_type.into());
+    let b = &d.business;
+    c.u64(b.business_type as u64)
+        .str(&b.reason)
+        .str(&b.referenced_document_id)
+        .u64(b.paper.into())
+        .flag(b.document_info.is_some());
+    if let Some(info) = &b.document_info {
+        c.u64(info.document_info.into())
+            .u64(info.document_receiver.into())
+            .count(info.receivers.len());
+        for r in &info.receivers {
+            c.str(&r.organ_id).u64(r.receiver_type.into());
+        }
+    }
+    c.count(b.replacements.len());
+    for r in &b.replacements {
+        c.str(&r.document_id).strs(&r.organ_ids);
+    }
+    c.staff(&b.staff).count(d.attachments.len());
+    for a in &d.attachments {
+        c.str(&a.content_id)
+            .str(&a.name)
+            .str(&a.content_type)
+            .str(&a.description)
+            .u64(a.size)
+            .bytes(&a.sha256);
+    }
+    c.i64(d.created_at).flag(d.expires_at.is_some());
+    if let Some(e) = d.expires_at {
+        c.i64(e);
+    }
+    c.0
+}
+
+/// The bytes the sending agency signs for a status notice.
+pub fn status_bytes(n: &StatusNotice) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/status/v1");
+    c.str(n.id.as_str())
+        .organization(&n.from)
+        .str(n.to.as_str())
+        .response_for(&n.response_for)
+        .staff(&n.staff)
+        .str(n.code.code())
+        .str(&n.description)
+        .i64(n.at);
+    c.0
+}
+
+/// The bytes a node signs in a receipt.
+pub fn receipt_bytes(r: &Receipt) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/receipt/v1");
+    c.str(r.document_id.as_str())
+        .bytes(&r.content_digest)
+        .str(r.node.as_str())
+        .i64(r.accepted_at);
+    c.0
+}
+
+/// The bytes a node signs when it appends itself to a message's trace: the message's
+/// content digest binds the entry to that message.
+pub fn trace_entry_bytes(
+    id: &DocumentId,
+    content_digest: &[u8; 32],
+    node: &NodeId,
+    at: UnixMillis,
+) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/trace/v1");
+    c.str(id.as_str())
+        .bytes(content_digest)
+        .str(node.as_str())
+        .i64(at);
+    c.0
+}
+
+/// SHA-256 of a document's canonical bytes: the dedup key's content half.
+pub fn document_digest(d: &Document) -> [u8; 32] {
+    sha256(&document_bytes(d))
+}
+
+/// SHA-256 of a status notice's canonical bytes.
+pub fn status_digest(n: &StatusNotice) -> [u8; 32] {
+    sha256(&status_bytes(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{Attachment, TraceEntry};
+    use crate::AgencyCode;
+
+    fn doc() -> Document {
+        let mut d = Document::new(
+            AgencyCode::parse("000.00.00.G22").unwrap(),
+            vec![AgencyCode::parse("000.00.00.H41").unwrap()],
+        );
+        d.header.subject = "Về việc triển khai".into();
+        d.attachments.push(Attachment {
+            name: "qd.pdf".into(),
+            size: 3,
+            sha256: sha256(b"pdf"),
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn covers_every_signed_field_but_not_the_trace() {
+        let d = doc();
+        let base = document_bytes(&d);
+        let mut changed = d.clone();
+        changed.header.subject.push('!');
+        assert_ne!(document_bytes(&changed), base);
+        let mut changed = d.clone();
+        changed.attachments[0].sha256[0] ^= 1;
+        assert_ne!(document_bytes(&changed), base);
+        let mut changed = d.clone();
+        changed.business.reason = "x".into();
+        assert_ne!(document_bytes(&changed), base);
+        let mut traced = d.clone();
+        traced.trace.push(TraceEntry {
+            node: NodeId::parse("H41").unwrap(),
+            at: 1,
+            signature: None,
+        });
+        assert_eq!(document_bytes(&traced), base);
+    }
+
+    #[test]
+    fn length_prefixes_keep_fields_apart() {
+        // "ab" + "" and "a" + "b" must not encode alike.
+        let mut a = doc();
+        a.header.code.number = "ab".into();
+        a.header.code.notation = String::new();
+        let mut b = a.clone();
+        b.header.code.number = "a".into();
+        b.header.code.notation = "b".into();
+        assert_ne!(document_bytes(&a), document_bytes(&b));
+    }
+}

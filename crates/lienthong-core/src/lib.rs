@@ -1,0 +1,36 @@
+//! # lienthong-core
+//!
+//! The domain of the document-exchange bus (*trục liên thông văn bản*), free of I/O and of
+//! any wire format:
+//!
+//! - [`id`]: agency codes (QĐ 20/2020/QĐ-TTg), node ids and document ids;
+//! - [`document`]: the official document (edoc) with its header, business block,
+//!   attachments, signature and hop trace, mirroring edXML (QCVN 102:2016);
+//! - [`status`]: business status notices (01–06, 13, 15, 16) and transport events;
+//! - [`canonical`]: the canonical bytes a sender signs, independent of protobuf encoding;
+//! - [`sign`]: signing and verification with ring (Ed25519, ECDSA P-256, RSA-2048 SHA-256).
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+pub mod document;
+pub mod error;
+pub mod id;
+pub mod sign;
+pub mod status;
+
+pub use document::*;
+pub use error::Error;
+pub use id::{AgencyCode, DocumentId, NodeId};
+pub use sign::{Signature, SignatureAlgorithm};
+pub use status::*;
+
+/// Milliseconds since the Unix epoch, the one time representation of the domain.
+pub type UnixMillis = i64;
+
+/// The current wall-clock time in [`UnixMillis`].
+pub fn now_millis() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
