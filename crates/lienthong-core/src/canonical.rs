@@ -202,8 +202,8 @@ pub fn status_digest(n: &StatusNotice) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Attachment, TraceEntry};
     use crate::AgencyCode;
+    use crate::document::{Attachment, TraceEntry};
 
     fn doc() -> Document {
         let mut d = Document::new(

@@ -4,7 +4,9 @@
 /// where it helps, what a valid value looks like.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {
-    #[error("malformed agency code {code:?}: {reason} (expected four dot-separated parts such as 000.00.00.H41)")]
+    #[error(
+        "malformed agency code {code:?}: {reason} (expected four dot-separated parts such as 000.00.00.H41)"
+    )]
     MalformedAgencyCode { code: String, reason: &'static str },
     #[error("malformed node id {id:?}: {reason}")]
     MalformedNodeId { id: String, reason: &'static str },

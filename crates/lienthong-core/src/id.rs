@@ -132,7 +132,9 @@ fn check_token(s: &str, max: usize, extra: &[u8]) -> Result<(), &'static str> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
     {
-        return Err("it contains characters other than letters, digits and the allowed punctuation");
+        return Err(
+            "it contains characters other than letters, digits and the allowed punctuation",
+        );
     }
     Ok(())
 }
@@ -245,10 +247,18 @@ mod tests {
 
     #[test]
     fn parses_qd20_codes() {
-        for c in ["000.00.00.G22", "000.00.00.H41", "000.00.14.H20", "002.00.20.H13"] {
+        for c in [
+            "000.00.00.G22",
+            "000.00.00.H41",
+            "000.00.14.H20",
+            "002.00.20.H13",
+        ] {
             assert_eq!(AgencyCode::parse(c).unwrap().as_str(), c);
         }
-        assert_eq!(AgencyCode::parse(" 000.00.00.h41 ").unwrap().as_str(), "000.00.00.H41");
+        assert_eq!(
+            AgencyCode::parse(" 000.00.00.h41 ").unwrap().as_str(),
+            "000.00.00.H41"
+        );
         assert_eq!(AgencyCode::parse("002.00.20.H13").unwrap().level1(), "H13");
     }
 

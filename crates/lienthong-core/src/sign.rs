@@ -144,7 +144,11 @@ impl SigningKey {
         let failed = |_| Error::InvalidKey("signing failed".into());
         Ok(match &self.pair {
             KeyPairKind::Ed25519(k) => k.sign(message).as_ref().to_vec(),
-            KeyPairKind::EcdsaP256(k) => k.sign(&self.rng, message).map_err(failed)?.as_ref().to_vec(),
+            KeyPairKind::EcdsaP256(k) => k
+                .sign(&self.rng, message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
             KeyPairKind::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
@@ -210,8 +214,8 @@ mod tests {
     #[test]
     fn ecdsa_p256_signs_and_verifies() {
         let rng = SystemRandom::new();
-        let der = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .unwrap();
+        let der =
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         let key = SigningKey::from_pkcs8(der.as_ref()).unwrap();
         assert_eq!(key.algorithm(), SignatureAlgorithm::EcdsaP256Sha256);
         roundtrip(&key);
@@ -234,7 +238,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_keys_and_unknown_algorithms() {
-        assert!(matches!(SigningKey::from_pkcs8(b"nope"), Err(Error::InvalidKey(_))));
+        assert!(matches!(
+            SigningKey::from_pkcs8(b"nope"),
+            Err(Error::InvalidKey(_))
+        ));
         assert!(SignatureAlgorithm::parse("rsa-sha1").is_err());
         for a in SignatureAlgorithm::ALL {
             assert_eq!(SignatureAlgorithm::parse(a.as_str()).unwrap(), a);

@@ -61,7 +61,11 @@ impl StatusCode {
     /// Parses `03`, or `3`.
     pub fn parse(input: &str) -> Result<Self, Error> {
         let t = input.trim();
-        let padded = if t.len() == 1 { format!("0{t}") } else { t.to_string() };
+        let padded = if t.len() == 1 {
+            format!("0{t}")
+        } else {
+            t.to_string()
+        };
         Self::ALL
             .into_iter()
             .find(|c| c.code() == padded)
@@ -260,7 +264,12 @@ mod tests {
         let a = AgencyCode::parse("000.00.00.H41").unwrap();
         let b = AgencyCode::parse("000.00.00.G22").unwrap();
         let mut n = StatusNotice::new(a, b, &DocumentId::generate(), StatusCode::Rejected);
-        assert!(n.validate().unwrap_err().to_string().contains("needs a reason"));
+        assert!(
+            n.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("needs a reason")
+        );
         n.description = "sai thể thức".into();
         n.validate().unwrap();
     }

@@ -150,7 +150,10 @@ fn header(h: pb::DocumentHeader) -> Result<core::DocumentHeader, Error> {
         .ok_or_else(|| {
             invalid(
                 "header.other.priority",
-                format!("{} is out of range; use 0 (thường) to 3 (hỏa tốc)", other.priority),
+                format!(
+                    "{} is out of range; use 0 (thường) to 3 (hỏa tốc)",
+                    other.priority
+                ),
             )
         })?;
     Ok(core::DocumentHeader {
@@ -237,7 +240,10 @@ fn business(b: pb::Business) -> Result<core::Business, Error> {
         .ok_or_else(|| {
             invalid(
                 "business.business_type",
-                format!("{} is unknown; use 0 new, 1 revoke, 2 update, 3 replace", b.business_type),
+                format!(
+                    "{} is unknown; use 0 new, 1 revoke, 2 update, 3 replace",
+                    b.business_type
+                ),
             )
         })?;
     Ok(core::Business {
@@ -366,11 +372,10 @@ impl TryFrom<pb::Document> for DocumentWithContent {
         if d.to.is_empty() {
             return Err(Error::Missing { field: "to" });
         }
-        let to = d
-            .to
-            .into_iter()
-            .map(|o| organization("to.code", o))
-            .collect::<Result<Vec<_>, _>>()?;
+        let to =
+            d.to.into_iter()
+                .map(|o| organization("to.code", o))
+                .collect::<Result<Vec<_>, _>>()?;
         let mut attachments = Vec::with_capacity(d.attachments.len());
         let mut contents = Vec::with_capacity(d.attachments.len());
         for a in d.attachments {
@@ -396,9 +401,7 @@ impl TryFrom<pb::Document> for DocumentWithContent {
             created_at: d.created_at_unix_ms,
             expires_at: opt_time(d.expires_at_unix_ms),
         };
-        document
-            .validate()
-            .map_err(|e| invalid("document", e))?;
+        document.validate().map_err(|e| invalid("document", e))?;
         Ok(DocumentWithContent { document, contents })
     }
 }
@@ -429,9 +432,7 @@ pub fn document_to_pb(d: &core::Document, contents: Option<&[Bytes]>) -> pb::Doc
                 description: a.description.clone(),
                 size: a.size,
                 sha256: Bytes::copy_from_slice(&a.sha256),
-                content: contents
-                    .and_then(|c| c.get(i).cloned())
-                    .unwrap_or_default(),
+                content: contents.and_then(|c| c.get(i).cloned()).unwrap_or_default(),
             })
             .collect(),
         signature: d.signature.as_ref().map(Into::into),
@@ -457,8 +458,7 @@ impl TryFrom<pb::StatusNotice> for core::StatusNotice {
                 })?
                 .into(),
             staff: n.staff.map(Into::into),
-            code: core::StatusCode::parse(&n.status_code)
-                .map_err(|e| invalid("status_code", e))?,
+            code: core::StatusCode::parse(&n.status_code).map_err(|e| invalid("status_code", e))?,
             description: n.description,
             at: n.at_unix_ms,
             signature: n.signature.map(TryInto::try_into).transpose()?,

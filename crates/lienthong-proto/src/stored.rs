@@ -94,6 +94,9 @@ mod tests {
         let mut pb = crate::document_to_pb(&d, None);
         pb.to[0].code = "H41".into();
         let err = core::Document::try_from(pb).unwrap_err().to_string();
-        assert!(err.contains("to.code") && err.contains("malformed agency code"), "{err}");
+        assert!(
+            err.contains("to.code") && err.contains("malformed agency code"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,262 @@
+//! `lienthong dev`: a fresh PKI, configuration files and a running node serving several
+//! agencies, in one command; `--smoke` also runs a scripted exchange and checks it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use clap::Args;
+use lienthong_core::{Priority, StatusCode, StatusNotice, TransportEventKind};
+use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
+use lienthong_proto::pb;
+use lienthong_testkit::{DEV_AGENCIES, DEV_NODE, DevNetwork, RunningNode, generate};
+use tokio_stream::StreamExt;
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Directory for the PKI, configs and data; a temporary directory (removed on exit)
+    /// by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Run a scripted exchange, print each check, and exit 0 only if all passed.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("lienthong-dev-")
+                .tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let net = generate(&dir, listener.local_addr()?, &DEV_AGENCIES)?;
+    let node = RunningNode::start(&net.config, listener).await?;
+    print_banner(&net, node.addr);
+
+    if args.smoke {
+        let result = smoke(&net).await;
+        node.stop().await?;
+        return match result {
+            Ok(()) => {
+                println!("smoke: all checks passed");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("smoke: FAILED: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    println!("\nrunning; Ctrl-C to stop");
+    crate::shutdown_signal().await;
+    node.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_banner(net: &DevNetwork, addr: SocketAddr) {
+    let p = |i: usize| net.profiles[i].1.display().to_string();
+    let code = |i: usize| net.profiles[i].0.to_string();
+    println!("lienthong dev network");
+    println!("  directory : {}", net.dir.display());
+    println!(
+        "  node {DEV_NODE:<5}: https://{addr}  (config {})",
+        net.config_path.display()
+    );
+    for (i, (c, name)) in DEV_AGENCIES.iter().enumerate() {
+        println!("  agency    : {c}  {name}  profile {}", p(i));
+    }
+    println!(
+        "\nTry it (lienthong is target/release/lienthong, or prefix `cargo run --release --`):"
+    );
+    println!("  # watch the inbox of {} and save what arrives", code(1));
+    println!(
+        "  lienthong inbox -p {} --watch --save {}/received --ack",
+        p(1),
+        net.dir.display()
+    );
+    println!(
+        "  # send a signed document with an attachment from {} to {}",
+        code(0),
+        code(1)
+    );
+    println!(
+        "  lienthong send -p {} --to {} --subject \"Về việc thử nghiệm\" --file README.md",
+        p(0),
+        code(1)
+    );
+    println!("  # answer with status 03 (accepted and registered), then track it");
+    println!("  lienthong status -p {} --document <ID> --code 03", p(1));
+    println!("  lienthong track -p {} <ID>", p(0));
+    println!("  # operator view");
+    println!(
+        "  lienthong admin queues -p {}",
+        net.operator_profile.display()
+    );
+}
+
+fn check(what: &str, ok: bool) -> anyhow::Result<()> {
+    if ok {
+        println!("  ok   {what}");
+        Ok(())
+    } else {
+        println!("  FAIL {what}");
+        bail!("{what}")
+    }
+}
+
+/// The scripted exchange: a signed document with an attachment goes from the province
+/// office to a department, arrives on its subscription, verifies end to end, is
+/// acknowledged; status 03 goes back; `track` shows every step.
+pub async fn smoke(net: &DevNetwork) -> anyhow::Result<()> {
+    println!("\nsmoke test");
+    let sender = DmsClient::from_profile(&ClientProfile::load(&net.profiles[0].1)?)?;
+    let receiver = DmsClient::from_profile(&ClientProfile::load(&net.profiles[1].1)?)?;
+
+    // The receiver subscribes first, as a DMS would.
+    let mut inbox = receiver
+        .rpc()
+        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
+        .await
+        .context("subscribe")?
+        .into_inner();
+
+    let content: Bytes = (0..256 * 1024u32)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let attachment = OutgoingAttachment {
+        name: "quyet-dinh.pdf".into(),
+        content_type: "application/pdf".into(),
+        bytes: content.clone(),
+    };
+    let mut document = sender.new_document(
+        vec![receiver.agency().clone()],
+        "Về việc triển khai trục liên thông",
+    );
+    document.header.code.number = "123".into();
+    document.header.code.notation = "UBND-VP".into();
+    document.header.other.priority = Priority::Urgent;
+    let (receipt, duplicate) = sender
+        .send(&mut document, std::slice::from_ref(&attachment))
+        .await
+        .context("send")?;
+    check(
+        &format!(
+            "document {} accepted, receipt signed by node {}",
+            document.id, receipt.node
+        ),
+        !duplicate && receipt.document_id == document.id,
+    )?;
+
+    let entry = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .context("no inbox entry within 10 s")?
+        .context("subscription ended")??;
+    check(
+        "document arrived on the recipient's subscription",
+        entry.id == document.id.as_str(),
+    )?;
+
+    let Incoming::Document(got) = receiver.fetch(&entry.id).await.context("fetch")? else {
+        bail!("fetched a status notice instead of the document");
+    };
+    check(
+        "fetched document verified: sender signature, attachment SHA-256, node receipt",
+        got.document.id == document.id,
+    )?;
+    check(
+        "attachment bytes identical to what was sent",
+        got.contents.len() == 1 && got.contents[0] == content,
+    )?;
+    receiver.ack(&entry.id).await.context("ack")?;
+    check(
+        "recipient acknowledged",
+        receiver.list_inbox(0, 100).await?.is_empty(),
+    )?;
+
+    let (again, dup) = sender
+        .send(&mut document.clone(), &[attachment])
+        .await
+        .context("re-send")?;
+    check(
+        "re-sending the same id returns the original receipt",
+        dup && again.accepted_at == receipt.accepted_at,
+    )?;
+
+    let mut notice = StatusNotice::new(
+        receiver.agency().clone(),
+        sender.agency().clone(),
+        &document.id,
+        StatusCode::Accepted,
+    );
+    notice.description = "Văn thư: đã vào sổ văn bản đến".into();
+    receiver
+        .send_status(notice.clone())
+        .await
+        .context("send status")?;
+    let entries = sender.list_inbox(0, 100).await?;
+    let status_entry = entries
+        .iter()
+        .find(|e| e.id == notice.id.as_str())
+        .context("status 03 not in the sender's inbox")?;
+    let Incoming::Status {
+        notice: got_notice, ..
+    } = sender.fetch(&status_entry.id).await?
+    else {
+        bail!("the status entry is not a status notice");
+    };
+    check(
+        "status 03 routed back to the sender and verified",
+        got_notice.code == StatusCode::Accepted
+            && got_notice.response_for.document_id == document.id.as_str(),
+    )?;
+    sender.ack(&status_entry.id).await?;
+
+    let (events, statuses) = sender.track(document.id.as_str()).await.context("track")?;
+    print!(
+        "{}",
+        crate::dms::format_track(document.id.as_str(), &events, &statuses)
+    );
+    let kinds: Vec<TransportEventKind> = events.iter().map(|e| e.kind).collect();
+    ensure!(!events.is_empty(), "track returned no events");
+    check(
+        "track shows accepted, delivered, fetched, acknowledged and status 03",
+        [
+            TransportEventKind::Accepted,
+            TransportEventKind::Delivered,
+            TransportEventKind::Fetched,
+            TransportEventKind::Acknowledged,
+            TransportEventKind::StatusReceived,
+        ]
+        .iter()
+        .all(|k| kinds.contains(k))
+            && statuses.iter().any(|s| s.code == StatusCode::Accepted),
+    )?;
+
+    let mut admin = ClientProfile::load(&net.operator_profile)?.admin()?;
+    let health = admin.health(pb::HealthRequest {}).await?.into_inner();
+    check(
+        "operator health: store ok",
+        health.store_ok && health.node == DEV_NODE,
+    )?;
+    let queues = admin.queues(pb::QueuesRequest {}).await?.into_inner();
+    check(
+        "operator queues: every inbox drained",
+        queues.inboxes.len() == DEV_AGENCIES.len() && queues.inboxes.iter().all(|q| q.depth == 0),
+    )?;
+    Ok(())
+}

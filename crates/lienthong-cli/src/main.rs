@@ -1,0 +1,164 @@
+//! `lienthong`: one binary for nodes, development networks, PKI, DMS-side and operator
+//! commands, and benchmarks. Parsing lives here; the work is in the libraries.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod dev;
+mod dms;
+mod pki;
+
+/// Exit code for usage and configuration errors (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lienthong",
+    version,
+    about = "lienthong — trục liên thông văn bản: a bus for signed official documents between agencies",
+    long_about = None,
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a complete local network with a fresh PKI (for development and demos).
+    Dev(dev::DevArgs),
+    /// Run a node from a configuration file.
+    Node {
+        /// The node's TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Certificate authority and certificates.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Send a signed document (DMS side).
+    Send(dms::SendArgs),
+    /// List, watch, fetch and acknowledge the inbox (DMS side).
+    Inbox(dms::InboxArgs),
+    /// Send a business status notice about a received document (DMS side).
+    Status(dms::StatusArgs),
+    /// Show a document's transport events and status notices.
+    Track(dms::TrackArgs),
+    /// Operator commands: health and queue depths of a node.
+    #[command(subcommand)]
+    Admin(dms::AdminCommand),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// An error that means the user must fix their input or configuration.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    // ring is the only crypto provider; install it before anything touches rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Node { config } => run_node(config).await,
+            Command::Pki(cmd) => pki::run(cmd),
+            Command::Send(args) => dms::send(args).await,
+            Command::Inbox(args) => dms::inbox(args).await,
+            Command::Status(args) => dms::status(args).await,
+            Command::Track(args) => dms::track(args).await,
+            Command::Admin(cmd) => dms::admin(cmd).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let config_error = e.downcast_ref::<UsageError>().is_some()
+                || matches!(
+                    e.downcast_ref::<lienthong_node::Error>(),
+                    Some(lienthong_node::Error::Config(_) | lienthong_node::Error::Pki(_))
+                );
+            if config_error {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run_node(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = lienthong_node::NodeConfig::load(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| UsageError(format!("cannot listen on {}: {e}", config.listen)))?;
+    let (node, tls) = lienthong_node::server::build(&config)?;
+    eprintln!(
+        "node {} listening on https://{} with {} agencies",
+        node.id(),
+        listener.local_addr()?,
+        node.agencies().count()
+    );
+    lienthong_node::server::serve(node, tls, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("shutting down…");
+}

@@ -1,0 +1,204 @@
+//! `AgencyService`: the API a DMS calls. Translates the wire to [`Node`] calls; every
+//! request is first tied to the agency of the connection's certificate.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use lienthong_core::{AgencyCode, DocumentId};
+use lienthong_proto::pb::{self, agency_service_server::AgencyService};
+use lienthong_proto::{DocumentWithContent, document_to_pb};
+use lienthong_store::MessageKind;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::node::{Fetched, InboxItem, Node};
+use crate::transport::peer;
+use crate::{Error, config};
+
+const MAX_LIST_LIMIT: u32 = 1000;
+/// Inbox entries a subscription reads from the store at a time.
+const SUBSCRIBE_BATCH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct AgencyApi {
+    node: Arc<Node>,
+}
+
+impl AgencyApi {
+    pub fn new(node: Arc<Node>) -> Self {
+        AgencyApi { node }
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<AgencyCode, Status> {
+        let peer = peer(req)?;
+        Ok(self.node.authorize_agency(&peer.identity)?)
+    }
+}
+
+fn document_id(s: &str) -> Result<DocumentId, Status> {
+    DocumentId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn entry_pb(item: InboxItem) -> pb::InboxEntry {
+    pb::InboxEntry {
+        cursor: item.entry.cursor,
+        id: item.entry.id.to_string(),
+        kind: match item.entry.kind {
+            MessageKind::Document => pb::MessageKind::Document,
+            MessageKind::Status => pb::MessageKind::Status,
+        } as i32,
+        priority: item.entry.priority.into(),
+        from: item.from.to_string(),
+        subject: item.subject,
+        received_at_unix_ms: item.received_at,
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::InboxEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgencyService for AgencyApi {
+    async fn send_document(
+        &self,
+        req: Request<pb::SendDocumentRequest>,
+    ) -> Result<Response<pb::SendDocumentResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let document = req
+            .into_inner()
+            .document
+            .ok_or_else(|| Status::invalid_argument("field `document` is required"))?;
+        let message = DocumentWithContent::try_from(document).map_err(Error::from)?;
+        let (receipt, duplicate) = self.node.send_document(&caller, message).await?;
+        Ok(Response::new(pb::SendDocumentResponse {
+            receipt: Some((&receipt).into()),
+            duplicate,
+        }))
+    }
+
+    type SubscribeStream = EntryStream;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let caller = self.caller(&req)?;
+        let mut cursor = req.into_inner().after_cursor;
+        let mut signal = self.node.watch_inbox(&caller)?;
+        let node = self.node.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BATCH);
+        tokio::spawn(async move {
+            loop {
+                // Mark the signal seen before reading, so an entry stored meanwhile wakes
+                // the next wait instead of being missed.
+                signal.borrow_and_update();
+                let items = match node.inbox(&caller, Some(cursor), SUBSCRIBE_BATCH) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                let full = items.len() == SUBSCRIBE_BATCH;
+                for item in items {
+                    cursor = item.entry.cursor;
+                    if tx.send(Ok(entry_pb(item))).await.is_err() {
+                        return; // the DMS went away
+                    }
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    changed = signal.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_inbox(
+        &self,
+        req: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let req = req.into_inner();
+        let limit = match req.limit {
+            0 => config::DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let after = (req.after_cursor > 0).then_some(req.after_cursor);
+        let items = self.node.inbox(&caller, after, limit as usize)?;
+        Ok(Response::new(pb::ListInboxResponse {
+            entries: items.into_iter().map(entry_pb).collect(),
+        }))
+    }
+
+    async fn fetch_document(
+        &self,
+        req: Request<pb::FetchDocumentRequest>,
+    ) -> Result<Response<pb::FetchDocumentResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let id = document_id(&req.into_inner().id)?;
+        let response = match self.node.fetch(&caller, &id).await? {
+            Fetched::Document {
+                document,
+                contents,
+                receipt,
+            } => pb::FetchDocumentResponse {
+                message: Some(pb::fetch_document_response::Message::Document(
+                    document_to_pb(&document, Some(&contents)),
+                )),
+                receipt: Some((&receipt).into()),
+            },
+            Fetched::Status { notice, receipt } => pb::FetchDocumentResponse {
+                message: Some(pb::fetch_document_response::Message::Status(
+                    (&notice).into(),
+                )),
+                receipt: Some((&receipt).into()),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let id = document_id(&req.into_inner().id)?;
+        self.node.ack(&caller, &id).await?;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+
+    async fn send_status(
+        &self,
+        req: Request<pb::SendStatusRequest>,
+    ) -> Result<Response<pb::SendStatusResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let notice = req
+            .into_inner()
+            .notice
+            .ok_or_else(|| Status::invalid_argument("field `notice` is required"))?
+            .try_into()
+            .map_err(Error::from)?;
+        let (receipt, duplicate) = self.node.send_status(&caller, notice).await?;
+        Ok(Response::new(pb::SendStatusResponse {
+            receipt: Some((&receipt).into()),
+            duplicate,
+        }))
+    }
+
+    async fn track(
+        &self,
+        req: Request<pb::TrackRequest>,
+    ) -> Result<Response<pb::TrackResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let id = document_id(&req.into_inner().id)?;
+        let (events, statuses) = self.node.track(&caller, &id)?;
+        Ok(Response::new(pb::TrackResponse {
+            id: id.to_string(),
+            events: events.iter().map(Into::into).collect(),
+            statuses: statuses.iter().map(Into::into).collect(),
+        }))
+    }
+}

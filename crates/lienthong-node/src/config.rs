@@ -1,0 +1,176 @@
+//! The node's configuration file (TOML). Every field is documented and has a named
+//! default; [`NodeConfig::load`] validates everything before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lienthong_core::id::Agency;
+use lienthong_core::{AgencyCode, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Default size limit of one gRPC message (a document with inline attachments).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Default time a client gets to finish the TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default time a document may wait for delivery before it expires.
+pub const DEFAULT_EXPIRY_HOURS: u64 = 24 * 7;
+/// Default number of entries `ListInbox` returns.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// One node's configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id; must match the `urn:lienthong:node:<id>` of its certificate.
+    pub node_id: String,
+    /// Address to listen on for gRPC over mutual TLS, e.g. `127.0.0.1:7001`.
+    pub listen: SocketAddr,
+    /// Directory of the store (sled database and attachment blobs). Created if missing.
+    pub data_dir: PathBuf,
+    /// Certificates and keys.
+    pub tls: TlsConfig,
+    /// Agencies homed at this node (its members).
+    #[serde(default)]
+    pub agencies: Vec<AgencyConfig>,
+    /// Limits that protect the node from abuse.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Paths of the node's PKI material. Relative paths are relative to the config file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s), PEM: the roots for peers and for document signers.
+    pub ca: PathBuf,
+    /// This node's certificate, PEM.
+    pub cert: PathBuf,
+    /// This node's private key, PEM (PKCS#8); must not be group- or world-readable.
+    pub key: PathBuf,
+    /// Certificate revocation lists, PEM.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+/// An agency homed at this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// QĐ 20/2020 code, e.g. `000.00.00.H41`.
+    pub code: String,
+    /// Official name.
+    #[serde(default)]
+    pub name: String,
+    /// Older codes and local ids the agency's DMS may still use.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// Limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message accepted, in bytes (default [`DEFAULT_MAX_MESSAGE_BYTES`]).
+    pub max_message_bytes: usize,
+    /// TLS handshake timeout in milliseconds (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
+    pub handshake_timeout_ms: u64,
+    /// Expiry given to documents that carry none, in hours (default
+    /// [`DEFAULT_EXPIRY_HOURS`]).
+    pub default_expiry_hours: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            default_expiry_hours: DEFAULT_EXPIRY_HOURS,
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+impl NodeConfig {
+    /// Reads, resolves relative paths against the file's directory, and validates.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.tls.ca);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        self.tls.crls.iter_mut().for_each(fix);
+    }
+
+    /// Checks ids, codes and limits; says which field is wrong.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.node_id()?;
+        self.agencies()?;
+        if self.limits.max_message_bytes < 1024 {
+            return Err(Error::Config(
+                "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.limits.handshake_timeout_ms == 0 {
+            return Err(Error::Config(
+                "limits.handshake_timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn node_id(&self) -> Result<NodeId, Error> {
+        NodeId::parse(&self.node_id).map_err(|e| Error::Config(format!("node_id: {e}")))
+    }
+
+    /// The homed agencies, validated and without duplicates.
+    pub fn agencies(&self) -> Result<Vec<Agency>, Error> {
+        let mut out: Vec<Agency> = Vec::new();
+        for a in &self.agencies {
+            let code =
+                AgencyCode::parse(&a.code).map_err(|e| Error::Config(format!("agencies: {e}")))?;
+            if out.iter().any(|x| x.code == code) {
+                return Err(Error::Config(format!("agencies: {code} is listed twice")));
+            }
+            out.push(Agency {
+                code,
+                name: a.name.clone(),
+                aliases: a.aliases.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn tls_files(&self) -> lienthong_pki::TlsFiles {
+        lienthong_pki::TlsFiles {
+            ca: self.tls.ca.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+            crls: self.tls.crls.clone(),
+        }
+    }
+}

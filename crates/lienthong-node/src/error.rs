@@ -1,0 +1,58 @@
+//! The node's one error type, and the one function that maps it to a gRPC status.
+
+use tonic::{Code, Status};
+
+/// Why a node refused a request or could not start. Each message says what was wrong
+/// and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Pki(#[from] lienthong_pki::Error),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("invalid message: {0}")]
+    Wire(#[from] lienthong_proto::Error),
+    #[error("store: {0}")]
+    Store(#[from] lienthong_store::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl From<lienthong_core::Error> for Error {
+    fn from(e: lienthong_core::Error) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::InvalidArgument(_) | Error::Wire(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
+            Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,
+            Error::Store(lienthong_store::Error::DigestMismatch { .. }) => Code::InvalidArgument,
+            Error::Store(_) | Error::Io(_) => Code::Unavailable,
+            Error::Config(_) | Error::Pki(_) | Error::Transport(_) => Code::Internal,
+        };
+        if code == Code::Unavailable || code == Code::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,114 @@
+//! Serving a node: the entry point takes a bound listener and a shutdown future, so tests
+//! start many nodes in one process on port 0.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lienthong_proto::pb::admin_service_server::AdminServiceServer;
+use lienthong_proto::pb::agency_service_server::AgencyServiceServer;
+use lienthong_store::SledStore;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+use crate::Error;
+use crate::admin::AdminApi;
+use crate::agency::AgencyApi;
+use crate::config::NodeConfig;
+use crate::node::Node;
+use crate::transport::tls_incoming;
+
+/// How long in-flight requests get to finish after shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Opens the store in `config.data_dir`, builds the node and serves it on `listener` until
+/// `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (node, tls) = build(&config)?;
+    tracing::info!(
+        node = %node.id(),
+        addr = %listener.local_addr()?,
+        agencies = node.agencies().count(),
+        "node serving"
+    );
+    serve(node, tls, listener, shutdown).await
+}
+
+/// Everything that can fail before a port is used: store, keys, certificates, TLS.
+pub fn build(config: &NodeConfig) -> Result<(Arc<Node>, Arc<rustls::ServerConfig>), Error> {
+    config.validate()?;
+    let tls = lienthong_pki::server_config(&config.tls_files())?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create data_dir {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let store = SledStore::open(&config.data_dir)?;
+    let node = Arc::new(Node::new(config, Arc::new(store))?);
+    Ok((node, tls))
+}
+
+/// Serves `node` over mutual TLS on `listener` until `shutdown` resolves, then gives
+/// in-flight requests [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    node: Arc<Node>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let limits = node.limits().clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let incoming = tls_incoming(
+        listener,
+        tls,
+        limits.handshake_timeout(),
+        stopped(stop_rx.clone()),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgencyServiceServer<AgencyApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Transport(format!("reflection service: {e}")))?;
+
+    let max = limits.max_message_bytes;
+    let agency = AgencyServiceServer::new(AgencyApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin = AdminServiceServer::new(AdminApi::new(node.clone()));
+
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(agency)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+
+    let grace = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        res = server => res.map_err(|e| Error::Transport(e.to_string()))?,
+        _ = grace => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    tracing::info!(node = %node.id(), "node stopped");
+    Ok(())
+}

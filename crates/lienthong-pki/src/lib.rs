@@ -1,0 +1,34 @@
+//! # lienthong-pki
+//!
+//! Everything about certificates and keys, and nothing else: the certificate authority
+//! that mints node and agency certificates and CRLs, private-key files (refused when group
+//! or others can read them), the mutual-TLS configurations of nodes and agency clients
+//! (rustls with the ring provider only), the lienthong identity a certificate speaks for,
+//! and the check that a document signature was made by a certificate the CAs vouch for.
+//!
+//! # Layout
+//! - [`identity`]: [`Identity`] — `urn:lienthong:node:<id>` / `urn:lienthong:agency:<code>`;
+//! - [`cert`]: facts read from a DER certificate ([`peer_identity`], [`cert_public_key`],
+//!   [`cert_not_after`], [`cert_serial`]);
+//! - [`ca`]: [`CertificateAuthority`] — generate, save, load, issue, revoke;
+//! - [`files`]: loading keys, certificates and CRLs from PEM files;
+//! - [`tls`]: [`server_config`] and [`client_config`] from [`TlsFiles`];
+//! - [`signer`]: [`TrustRoots::verify_signer`] for document signatures;
+//! - [`error`]: the crate's one [`Error`].
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod cert;
+pub mod error;
+pub mod files;
+pub mod identity;
+pub mod signer;
+pub mod tls;
+
+pub use ca::{CertificateAuthority, IssuedCert, KeyKind};
+pub use cert::{cert_not_after, cert_public_key, cert_serial, peer_identity};
+pub use error::{Error, Result};
+pub use files::{load_certs, load_crls, load_private_key, load_signing_key};
+pub use identity::Identity;
+pub use signer::TrustRoots;
+pub use tls::{ALPN_H2, TlsFiles, client_config, crypto_provider, server_config};

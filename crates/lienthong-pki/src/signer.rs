@@ -1,0 +1,127 @@
+//! Who signed a document, receipt or trace entry: the signer certificate carried in a
+//! [`Signature`] must chain to the trusted CAs, be valid and unrevoked, and its key must
+//! verify the signature.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use lienthong_core::Signature;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use webpki::{CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList};
+
+use crate::cert::{cert_public_key, peer_identity};
+use crate::error::{Error, Result};
+use crate::files::load_certs;
+use crate::identity::Identity;
+
+/// The CA certificates (and optionally CRLs) that signer certificates are checked against.
+#[derive(Debug)]
+pub struct TrustRoots {
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+}
+
+impl TrustRoots {
+    /// The CA certificates of a PEM bundle; fails when it holds none or an unusable one.
+    pub fn load(ca_path: impl AsRef<Path>) -> Result<Self> {
+        let path = ca_path.as_ref();
+        Self::from_der(load_certs(path)?.iter().map(|c| c.as_ref())).map_err(|e| match e {
+            Error::InvalidCertificate(reason) => Error::InvalidTrustRoots {
+                path: path.to_path_buf(),
+                reason,
+            },
+            e => e,
+        })
+    }
+
+    /// The given DER CA certificates.
+    pub fn from_der<'a>(certs: impl IntoIterator<Item = &'a [u8]>) -> Result<Self> {
+        let mut anchors = Vec::new();
+        for der in certs {
+            let der = CertificateDer::from(der);
+            let anchor = webpki::anchor_from_trusted_cert(&der)
+                .map_err(|e| Error::InvalidCertificate(format!("unusable CA certificate ({e})")))?;
+            anchors.push(anchor.to_owned());
+        }
+        if anchors.is_empty() {
+            return Err(Error::InvalidCertificate(
+                "no CA certificate given to trust".into(),
+            ));
+        }
+        Ok(TrustRoots {
+            anchors,
+            crls: Vec::new(),
+        })
+    }
+
+    /// Also rejects signers revoked by these CRLs (see [`crate::load_crls`]). As for TLS,
+    /// once a CRL is given each signer's issuer must have one.
+    pub fn with_crls(
+        mut self,
+        crls: impl IntoIterator<Item = CertificateRevocationListDer<'static>>,
+    ) -> Result<Self> {
+        for crl in crls {
+            let owned = OwnedCertRevocationList::from_der(crl.as_ref())
+                .map_err(|e| Error::InvalidCrl(e.to_string()))?;
+            self.crls.push(owned.into());
+        }
+        Ok(self)
+    }
+
+    /// Checks `sig` over `message` now and returns who signed; see
+    /// [`TrustRoots::verify_signer_at`].
+    pub fn verify_signer(&self, sig: &Signature, message: &[u8]) -> Result<Identity> {
+        self.verify_signer_at(sig, message, SystemTime::now())
+    }
+
+    /// Checks `sig` over `message` as of `at` and returns who signed: the signer
+    /// certificate chains to the roots, is valid at `at` and not revoked, is usable for
+    /// client authentication, holds a key of the algorithm the signature claims, and that
+    /// key verifies the signature.
+    pub fn verify_signer_at(
+        &self,
+        sig: &Signature,
+        message: &[u8],
+        at: SystemTime,
+    ) -> Result<Identity> {
+        let cert_der = CertificateDer::from(sig.signer_cert.as_slice());
+        let cert = EndEntityCert::try_from(&cert_der).map_err(Error::UntrustedSigner)?;
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = match crl_refs.as_slice() {
+            [] => None,
+            refs => Some(
+                webpki::RevocationOptionsBuilder::new(refs)
+                    .map_err(|_| Error::InvalidCrl("no CRL given".into()))?
+                    .build(),
+            ),
+        };
+        let algorithms = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all;
+        let time = UnixTime::since_unix_epoch(
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        cert.verify_for_usage(
+            algorithms,
+            &self.anchors,
+            &[],
+            time,
+            KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+        .map_err(Error::UntrustedSigner)?;
+
+        let (algorithm, public_key) = cert_public_key(&sig.signer_cert)?;
+        if algorithm != sig.algorithm {
+            return Err(Error::AlgorithmMismatch {
+                declared: sig.algorithm,
+                in_cert: algorithm,
+            });
+        }
+        lienthong_core::sign::verify(algorithm, &public_key, message, &sig.value)
+            .map_err(Error::BadSignature)?;
+        peer_identity(&sig.signer_cert)
+    }
+}

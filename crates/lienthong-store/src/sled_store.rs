@@ -1,0 +1,316 @@
+//! [`SledStore`]: the [`Store`] on sled (`dir/db`) and plain files (`dir/blobs/`).
+//!
+//! # How a write works
+//! Reads go straight to sled. Writes go to one applier thread ([`writer`]) that applies
+//! the writes waiting at a moment as one atomic sled batch, and then wait for a group
+//! commit ([`commit`]) that flushes sled once for every writer waiting at that moment.
+//! Only `Ok` after that flush: a returned write survives a crash.
+
+mod blob;
+mod codec;
+mod commit;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lienthong_core::{AgencyCode, DocumentId, NodeId};
+
+use crate::{
+    AcceptOutcome, Cursor, Delivery, Digest, Envelope, Error, InboxEntry, OutboxEntry, QueueDepths,
+    Result, Store, StoredMessage,
+};
+use blob::BlobDir;
+use writer::{Write, Writer, Written};
+
+/// A [`Store`] on sled, with group commit and fsynced blob files.
+///
+/// Dropping it stops its two threads (applier and committer) after the writes already
+/// queued are flushed, which takes at most a flush (milliseconds); then the database is
+/// closed and the directory can be opened again.
+pub struct SledStore {
+    dir: PathBuf,
+    tree: sled::Tree,
+    writer: Writer,
+    blobs: Arc<BlobDir>,
+    /// For [`SledStore::flush`].
+    db: sled::Db,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db` and
+    /// attachment blobs in `dir/blobs/`. Only one process can have a store open.
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        std::fs::create_dir_all(dir)?;
+        let db_path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&db_path)
+            // Group commit flushes every write before it is acknowledged; sled's own
+            // periodic flush would only add I/O (and hide a missing flush from tests).
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| Error::Open {
+                path: db_path.display().to_string(),
+                source,
+            })?;
+        let tree = db.open_tree("lienthong")?;
+        let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
+        let writer = Writer::start(db.clone(), tree.clone())?;
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            tree,
+            writer,
+            blobs,
+            db,
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes sled now, outside group commit; for tools and shutdown paths that run
+    /// outside tokio. Async callers never need it.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&BlobDir) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || f(&blobs))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+/// A write answered with the outcome of another kind of write: a bug in [`writer`].
+fn unexpected(written: Written) -> Error {
+    Error::Corrupt(format!(
+        "internal error: unexpected write outcome {written:?}"
+    ))
+}
+
+/// The inboxes of `delivery` without repeats, and its outboxes with the recipients of a
+/// hop named twice merged, so each queue gets one entry per message.
+fn normalise(delivery: Delivery) -> (Vec<AgencyCode>, Vec<(NodeId, Vec<AgencyCode>)>) {
+    let mut inboxes: Vec<AgencyCode> = Vec::with_capacity(delivery.inboxes.len());
+    for a in delivery.inboxes {
+        if !inboxes.contains(&a) {
+            inboxes.push(a);
+        }
+    }
+    let mut outboxes: Vec<(NodeId, Vec<AgencyCode>)> = Vec::with_capacity(delivery.outboxes.len());
+    for (hop, recipients) in delivery.outboxes {
+        let slot = match outboxes.iter().position(|(h, _)| *h == hop) {
+            Some(i) => &mut outboxes[i].1,
+            None => {
+                outboxes.push((hop, Vec::new()));
+                &mut outboxes.last_mut().expect("just pushed").1
+            }
+        };
+        for r in recipients {
+            if !slot.contains(&r) {
+                slot.push(r);
+            }
+        }
+    }
+    (inboxes, outboxes)
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn accept(
+        &self,
+        envelope: Envelope,
+        delivery: Delivery,
+        receipt: Bytes,
+        events: Vec<Bytes>,
+    ) -> Result<AcceptOutcome> {
+        let (inboxes, outboxes) = normalise(delivery);
+        let write = Write::Accept {
+            envelope,
+            inboxes,
+            outboxes,
+            receipt: receipt.clone(),
+            events,
+        };
+        match self.writer.write(write).await? {
+            Written::Accepted => Ok(AcceptOutcome::Accepted { receipt }),
+            Written::Duplicate(original) => Ok(AcceptOutcome::Duplicate { receipt: original }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>> {
+        self.tree
+            .get(codec::message_key(id))?
+            .map(|v| Ok(codec::decode_message(&v)?.to_stored(id)))
+            .transpose()
+    }
+
+    fn inbox(
+        &self,
+        agency: &AgencyCode,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let start = match after {
+            None => 0,
+            Some(Cursor::MAX) => return Ok(Vec::new()),
+            Some(c) => c + 1,
+        };
+        let prefix = codec::inbox_prefix(agency);
+        let mut entries = Vec::new();
+        for item in self.tree.range(codec::inbox_key(agency, start)..) {
+            if entries.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (id, kind, priority) = codec::decode_inbox(&value)?;
+            entries.push(InboxEntry {
+                cursor: codec::trailing_seq(&key)?,
+                id,
+                kind,
+                priority,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool> {
+        let write = Write::Ack {
+            agency: agency.clone(),
+            id: id.clone(),
+            event,
+        };
+        match self.writer.write(write).await? {
+            Written::Acked(removed) => Ok(removed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {
+        let write = Write::AppendEvent {
+            id: id.clone(),
+            event,
+        };
+        self.writer.write(write).await.map(drop)
+    }
+
+    fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>> {
+        let mut events = Vec::new();
+        for item in self.tree.scan_prefix(codec::event_prefix(id)) {
+            let (key, value) = item?;
+            events.push((codec::trailing_seq(&key)?, Bytes::copy_from_slice(&value)));
+        }
+        // The events given to `accept` live in the message record (see `codec`); they go
+        // where their sequence number puts them, normally first.
+        if let Some(message) = self.tree.get(codec::message_key(id))? {
+            let (seq, block) = codec::decode_message(&message)?.events;
+            let at = events.partition_point(|(s, _)| *s < seq);
+            events.splice(
+                at..at,
+                block.into_iter().map(|e| (seq, Bytes::copy_from_slice(e))),
+            );
+        }
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn outbox(&self, hop: &NodeId, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.tree
+            .scan_prefix(codec::outbox_prefix(hop))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                let (id, priority, recipients) = codec::decode_outbox(&value)?;
+                Ok(OutboxEntry {
+                    key: Bytes::copy_from_slice(&key),
+                    id,
+                    priority,
+                    recipients,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
+        if !key.starts_with(&codec::outbox_prefix(hop)) {
+            return Err(Error::NotFound(format!(
+                "outbox entry {} towards {hop} (the key belongs to another outbox or is not an outbox key)",
+                hex::encode(key)
+            )));
+        }
+        let write = Write::OutboxRemove { key: key.to_vec() };
+        self.writer.write(write).await.map(drop)
+    }
+
+    fn queue_depths(&self) -> Result<QueueDepths> {
+        Ok(QueueDepths {
+            inboxes: self.count_queues(&codec::all_inboxes(), AgencyCode::parse)?,
+            outboxes: self.count_queues(&codec::all_outboxes(), NodeId::parse)?,
+        })
+    }
+
+    async fn put_blob(&self, digest: Digest, data: Bytes) -> Result<()> {
+        self.blocking(move |blobs| blobs.put(&digest, &data)).await
+    }
+
+    async fn blob(&self, digest: Digest) -> Result<Bytes> {
+        self.blocking(move |blobs| blobs.get(&digest)).await
+    }
+}
+
+impl SledStore {
+    /// Entries per queue under `prefix` (all inboxes or all outboxes), sorted by queue
+    /// name; one pass over the entries.
+    fn count_queues<Q: Ord, E: std::fmt::Display>(
+        &self,
+        prefix: &[u8],
+        parse: impl Fn(&str) -> Result<Q, E>,
+    ) -> Result<Vec<(Q, u64)>> {
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for key in self.tree.scan_prefix(prefix).keys() {
+            let key = key?;
+            let name = codec::queue_name(&key)?;
+            match counts.last_mut() {
+                Some((last, n)) if last == name => *n += 1,
+                _ => counts.push((name.to_string(), 1)),
+            }
+        }
+        let mut queues = counts
+            .into_iter()
+            .map(|(name, n)| {
+                let queue = parse(&name)
+                    .map_err(|e| Error::Corrupt(format!("queue key names {name:?}: {e}")))?;
+                Ok((queue, n))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Keys sort by name length first (length prefix); the admin API wants name order.
+        queues.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(queues)
+    }
+
+    /// Path of the file holding blob `digest` (it may not exist); for operators and tests.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.path(digest)
+    }
+}

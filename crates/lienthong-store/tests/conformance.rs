@@ -1,0 +1,643 @@
+//! The conformance suite of [`Store`]: every case is a function generic over the
+//! implementation, given a way to open the store at one fixed place (so it can drop it and
+//! open it again). `sled_store_conformance!` at the bottom runs each on a fresh
+//! [`SledStore`] in a temporary directory; another implementation reuses the cases by
+//! invoking the same macro with its own opener.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_store::{
+    AcceptOutcome, Delivery, Digest, Envelope, Error, InboxEntry, MessageKind, QueueDepths,
+    SledStore, Store,
+};
+
+fn sha256(data: &[u8]) -> Digest {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .try_into()
+        .unwrap()
+}
+
+fn agency(code: &str) -> AgencyCode {
+    AgencyCode::parse(code).unwrap()
+}
+
+fn hop(id: &str) -> NodeId {
+    NodeId::parse(id).unwrap()
+}
+
+fn doc_id(id: &str) -> DocumentId {
+    DocumentId::parse(id).unwrap()
+}
+
+fn envelope(id: &str, priority: u8, content: &str) -> Envelope {
+    Envelope {
+        id: doc_id(id),
+        kind: MessageKind::Document,
+        priority,
+        content_digest: sha256(content.as_bytes()),
+        encoded: Bytes::from(format!("encoded:{content}")),
+        received_at: 1_700_000_000_000,
+    }
+}
+
+fn to_inboxes(codes: &[&str]) -> Delivery {
+    Delivery {
+        inboxes: codes.iter().map(|c| agency(c)).collect(),
+        outboxes: Vec::new(),
+    }
+}
+
+fn to_outbox(node: &str, recipients: &[&str]) -> Delivery {
+    Delivery {
+        inboxes: Vec::new(),
+        outboxes: vec![(hop(node), recipients.iter().map(|c| agency(c)).collect())],
+    }
+}
+
+const H41: &str = "000.00.00.H41";
+const G22: &str = "000.00.00.G22";
+const H20: &str = "000.00.14.H20";
+
+fn receipt(s: &str) -> Bytes {
+    Bytes::from(format!("receipt:{s}"))
+}
+
+fn event(s: &str) -> Bytes {
+    Bytes::from(format!("event:{s}"))
+}
+
+fn ids(entries: &[InboxEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.id.as_str()).collect()
+}
+
+/// Depths with empty queues left out, since implementations may list them as zero.
+fn nonzero(d: QueueDepths) -> QueueDepths {
+    QueueDepths {
+        inboxes: d.inboxes.into_iter().filter(|(_, n)| *n > 0).collect(),
+        outboxes: d.outboxes.into_iter().filter(|(_, n)| *n > 0).collect(),
+    }
+}
+
+async fn accept_to<S: Store>(s: &S, id: &str, priority: u8, delivery: Delivery) {
+    let outcome = s
+        .accept(
+            envelope(id, priority, id),
+            delivery,
+            receipt(id),
+            vec![event(&format!("{id}:accepted"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        AcceptOutcome::Accepted {
+            receipt: receipt(id)
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+
+pub async fn accept_then_duplicate_returns_original_receipt<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let env = envelope("doc-1", 1, "hello");
+    let first = s
+        .accept(
+            env.clone(),
+            to_inboxes(&[H41]),
+            receipt("first"),
+            vec![event("accepted")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        AcceptOutcome::Accepted {
+            receipt: receipt("first")
+        }
+    );
+
+    let again = s
+        .accept(
+            env.clone(),
+            to_inboxes(&[H41, G22]),
+            receipt("second"),
+            vec![event("again"), event("delivered")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        AcceptOutcome::Duplicate {
+            receipt: receipt("first")
+        }
+    );
+
+    let stored = s.message(&env.id).unwrap().unwrap();
+    assert_eq!(stored.envelope, env);
+    assert_eq!(stored.receipt, receipt("first"));
+    // The duplicate wrote nothing: one event, one inbox entry, no entry for G22.
+    assert_eq!(s.events(&env.id).unwrap(), vec![event("accepted")]);
+    assert_eq!(
+        ids(&s.inbox(&agency(H41), None, 10).unwrap()),
+        vec!["doc-1"]
+    );
+    assert!(s.inbox(&agency(G22), None, 10).unwrap().is_empty());
+}
+
+pub async fn accept_of_same_id_with_other_content_is_conflict<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    accept_to(&s, "doc-1", 0, to_inboxes(&[H41])).await;
+    let err = s
+        .accept(
+            envelope("doc-1", 0, "other content"),
+            to_inboxes(&[G22]),
+            receipt("x"),
+            vec![event("x")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { id } if id == "doc-1"),
+        "{err:?}"
+    );
+    let stored = s.message(&doc_id("doc-1")).unwrap().unwrap();
+    assert_eq!(stored.envelope.content_digest, sha256(b"doc-1"));
+    assert_eq!(stored.receipt, receipt("doc-1"));
+    assert_eq!(s.events(&doc_id("doc-1")).unwrap().len(), 1);
+    assert!(s.inbox(&agency(G22), None, 10).unwrap().is_empty());
+}
+
+pub async fn message_of_unknown_id_is_none<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    assert_eq!(s.message(&doc_id("nope")).unwrap(), None);
+    assert!(s.events(&doc_id("nope")).unwrap().is_empty());
+}
+
+pub async fn concurrent_accepts_of_one_id_accept_exactly_once<S: Store>(open: &dyn Fn() -> S) {
+    let s = Arc::new(open());
+    let env = envelope("race", 2, "same content");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            let env = env.clone();
+            tokio::spawn(async move {
+                s.accept(
+                    env,
+                    to_inboxes(&[H41]),
+                    receipt(&format!("r{i}")),
+                    vec![event(&format!("e{i}"))],
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let accepted: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, AcceptOutcome::Accepted { .. }))
+        .collect();
+    assert_eq!(accepted.len(), 1, "{outcomes:?}");
+    let winner = accepted[0].receipt().clone();
+    for o in &outcomes {
+        assert_eq!(
+            o.receipt(),
+            &winner,
+            "every duplicate carries the winner's receipt"
+        );
+    }
+    assert_eq!(s.message(&env.id).unwrap().unwrap().receipt, winner);
+    assert_eq!(s.events(&env.id).unwrap().len(), 1);
+    assert_eq!(s.inbox(&agency(H41), None, 100).unwrap().len(), 1);
+}
+
+pub async fn inbox_is_in_cursor_order_and_resumes_after_a_cursor<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    for i in 0..5 {
+        accept_to(&s, &format!("a{i}"), (i % 4) as u8, to_inboxes(&[H41])).await;
+        if i % 2 == 0 {
+            accept_to(&s, &format!("b{i}"), 0, to_inboxes(&[G22])).await;
+        }
+    }
+    let all = s.inbox(&agency(H41), None, 100).unwrap();
+    assert_eq!(ids(&all), vec!["a0", "a1", "a2", "a3", "a4"]);
+    assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor), "{all:?}");
+    assert_eq!(all[3].priority, 3);
+    assert_eq!(all[3].kind, MessageKind::Document);
+
+    let after = s.inbox(&agency(H41), Some(all[2].cursor), 100).unwrap();
+    assert_eq!(after, all[3..].to_vec());
+    let limited = s.inbox(&agency(H41), None, 2).unwrap();
+    assert_eq!(limited, all[..2].to_vec());
+    let page = s.inbox(&agency(H41), Some(all[0].cursor), 2).unwrap();
+    assert_eq!(ids(&page), vec!["a1", "a2"]);
+    assert!(
+        s.inbox(&agency(H41), Some(all[4].cursor), 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.inbox(&agency(H41), None, 0).unwrap().is_empty());
+
+    assert_eq!(
+        ids(&s.inbox(&agency(G22), None, 100).unwrap()),
+        vec!["b0", "b2", "b4"]
+    );
+    assert!(s.inbox(&agency(H20), None, 100).unwrap().is_empty());
+}
+
+pub async fn one_message_reaches_every_inbox_and_outbox_of_its_delivery<S: Store>(
+    open: &dyn Fn() -> S,
+) {
+    let s = open();
+    let delivery = Delivery {
+        inboxes: vec![agency(H41), agency(G22)],
+        outboxes: vec![(hop("national"), vec![agency(H20), agency("000.00.00.H13")])],
+    };
+    accept_to(&s, "multi", 2, delivery).await;
+    assert_eq!(
+        ids(&s.inbox(&agency(H41), None, 10).unwrap()),
+        vec!["multi"]
+    );
+    assert_eq!(
+        ids(&s.inbox(&agency(G22), None, 10).unwrap()),
+        vec!["multi"]
+    );
+    let out = s.outbox(&hop("national"), 10).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].id.as_str(), "multi");
+    assert_eq!(out[0].priority, 2);
+    assert_eq!(
+        out[0].recipients,
+        vec![agency(H20), agency("000.00.00.H13")]
+    );
+}
+
+pub async fn ack_removes_the_entry_and_appends_the_event<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    accept_to(&s, "d1", 0, to_inboxes(&[H41, G22])).await;
+    accept_to(&s, "d2", 0, to_inboxes(&[H41])).await;
+    let id = doc_id("d1");
+
+    assert!(
+        s.ack(&agency(H41), &id, event("fetched by H41"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids(&s.inbox(&agency(H41), None, 10).unwrap()), vec!["d2"]);
+    // Still in the other recipient's inbox.
+    assert_eq!(ids(&s.inbox(&agency(G22), None, 10).unwrap()), vec!["d1"]);
+    assert_eq!(
+        s.events(&id).unwrap(),
+        vec![event("d1:accepted"), event("fetched by H41")]
+    );
+
+    assert!(!s.ack(&agency(H41), &id, event("again")).await.unwrap());
+    assert!(!s.ack(&agency(H20), &id, event("not mine")).await.unwrap());
+    assert!(
+        !s.ack(&agency(H41), &doc_id("unknown"), event("?"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.events(&id).unwrap().len(),
+        2,
+        "a failed ack writes no event"
+    );
+
+    // Acked ids stay in the dedup index.
+    let again = s
+        .accept(
+            envelope("d1", 0, "d1"),
+            to_inboxes(&[H41]),
+            receipt("new"),
+            vec![event("new")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        AcceptOutcome::Duplicate {
+            receipt: receipt("d1")
+        }
+    );
+    assert_eq!(ids(&s.inbox(&agency(H41), None, 10).unwrap()), vec!["d2"]);
+}
+
+pub async fn concurrent_acks_of_one_entry_remove_it_once<S: Store>(open: &dyn Fn() -> S) {
+    let s = Arc::new(open());
+    accept_to(&*s, "d1", 0, to_inboxes(&[H41])).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.ack(&agency(H41), &doc_id("d1"), event(&format!("ack {i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut removed = 0;
+    for t in tasks {
+        removed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(removed, 1);
+    assert_eq!(
+        s.events(&doc_id("d1")).unwrap().len(),
+        2,
+        "accepted + one ack"
+    );
+    assert!(s.inbox(&agency(H41), None, 10).unwrap().is_empty());
+}
+
+pub async fn events_are_returned_in_append_order<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let first = vec![
+        event("accepted"),
+        event("delivered to H41"),
+        event("delivered to G22"),
+    ];
+    let outcome = s
+        .accept(
+            envelope("d1", 0, "d1"),
+            to_inboxes(&[H41, G22]),
+            receipt("d1"),
+            first.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        AcceptOutcome::Accepted {
+            receipt: receipt("d1")
+        }
+    );
+    accept_to(&s, "d2", 0, Delivery::default()).await;
+    let id = doc_id("d1");
+    let mut expected = first;
+    for i in 0..12 {
+        let e = event(&format!("hop {i}"));
+        s.append_event(&id, e.clone()).await.unwrap();
+        expected.push(e);
+        if i % 3 == 0 {
+            s.append_event(&doc_id("d2"), event("other")).await.unwrap();
+        }
+    }
+    assert_eq!(s.events(&id).unwrap(), expected);
+    assert_eq!(s.events(&doc_id("d2")).unwrap().len(), 5);
+}
+
+pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    for (id, priority) in [("a", 0), ("b", 3), ("c", 1), ("d", 3), ("e", 0), ("f", 2)] {
+        accept_to(&s, id, priority, to_outbox("H41", &[H41])).await;
+    }
+    accept_to(&s, "elsewhere", 3, to_outbox("G22", &[G22])).await;
+
+    let out = s.outbox(&hop("H41"), 100).unwrap();
+    let order: Vec<_> = out.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(order, vec!["b", "d", "f", "c", "a", "e"]);
+    assert!(out.iter().all(|e| e.recipients == vec![agency(H41)]));
+    let first_two: Vec<_> = s.outbox(&hop("H41"), 2).unwrap();
+    assert_eq!(first_two, out[..2].to_vec());
+    assert!(s.outbox(&hop("H20"), 100).unwrap().is_empty());
+
+    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    let order: Vec<_> = s
+        .outbox(&hop("H41"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(order, vec!["b", "f", "c", "a", "e"]);
+    // Removing again (a retry) is harmless.
+    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    assert_eq!(s.outbox(&hop("H41"), 100).unwrap().len(), 5);
+    assert_eq!(s.outbox(&hop("G22"), 100).unwrap().len(), 1);
+}
+
+pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    assert_eq!(nonzero(s.queue_depths().unwrap()), QueueDepths::default());
+    for i in 0..3 {
+        let delivery = Delivery {
+            inboxes: vec![agency(H41)],
+            outboxes: vec![(hop("national"), vec![agency(G22)])],
+        };
+        accept_to(&s, &format!("x{i}"), 1, delivery).await;
+    }
+    accept_to(&s, "y", 1, to_inboxes(&[G22])).await;
+    accept_to(&s, "z", 1, to_outbox("H20-C1", &[H20])).await;
+    assert_eq!(
+        nonzero(s.queue_depths().unwrap()),
+        QueueDepths {
+            inboxes: vec![(agency(G22), 1), (agency(H41), 3)],
+            outboxes: vec![(hop("H20-C1"), 1), (hop("national"), 3)],
+        }
+    );
+
+    assert!(
+        s.ack(&agency(G22), &doc_id("y"), event("acked"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.ack(&agency(H41), &doc_id("x0"), event("acked"))
+            .await
+            .unwrap()
+    );
+    let key = s.outbox(&hop("H20-C1"), 1).unwrap()[0].key.clone();
+    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
+    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
+    assert_eq!(
+        nonzero(s.queue_depths().unwrap()),
+        QueueDepths {
+            inboxes: vec![(agency(H41), 2)],
+            outboxes: vec![(hop("national"), 3)],
+        }
+    );
+}
+
+pub async fn blob_roundtrips_and_rewrite_is_a_no_op<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let data = Bytes::from((0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    let digest = sha256(&data);
+    s.put_blob(digest, data.clone()).await.unwrap();
+    s.put_blob(digest, data.clone()).await.unwrap();
+    assert_eq!(s.blob(digest).await.unwrap(), data);
+    let empty = Bytes::new();
+    s.put_blob(sha256(&empty), empty.clone()).await.unwrap();
+    assert_eq!(s.blob(sha256(&empty)).await.unwrap(), empty);
+}
+
+pub async fn blob_with_wrong_digest_is_rejected<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let claimed = sha256(b"what the sender announced");
+    let err = s
+        .put_blob(claimed, Bytes::from_static(b"what arrived"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { expected } if *expected == hex::encode(claimed)),
+        "{err:?}"
+    );
+    let err = s.blob(claimed).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
+
+pub async fn missing_blob_is_not_found<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let err = s.blob(sha256(b"never stored")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
+
+pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
+    open: &dyn Fn() -> S,
+) {
+    let blob = Bytes::from_static(b"%PDF-1.7 attachment");
+    let (inbox_before, outbox_before, depths_before) = {
+        let s = open();
+        for i in 0..4 {
+            let delivery = Delivery {
+                inboxes: vec![agency(H41)],
+                outboxes: vec![(hop("national"), vec![agency(G22)])],
+            };
+            accept_to(&s, &format!("d{i}"), i as u8, delivery).await;
+        }
+        s.append_event(&doc_id("d1"), event("forwarded"))
+            .await
+            .unwrap();
+        assert!(
+            s.ack(&agency(H41), &doc_id("d2"), event("fetched"))
+                .await
+                .unwrap()
+        );
+        s.put_blob(sha256(&blob), blob.clone()).await.unwrap();
+        (
+            s.inbox(&agency(H41), None, 100).unwrap(),
+            s.outbox(&hop("national"), 100).unwrap(),
+            s.queue_depths().unwrap(),
+        )
+    };
+
+    let s = open();
+    assert_eq!(s.inbox(&agency(H41), None, 100).unwrap(), inbox_before);
+    assert_eq!(ids(&inbox_before), vec!["d0", "d1", "d3"]);
+    assert_eq!(s.outbox(&hop("national"), 100).unwrap(), outbox_before);
+    assert_eq!(s.queue_depths().unwrap(), depths_before);
+    let stored = s.message(&doc_id("d3")).unwrap().unwrap();
+    assert_eq!(stored.envelope, envelope("d3", 3, "d3"));
+    assert_eq!(stored.receipt, receipt("d3"));
+    assert_eq!(
+        s.events(&doc_id("d1")).unwrap(),
+        vec![event("d1:accepted"), event("forwarded")]
+    );
+    assert_eq!(
+        s.events(&doc_id("d2")).unwrap(),
+        vec![event("d2:accepted"), event("fetched")]
+    );
+    assert_eq!(s.blob(sha256(&blob)).await.unwrap(), blob);
+
+    // Dedup survives, and new cursors come after every cursor handed out before.
+    let dup = s
+        .accept(
+            envelope("d0", 0, "d0"),
+            to_inboxes(&[H41]),
+            receipt("late"),
+            vec![event("late")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dup,
+        AcceptOutcome::Duplicate {
+            receipt: receipt("d0")
+        }
+    );
+    accept_to(&s, "after-reopen", 0, to_inboxes(&[H41])).await;
+    let last_before = inbox_before.last().unwrap().cursor;
+    let new = s.inbox(&agency(H41), Some(last_before), 100).unwrap();
+    assert_eq!(ids(&new), vec!["after-reopen"]);
+    assert!(new[0].cursor > last_before);
+    accept_to(&s, "after-reopen-2", 0, to_outbox("national", &[G22])).await;
+    let order: Vec<_> = s
+        .outbox(&hop("national"), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    // Same priority (0): the entry added after reopen comes after the one added before.
+    assert_eq!(order, vec!["d3", "d2", "d1", "d0", "after-reopen-2"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// SledStore
+
+fn sled_opener(dir: &tempfile::TempDir) -> impl Fn() -> SledStore + '_ {
+    move || SledStore::open(dir.path()).unwrap()
+}
+
+macro_rules! sled_store_conformance {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let dir = tempfile::TempDir::new().unwrap();
+                super::$case(&sled_opener(&dir)).await;
+            }
+        )*
+    };
+}
+
+mod sled_store {
+    use super::sled_opener;
+    use lienthong_store::Store;
+    sled_store_conformance!(
+        accept_then_duplicate_returns_original_receipt,
+        accept_of_same_id_with_other_content_is_conflict,
+        message_of_unknown_id_is_none,
+        concurrent_accepts_of_one_id_accept_exactly_once,
+        inbox_is_in_cursor_order_and_resumes_after_a_cursor,
+        one_message_reaches_every_inbox_and_outbox_of_its_delivery,
+        ack_removes_the_entry_and_appends_the_event,
+        concurrent_acks_of_one_entry_remove_it_once,
+        events_are_returned_in_append_order,
+        outbox_is_in_priority_then_insertion_order,
+        queue_depths_count_inboxes_and_outboxes,
+        blob_roundtrips_and_rewrite_is_a_no_op,
+        blob_with_wrong_digest_is_rejected,
+        missing_blob_is_not_found,
+        everything_survives_reopen_and_cursors_keep_increasing,
+    );
+
+    /// Implementation-specific: needs the blob's file to damage it.
+    #[tokio::test]
+    async fn blob_overwritten_on_disk_is_reported_corrupt() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let s = sled_opener(&dir)();
+        let data = bytes::Bytes::from_static(b"original attachment bytes");
+        let digest = super::sha256(&data);
+        s.put_blob(digest, data.clone()).await.unwrap();
+        std::fs::write(s.blob_path(&digest), b"tampered attachment bytes").unwrap();
+        let err = s.blob(digest).await.unwrap_err();
+        assert!(matches!(err, lienthong_store::Error::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn open_fails_clearly_when_the_store_is_already_open() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let _first = sled_opener(&dir)();
+        let err = lienthong_store::SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, lienthong_store::Error::Open { .. }),
+            "{err:?}"
+        );
+    }
+}
