@@ -11,7 +11,7 @@ use lienthong_core::sign::{Signature, SigningKey, sha256};
 use lienthong_core::{
     AgencyCode, Attachment, Document, NodeId, Receipt, StatusNotice, TransportEvent,
 };
-use lienthong_pki::{Identity, TlsFiles, TrustRoots};
+use lienthong_pki::{CachedTrust, Identity, TlsFiles, TrustRoots};
 use lienthong_proto::pb;
 use lienthong_proto::pb::admin_service_client::AdminServiceClient;
 use lienthong_proto::pb::agency_service_client::AgencyServiceClient;
@@ -150,7 +150,7 @@ pub struct DmsClient {
     agency: AgencyCode,
     signing_key: std::sync::Arc<SigningKey>,
     cert_der: Vec<u8>,
-    trust: std::sync::Arc<TrustRoots>,
+    trust: std::sync::Arc<CachedTrust>,
     rpc: AgencyServiceClient<Channel>,
 }
 
@@ -178,7 +178,7 @@ impl DmsClient {
             agency,
             signing_key: std::sync::Arc::new(signing_key),
             cert_der,
-            trust: std::sync::Arc::new(trust),
+            trust: std::sync::Arc::new(CachedTrust::new(trust)),
             rpc,
         })
     }
@@ -248,6 +248,18 @@ impl DmsClient {
             .into_inner();
         let receipt = self.check_receipt(r.receipt)?;
         Ok((receipt, r.duplicate))
+    }
+
+    /// Sends a sealed document without checking the receipt's signature: for load
+    /// generators measuring the node, not for a DMS.
+    pub async fn send_sealed_unverified(&self, sealed: pb::Document) -> Result<(), tonic::Status> {
+        self.rpc
+            .clone()
+            .send_document(pb::SendDocumentRequest {
+                document: Some(sealed),
+            })
+            .await?;
+        Ok(())
     }
 
     /// Seals and sends.
@@ -393,7 +405,7 @@ impl DmsClient {
 }
 
 /// Checks a receipt's signature: made by the node it names, over the receipt's bytes.
-pub fn verify_receipt(trust: &TrustRoots, receipt: &Receipt) -> Result<(), Error> {
+pub fn verify_receipt(trust: &CachedTrust, receipt: &Receipt) -> Result<(), Error> {
     let signature = receipt
         .signature
         .as_ref()
@@ -413,7 +425,7 @@ pub fn verify_receipt(trust: &TrustRoots, receipt: &Receipt) -> Result<(), Error
 /// Checks a document end to end: the sender's signature against the CA and every
 /// attachment against its digest.
 pub fn verify_document(
-    trust: &TrustRoots,
+    trust: &CachedTrust,
     document: &Document,
     contents: &[Bytes],
 ) -> Result<(), Error> {

@@ -3,18 +3,18 @@
 //! to and from the wire.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use lienthong_core::canonical;
 use lienthong_core::id::Agency;
-use lienthong_core::sign::{Signature, SignatureAlgorithm, SigningKey};
+use lienthong_core::sign::{Signature, SigningKey};
 use lienthong_core::{
     AgencyCode, Document, DocumentId, NodeId, Receipt, StatusNotice, TransportEvent,
     TransportEventKind, UnixMillis, now_millis,
 };
-use lienthong_pki::{Identity, TrustRoots};
+use lienthong_pki::{CachedTrust, Identity, TrustRoots};
 use lienthong_proto::DocumentWithContent;
 use lienthong_proto::stored;
 use lienthong_store::{AcceptOutcome, Delivery, Envelope, InboxEntry, MessageKind, Store};
@@ -49,20 +49,6 @@ pub struct InboxItem {
     pub received_at: UnixMillis,
 }
 
-/// A verified signer certificate, so that a busy sender's chain is checked once, not on
-/// every document.
-#[derive(Debug, Clone)]
-struct VerifiedSigner {
-    identity: Identity,
-    algorithm: SignatureAlgorithm,
-    public_key: Vec<u8>,
-    /// Re-check the chain after this time (also bounds how long a revocation takes).
-    recheck_at: std::time::Instant,
-}
-
-const SIGNER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-const SIGNER_CACHE_MAX: usize = 10_000;
-
 /// One running node: its identity, members, keys and store.
 #[derive(Debug)]
 pub struct Node {
@@ -72,8 +58,7 @@ pub struct Node {
     signing_key: SigningKey,
     /// DER of the certificate matching `signing_key`, carried in receipts.
     cert_der: Vec<u8>,
-    trust: TrustRoots,
-    signers: Mutex<HashMap<Vec<u8>, VerifiedSigner>>,
+    trust: CachedTrust,
     /// One signal per homed agency; bumped after its inbox grew.
     inbox_signals: HashMap<AgencyCode, watch::Sender<()>>,
     limits: Limits,
@@ -120,8 +105,7 @@ impl Node {
             store,
             signing_key,
             cert_der,
-            trust,
-            signers: Mutex::new(HashMap::new()),
+            trust: CachedTrust::new(trust),
             inbox_signals,
             limits: config.limits.clone(),
             started: Instant::now(),
@@ -190,44 +174,9 @@ impl Node {
 
     /// Verifies `signature` over `message` and returns the signer's identity.
     fn verify_signer(&self, signature: &Signature, message: &[u8]) -> Result<Identity, Error> {
-        let now = Instant::now();
-        let cached = self
-            .signers
-            .lock()
-            .unwrap()
-            .get(&signature.signer_cert)
-            .filter(|s| s.recheck_at > now)
-            .cloned();
-        if let Some(s) = cached {
-            if s.algorithm != signature.algorithm {
-                return Err(Error::InvalidArgument(format!(
-                    "bad signature: algorithm {} does not match the signer's {} key",
-                    signature.algorithm, s.algorithm
-                )));
-            }
-            lienthong_core::sign::verify(s.algorithm, &s.public_key, message, &signature.value)
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            return Ok(s.identity);
-        }
-        let identity = self
-            .trust
+        self.trust
             .verify_signer(signature, message)
-            .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))?;
-        let (algorithm, public_key) = lienthong_pki::cert_public_key(&signature.signer_cert)?;
-        let mut cache = self.signers.lock().unwrap();
-        if cache.len() >= SIGNER_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(
-            signature.signer_cert.clone(),
-            VerifiedSigner {
-                identity: identity.clone(),
-                algorithm,
-                public_key,
-                recheck_at: now + SIGNER_CACHE_TTL,
-            },
-        );
-        Ok(identity)
+            .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))
     }
 
     /// Checks that `signature` exists, is valid over `message`, and was made by `sender`.

@@ -30,5 +30,5 @@ pub use cert::{cert_not_after, cert_public_key, cert_serial, peer_identity};
 pub use error::{Error, Result};
 pub use files::{load_certs, load_crls, load_private_key, load_signing_key};
 pub use identity::Identity;
-pub use signer::TrustRoots;
+pub use signer::{CachedTrust, TrustRoots};
 pub use tls::{ALPN_H2, TlsFiles, client_config, crypto_provider, server_config};

@@ -2,10 +2,13 @@
 //! [`Signature`] must chain to the trusted CAs, be valid and unrevoked, and its key must
 //! verify the signature.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use lienthong_core::Signature;
+use lienthong_core::sign::SignatureAlgorithm;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use webpki::{CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList};
 
@@ -123,5 +126,80 @@ impl TrustRoots {
         lienthong_core::sign::verify(algorithm, &public_key, message, &sig.value)
             .map_err(Error::BadSignature)?;
         peer_identity(&sig.signer_cert)
+    }
+}
+
+/// How long a checked signer certificate is trusted without re-checking its chain; this
+/// also bounds how long a newly loaded revocation takes to apply to a busy signer.
+pub const SIGNER_RECHECK: Duration = Duration::from_secs(300);
+/// Most signer certificates remembered at once; the memory is cleared when full.
+const SIGNER_CACHE_MAX: usize = 10_000;
+
+/// [`TrustRoots`] that remember signer certificates they have checked, so a busy sender's
+/// chain is verified once per [`SIGNER_RECHECK`] instead of for every message; each
+/// signature is still verified every time.
+#[derive(Debug)]
+pub struct CachedTrust {
+    roots: TrustRoots,
+    checked: Mutex<HashMap<Vec<u8>, CheckedSigner>>,
+}
+
+#[derive(Debug, Clone)]
+struct CheckedSigner {
+    identity: Identity,
+    algorithm: SignatureAlgorithm,
+    public_key: Vec<u8>,
+    recheck_at: Instant,
+}
+
+impl CachedTrust {
+    pub fn new(roots: TrustRoots) -> Self {
+        CachedTrust {
+            roots,
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn roots(&self) -> &TrustRoots {
+        &self.roots
+    }
+
+    /// As [`TrustRoots::verify_signer`], with the chain check remembered.
+    pub fn verify_signer(&self, sig: &Signature, message: &[u8]) -> Result<Identity> {
+        let now = Instant::now();
+        let known = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sig.signer_cert)
+            .filter(|c| c.recheck_at > now)
+            .cloned();
+        if let Some(c) = known {
+            if c.algorithm != sig.algorithm {
+                return Err(Error::AlgorithmMismatch {
+                    declared: sig.algorithm,
+                    in_cert: c.algorithm,
+                });
+            }
+            lienthong_core::sign::verify(c.algorithm, &c.public_key, message, &sig.value)
+                .map_err(Error::BadSignature)?;
+            return Ok(c.identity);
+        }
+        let identity = self.roots.verify_signer(sig, message)?;
+        let (algorithm, public_key) = cert_public_key(&sig.signer_cert)?;
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.len() >= SIGNER_CACHE_MAX {
+            checked.clear();
+        }
+        checked.insert(
+            sig.signer_cert.clone(),
+            CheckedSigner {
+                identity: identity.clone(),
+                algorithm,
+                public_key,
+                recheck_at: now + SIGNER_RECHECK,
+            },
+        );
+        Ok(identity)
     }
 }

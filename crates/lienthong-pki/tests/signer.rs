@@ -148,3 +148,33 @@ fn trust_roots_load_from_pem_file() {
         Err(Error::NoCertificate { .. })
     ));
 }
+
+#[test]
+fn cached_trust_checks_every_signature_and_remembers_only_the_chain() {
+    let ca = CertificateAuthority::generate("cache CA").unwrap();
+    let agency = lienthong_pki::Identity::Agency(
+        lienthong_core::AgencyCode::parse("000.00.00.H41").unwrap(),
+    );
+    let issued = ca.issue(&agency, &[], &[], KeyKind::Ed25519, 30).unwrap();
+    let key = lienthong_core::sign::SigningKey::from_pkcs8(&issued.key_der).unwrap();
+    let trust = lienthong_pki::CachedTrust::new(TrustRoots::from_der([ca.cert_der()]).unwrap());
+    let sign = |msg: &[u8]| lienthong_core::Signature {
+        algorithm: key.algorithm(),
+        signer_cert: issued.cert_der.clone(),
+        value: key.sign(msg).unwrap(),
+    };
+    let sig = sign(b"one");
+    assert_eq!(trust.verify_signer(&sig, b"one").unwrap(), agency);
+    // Second time from the cache: still verified against the message.
+    assert_eq!(trust.verify_signer(&sign(b"two"), b"two").unwrap(), agency);
+    assert!(matches!(
+        trust.verify_signer(&sig, b"tampered"),
+        Err(lienthong_pki::Error::BadSignature(_))
+    ));
+    let mut wrong_alg = sign(b"three");
+    wrong_alg.algorithm = lienthong_core::sign::SignatureAlgorithm::EcdsaP256Sha256;
+    assert!(matches!(
+        trust.verify_signer(&wrong_alg, b"three"),
+        Err(lienthong_pki::Error::AlgorithmMismatch { .. })
+    ));
+}
