@@ -625,3 +625,70 @@ async fn documents_survive_a_node_restart() {
     assert_eq!(again, got.receipt);
     t.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn closes_connections_that_do_not_finish_the_tls_handshake() {
+    use tokio::io::AsyncReadExt;
+    init();
+    let t = TestNetwork::start(|c| c.limits.handshake_timeout_ms = 300)
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(t.net.config.listen)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    // The server never hears a ClientHello; it must hang up on its own.
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+        .await
+        .expect("the node should close the idle connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed without data");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // And the node still serves others.
+    assert!(t.client(0).unwrap().list_inbox(0, 1).await.is_ok());
+    t.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn serves_grpc_reflection() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let channel = ClientProfile::load(&t.net.profiles[0].1)
+        .unwrap()
+        .channel()
+        .unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "lienthong.v1.AgencyService",
+        "lienthong.v1.AdminService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    t.stop().await.unwrap();
+}
