@@ -6,8 +6,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["types.proto", "agency.proto", "admin.proto"].map(|f| root.join("lienthong/v1").join(f));
+    let files = [
+        "types.proto",
+        "agency.proto",
+        "admin.proto",
+        "directory.proto",
+        "relay.proto",
+    ]
+    .map(|f| root.join("lienthong/v1").join(f));
     for f in &files {
         // compile_fds emits no rerun-if-changed, and the files live outside the crate.
         println!("cargo:rerun-if-changed={}", f.display());

@@ -134,7 +134,7 @@ async fn run_node(config: PathBuf) -> anyhow::Result<ExitCode> {
         "node {} listening on https://{} with {} agencies",
         node.id(),
         listener.local_addr()?,
-        node.agencies().count()
+        node.agencies().len()
     );
     lienthong_node::server::serve(node, tls, listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

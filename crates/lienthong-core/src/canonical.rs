@@ -9,6 +9,7 @@
 //! trace are not covered by the document bytes (hops append to the trace; each trace entry
 //! is signed by its node over [`trace_entry_bytes`]).
 
+use crate::directory::Directory;
 use crate::document::{Document, Organization, ResponseFor, StaffInfo};
 use crate::sign::sha256;
 use crate::status::{Receipt, StatusNotice};
@@ -189,6 +190,28 @@ pub fn trace_entry_bytes(
     c.0
 }
 
+/// The bytes the national gateway signs when it issues a directory: version, issue time,
+/// every node and every agency in directory order; not the signature itself.
+pub fn directory_bytes(d: &Directory) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/directory/v1");
+    c.u64(d.version).i64(d.issued_at).count(d.nodes.len());
+    for n in &d.nodes {
+        c.str(n.id.as_str()).str(&n.level).flag(n.parent.is_some());
+        if let Some(p) = &n.parent {
+            c.str(p.as_str());
+        }
+        c.str(&n.endpoint);
+    }
+    c.count(d.agencies.len());
+    for a in &d.agencies {
+        c.str(a.agency.code.as_str())
+            .str(&a.agency.name)
+            .strs(&a.agency.aliases)
+            .str(a.home.as_str());
+    }
+    c.0
+}
+
 /// SHA-256 of a document's canonical bytes: the dedup key's content half.
 pub fn document_digest(d: &Document) -> [u8; 32] {
     sha256(&document_bytes(d))
@@ -252,5 +275,64 @@ mod tests {
         b.header.code.number = "a".into();
         b.header.code.notation = "b".into();
         assert_ne!(document_bytes(&a), document_bytes(&b));
+    }
+
+    #[test]
+    fn directory_bytes_cover_every_field_but_not_the_signature() {
+        use crate::directory::{AgencyEntry, NodeEntry};
+        use crate::id::Agency;
+        use crate::{Signature, SignatureAlgorithm};
+
+        let node = |id: &str, parent: Option<&str>| NodeEntry {
+            id: NodeId::parse(id).unwrap(),
+            level: "province".into(),
+            parent: parent.map(|p| NodeId::parse(p).unwrap()),
+            endpoint: format!("https://{id}.example:7443"),
+        };
+        let d = Directory {
+            version: 7,
+            issued_at: 1_700_000_000_000,
+            nodes: vec![node("national", None), node("H41", Some("national"))],
+            agencies: vec![AgencyEntry {
+                agency: Agency {
+                    code: AgencyCode::parse("000.00.00.H41").unwrap(),
+                    name: "UBND tỉnh Nghệ An".into(),
+                    aliases: vec!["ubnd-na".into()],
+                },
+                home: NodeId::parse("H41").unwrap(),
+            }],
+            signature: None,
+        };
+        let base = directory_bytes(&d);
+        assert!(base.starts_with(b"lienthong/directory/v1\n"));
+        let changes: Vec<fn(&mut Directory)> = vec![
+            |d| d.version += 1,
+            |d| d.issued_at += 1,
+            |d| d.nodes[1].id = NodeId::parse("H42").unwrap(),
+            |d| d.nodes[1].level = "city".into(),
+            |d| d.nodes[1].parent = None,
+            |d| d.nodes[1].parent = Some(NodeId::parse("H40").unwrap()),
+            |d| d.nodes[1].endpoint.push('0'),
+            |d| d.nodes.swap(0, 1),
+            |d| d.nodes.pop().map(drop).unwrap_or(()),
+            |d| d.agencies[0].agency.code = AgencyCode::parse("000.00.00.H42").unwrap(),
+            |d| d.agencies[0].agency.name.push('!'),
+            |d| d.agencies[0].agency.aliases.push("x".into()),
+            |d| d.agencies[0].agency.aliases[0].push('x'),
+            |d| d.agencies[0].home = NodeId::parse("national").unwrap(),
+            |d| d.agencies.clear(),
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let mut changed = d.clone();
+            change(&mut changed);
+            assert_ne!(directory_bytes(&changed), base, "change {i}");
+        }
+        let mut signed = d.clone();
+        signed.signature = Some(Signature {
+            algorithm: SignatureAlgorithm::Ed25519,
+            signer_cert: vec![1, 2, 3],
+            value: vec![4; 64],
+        });
+        assert_eq!(directory_bytes(&signed), base);
     }
 }

@@ -24,4 +24,12 @@ pub enum Error {
     UnsupportedAlgorithm(String),
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    #[error("invalid directory: {0}")]
+    InvalidDirectory(String),
+    #[error(
+        "unknown recipient {0}: no agency with this code is in the directory; check the code or wait for a newer directory"
+    )]
+    UnknownRecipient(crate::AgencyCode),
+    #[error("unknown node {0}: it is not in the directory")]
+    UnknownNode(crate::NodeId),
 }

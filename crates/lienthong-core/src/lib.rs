@@ -8,16 +8,19 @@
 //!   attachments, signature and hop trace, mirroring edXML (QCVN 102:2016);
 //! - [`status`]: business status notices (01–06, 13, 15, 16) and transport events;
 //! - [`canonical`]: the canonical bytes a sender signs, independent of protobuf encoding;
+//! - [`directory`]: the signed directory of nodes and agencies, and tree routing over it;
 //! - [`sign`]: signing and verification with ring (Ed25519, ECDSA P-256, RSA-2048 SHA-256).
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod directory;
 pub mod document;
 pub mod error;
 pub mod id;
 pub mod sign;
 pub mod status;
 
+pub use directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry, Route, RoutePlan};
 pub use document::*;
 pub use error::Error;
 pub use id::{AgencyCode, DocumentId, NodeId};

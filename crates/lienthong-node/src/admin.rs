@@ -37,7 +37,7 @@ impl AdminService for AdminApi {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: self.node.uptime().as_secs(),
             store_ok,
-            agencies: self.node.agencies().count() as u32,
+            agencies: self.node.agencies().len() as u32,
         }))
     }
 

@@ -45,7 +45,7 @@ fn entry_pb(item: InboxItem) -> pb::InboxEntry {
         id: item.entry.id.to_string(),
         kind: match item.entry.kind {
             MessageKind::Document => pb::MessageKind::Document,
-            MessageKind::Status => pb::MessageKind::Status,
+            MessageKind::Status | MessageKind::Event => pb::MessageKind::Status,
         } as i32,
         priority: item.entry.priority.into(),
         from: item.from.to_string(),
@@ -83,7 +83,7 @@ impl AgencyService for AgencyApi {
     ) -> Result<Response<EntryStream>, Status> {
         let caller = self.caller(&req)?;
         let mut cursor = req.into_inner().after_cursor;
-        let mut signal = self.node.watch_inbox(&caller)?;
+        let mut signal = self.node.watch_inbox(&caller);
         let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BATCH);
         tokio::spawn(async move {

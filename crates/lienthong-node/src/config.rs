@@ -38,6 +38,39 @@ pub struct NodeConfig {
     /// Limits that protect the node from abuse.
     #[serde(default)]
     pub limits: Limits,
+    /// How this node joins a network of nodes. Absent: a stand-alone node serving
+    /// `agencies`.
+    #[serde(default)]
+    pub network: Option<NetworkConfig>,
+}
+
+/// Default interval at which a node asks its parent for a newer directory.
+pub const DEFAULT_DIRECTORY_POLL_MS: u64 = 30_000;
+
+/// Membership in a network: the directory and the parent link.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The national gateway's node id: only a directory signed by this node is accepted.
+    pub national: String,
+    /// National gateway only: the directory source (TOML) this node signs and serves.
+    #[serde(default)]
+    pub directory_file: Option<PathBuf>,
+    /// The parent's endpoint (`https://host:port`), used to fetch the directory; absent at
+    /// the national gateway.
+    #[serde(default)]
+    pub parent_endpoint: Option<String>,
+    /// The parent's node id; its certificate must carry it.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// How often to ask the parent for a newer directory, in milliseconds (default
+    /// [`DEFAULT_DIRECTORY_POLL_MS`]).
+    #[serde(default = "default_directory_poll_ms")]
+    pub directory_poll_ms: u64,
+}
+
+fn default_directory_poll_ms() -> u64 {
+    DEFAULT_DIRECTORY_POLL_MS
 }
 
 /// Paths of the node's PKI material. Relative paths are relative to the config file.
@@ -124,6 +157,13 @@ impl NodeConfig {
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
         self.tls.crls.iter_mut().for_each(fix);
+        if let Some(file) = self
+            .network
+            .as_mut()
+            .and_then(|n| n.directory_file.as_mut())
+        {
+            fix(file);
+        }
     }
 
     /// Checks ids, codes and limits; says which field is wrong.
@@ -134,6 +174,40 @@ impl NodeConfig {
             return Err(Error::Config(
                 "limits.max_message_bytes must be at least 1024".into(),
             ));
+        }
+        if let Some(net) = &self.network {
+            NodeId::parse(&net.national)
+                .map_err(|e| Error::Config(format!("network.national: {e}")))?;
+            let is_national = net.national == self.node_id;
+            match (
+                is_national,
+                &net.directory_file,
+                &net.parent_endpoint,
+                &net.parent,
+            ) {
+                (true, Some(_), None, None) => {}
+                (true, _, _, _) => {
+                    return Err(Error::Config(
+                        "the national gateway needs network.directory_file and no parent".into(),
+                    ));
+                }
+                (false, None, Some(_), Some(parent)) => {
+                    NodeId::parse(parent)
+                        .map_err(|e| Error::Config(format!("network.parent: {e}")))?;
+                }
+                (false, _, _, _) => {
+                    return Err(Error::Config(
+                        "a node below the national gateway needs network.parent and \
+                         network.parent_endpoint, and no directory_file"
+                            .into(),
+                    ));
+                }
+            }
+            if !self.agencies.is_empty() {
+                return Err(Error::Config(
+                    "agencies come from the directory in a network; remove [[agencies]]".into(),
+                ));
+            }
         }
         if self.limits.handshake_timeout_ms == 0 {
             return Err(Error::Config(

@@ -16,8 +16,10 @@ pub mod admin;
 pub mod agency;
 pub mod client;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod node;
+pub mod relay;
 pub mod server;
 pub mod transport;
 

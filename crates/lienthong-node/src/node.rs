@@ -1,27 +1,37 @@
-//! The node's core: what it does with a document, a status notice, an inbox request, and
-//! who may ask. The gRPC services in [`crate::agency`] and [`crate::admin`] only translate
-//! to and from the wire.
+//! The node's core: what it does with a document, a status notice or a transport event —
+//! from a DMS or from a neighbouring node — and who may ask. The gRPC services in
+//! [`crate::agency`], [`crate::admin`], [`crate::relay`] and [`crate::directory`] only
+//! translate to and from the wire.
+//!
+//! Every message enters through one admission path: verify the sender's signature and the
+//! attachment digests, deduplicate on the id, write attachment blobs, append this node's
+//! signed trace entry, route each recipient over the directory (local inbox, or the
+//! outbox towards a neighbour), and store it all in one durable write. Transport events
+//! are recorded where they happen and travel back to the sender's home node.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use lienthong_core::canonical;
+use lienthong_core::directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry, Route};
 use lienthong_core::id::Agency;
-use lienthong_core::sign::{Signature, SigningKey};
+use lienthong_core::sign::{Signature, SigningKey, sha256};
 use lienthong_core::{
-    AgencyCode, Document, DocumentId, NodeId, Receipt, StatusNotice, TransportEvent,
+    AgencyCode, Document, DocumentId, NodeId, Receipt, StatusNotice, TraceEntry, TransportEvent,
     TransportEventKind, UnixMillis, now_millis,
 };
-use lienthong_pki::{CachedTrust, Identity, TrustRoots};
-use lienthong_proto::DocumentWithContent;
+use lienthong_pki::{CachedTrust, Identity, TlsFiles, TrustRoots};
 use lienthong_proto::stored;
+use lienthong_proto::{DocumentWithContent, pb};
 use lienthong_store::{AcceptOutcome, Delivery, Envelope, InboxEntry, MessageKind, Store};
+use prost::Message;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::config::{Limits, NodeConfig};
+use crate::config::{Limits, NetworkConfig, NodeConfig};
+use crate::directory::{self, DirectoryHolder};
 
 /// A message taken out of the store for a DMS.
 #[derive(Debug)]
@@ -49,25 +59,47 @@ pub struct InboxItem {
     pub received_at: UnixMillis,
 }
 
-/// One running node: its identity, members, keys and store.
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A DMS of an agency homed here.
+    Agency(AgencyCode),
+    /// A neighbouring node, with the origin node's receipt it carried.
+    Relay { from: NodeId, receipt: Receipt },
+}
+
+/// The outcome of a relay hand-off item, for the `RelayAck`.
+#[derive(Debug)]
+pub enum RelayOutcome {
+    Stored,
+    Duplicate,
+}
+
+/// One running node: its identity, keys, directory and store.
 #[derive(Debug)]
 pub struct Node {
     id: NodeId,
-    agencies: HashMap<AgencyCode, Agency>,
     store: Arc<dyn Store>,
     signing_key: SigningKey,
-    /// DER of the certificate matching `signing_key`, carried in receipts.
+    /// DER of the certificate matching `signing_key`, carried in receipts and trace
+    /// entries.
     cert_der: Vec<u8>,
     trust: CachedTrust,
-    /// One signal per homed agency; bumped after its inbox grew.
-    inbox_signals: HashMap<AgencyCode, watch::Sender<()>>,
+    tls_files: TlsFiles,
+    directory: DirectoryHolder,
+    network: Option<NetworkConfig>,
+    /// Bumped after an agency's inbox grew.
+    inbox_signals: Mutex<HashMap<AgencyCode, watch::Sender<()>>>,
+    /// Bumped after the outbox towards a neighbour grew.
+    outbox_signals: Mutex<HashMap<NodeId, watch::Sender<()>>>,
     limits: Limits,
     started: Instant,
 }
 
 impl Node {
     /// Builds a node from validated configuration and an open store. Loads keys (refusing
-    /// group- or world-readable ones) and checks that the certificate names this node.
+    /// group- or world-readable ones), checks that the certificate names this node, and
+    /// loads the directory (source file at the national gateway, else the cache).
     pub fn new(config: &NodeConfig, store: Arc<dyn Store>) -> Result<Self, Error> {
         let id = config.node_id()?;
         let signing_key = lienthong_pki::load_signing_key(&config.tls.key)?;
@@ -89,24 +121,52 @@ impl Node {
                 config.tls.cert.display()
             )));
         }
-        let trust = TrustRoots::load(&config.tls.ca)?;
-        let agencies: HashMap<_, _> = config
-            .agencies()?
-            .into_iter()
-            .map(|a| (a.code.clone(), a))
-            .collect();
-        let inbox_signals = agencies
-            .keys()
-            .map(|c| (c.clone(), watch::channel(()).0))
-            .collect();
+        let trust = CachedTrust::new(TrustRoots::load(&config.tls.ca)?);
+        let directory = match &config.network {
+            None => DirectoryHolder::new(standalone_directory(config, &id)?, None, None)?,
+            Some(net) => {
+                let national = NodeId::parse(&net.national)
+                    .map_err(|e| Error::Config(format!("network.national: {e}")))?;
+                let cache = directory::cache_path(&config.data_dir);
+                let initial = if let Some(source) = &net.directory_file {
+                    let mut d = directory::load_source(source)?;
+                    directory::sign(&mut d, &signing_key, &cert_der)?;
+                    if let Some(cached) = directory::load_cache(&cache)?
+                        && cached.version > d.version
+                    {
+                        return Err(Error::Config(format!(
+                            "{} has version {} but version {} was published before; \
+                             raise the version",
+                            source.display(),
+                            d.version,
+                            cached.version
+                        )));
+                    }
+                    directory::save_cache(&cache, &d)?;
+                    d
+                } else {
+                    match directory::load_cache(&cache)? {
+                        Some(d) => {
+                            directory::verify(&d, &trust, &national)?;
+                            d
+                        }
+                        None => placeholder_directory(&id, net)?,
+                    }
+                };
+                DirectoryHolder::new(initial, Some(national), Some(cache))?
+            }
+        };
         Ok(Node {
             id,
-            agencies,
             store,
             signing_key,
             cert_der,
-            trust: CachedTrust::new(trust),
-            inbox_signals,
+            trust,
+            tls_files: config.tls_files(),
+            directory,
+            network: config.network.clone(),
+            inbox_signals: Mutex::new(HashMap::new()),
+            outbox_signals: Mutex::new(HashMap::new()),
             limits: config.limits.clone(),
             started: Instant::now(),
         })
@@ -120,8 +180,42 @@ impl Node {
         &self.store
     }
 
-    pub fn agencies(&self) -> impl Iterator<Item = &Agency> {
-        self.agencies.values()
+    pub fn trust(&self) -> &CachedTrust {
+        &self.trust
+    }
+
+    pub fn tls_files(&self) -> &TlsFiles {
+        &self.tls_files
+    }
+
+    pub fn directory(&self) -> &DirectoryHolder {
+        &self.directory
+    }
+
+    pub fn network(&self) -> Option<&NetworkConfig> {
+        self.network.as_ref()
+    }
+
+    /// The agencies homed at this node, per the directory in use.
+    pub fn agencies(&self) -> Vec<Agency> {
+        let d = self.directory.current();
+        d.agencies_homed_at(&self.id)
+            .map(|e| e.agency.clone())
+            .collect()
+    }
+
+    /// The neighbours (parent and children) per the directory in use.
+    pub fn neighbours(&self) -> Vec<NodeId> {
+        let d = self.directory.current();
+        let mut out: Vec<NodeId> = d.parent_of(&self.id).into_iter().cloned().collect();
+        out.extend(d.children_of(&self.id).cloned());
+        out
+    }
+
+    /// Wakes whatever depends on the directory (link workers).
+    pub fn directory_changed(&self) {
+        let hops: Vec<NodeId> = self.neighbours();
+        self.signal_hops(&hops);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -134,10 +228,16 @@ impl Node {
 
     // ---- who may ask ---------------------------------------------------------------
 
+    fn is_homed_here(&self, d: &DirectoryIndex, agency: &AgencyCode) -> bool {
+        d.home_of(agency) == Some(&self.id)
+    }
+
     /// The agency a DMS connection speaks for; it must be homed at this node.
     pub fn authorize_agency(&self, identity: &Identity) -> Result<AgencyCode, Error> {
         match identity {
-            Identity::Agency(code) if self.agencies.contains_key(code) => Ok(code.clone()),
+            Identity::Agency(code) if self.is_homed_here(&self.directory.current(), code) => {
+                Ok(code.clone())
+            }
             Identity::Agency(code) => Err(Error::PermissionDenied(format!(
                 "agency {code} is not served by node {}; connect to its home node",
                 self.id
@@ -159,25 +259,21 @@ impl Node {
         }
     }
 
-    fn check_homed(&self, recipient: &AgencyCode) -> Result<(), Error> {
-        if self.agencies.contains_key(recipient) {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!(
-                "unknown recipient {recipient}: no agency with that code is known to node {}",
+    /// The neighbour a relay connection comes from.
+    pub fn authorize_neighbour(&self, identity: &Identity) -> Result<NodeId, Error> {
+        match identity {
+            Identity::Node(n) if self.directory.current().is_neighbour(&self.id, n) => {
+                Ok(n.clone())
+            }
+            other => Err(Error::PermissionDenied(format!(
+                "{other} is not a neighbour of node {} in the directory; only a parent or \
+                 child may hand messages over",
                 self.id
-            )))
+            ))),
         }
     }
 
     // ---- signatures ------------------------------------------------------------------
-
-    /// Verifies `signature` over `message` and returns the signer's identity.
-    fn verify_signer(&self, signature: &Signature, message: &[u8]) -> Result<Identity, Error> {
-        self.trust
-            .verify_signer(signature, message)
-            .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))
-    }
 
     /// Checks that `signature` exists, is valid over `message`, and was made by `sender`.
     fn verify_sender(
@@ -191,13 +287,59 @@ impl Node {
                 "the message is not signed; sign it with the sending agency's key".into(),
             )
         })?;
-        let signer = self.verify_signer(signature, message)?;
+        let signer = self
+            .trust
+            .verify_signer(signature, message)
+            .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))?;
         if signer != Identity::Agency(sender.clone()) {
             return Err(Error::PermissionDenied(format!(
                 "the message is signed by {signer}, not by its sender {sender}"
             )));
         }
         Ok(())
+    }
+
+    /// Checks that the last trace entry was added, and signed, by the neighbour `from`.
+    fn verify_last_hop(
+        &self,
+        id: &DocumentId,
+        digest: &[u8; 32],
+        trace: &[TraceEntry],
+        from: &NodeId,
+    ) -> Result<(), Error> {
+        let last = trace.last().ok_or_else(|| {
+            Error::InvalidArgument(format!("message {id} from {from} carries no trace entry"))
+        })?;
+        if &last.node != from {
+            return Err(Error::PermissionDenied(format!(
+                "message {id}: the last trace entry names {} but came from {from}",
+                last.node
+            )));
+        }
+        let signature = last.signature.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!("message {id}: trace entry of {from} is not signed"))
+        })?;
+        let signer = self
+            .trust
+            .verify_signer(
+                signature,
+                &canonical::trace_entry_bytes(id, digest, &last.node, last.at),
+            )
+            .map_err(|e| Error::InvalidArgument(format!("bad trace signature: {e}")))?;
+        if signer != Identity::Node(from.clone()) {
+            return Err(Error::PermissionDenied(format!(
+                "message {id}: trace entry of {from} is signed by {signer}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn sign_with_node_key(&self, bytes: &[u8]) -> Result<Signature, Error> {
+        Ok(Signature {
+            algorithm: self.signing_key.algorithm(),
+            signer_cert: self.cert_der.clone(),
+            value: self.signing_key.sign(bytes)?,
+        })
     }
 
     fn receipt(&self, id: &DocumentId, content_digest: [u8; 32]) -> Result<Receipt, Error> {
@@ -208,13 +350,19 @@ impl Node {
             accepted_at: now_millis(),
             signature: None,
         };
-        let value = self.signing_key.sign(&canonical::receipt_bytes(&receipt))?;
-        receipt.signature = Some(Signature {
-            algorithm: self.signing_key.algorithm(),
-            signer_cert: self.cert_der.clone(),
-            value,
-        });
+        receipt.signature = Some(self.sign_with_node_key(&canonical::receipt_bytes(&receipt))?);
         Ok(receipt)
+    }
+
+    fn trace_entry(&self, id: &DocumentId, digest: &[u8; 32]) -> Result<TraceEntry, Error> {
+        let at = now_millis();
+        Ok(TraceEntry {
+            node: self.id.clone(),
+            at,
+            signature: Some(
+                self.sign_with_node_key(&canonical::trace_entry_bytes(id, digest, &self.id, at))?,
+            ),
+        })
     }
 
     fn event(
@@ -222,55 +370,177 @@ impl Node {
         kind: TransportEventKind,
         agency: Option<&AgencyCode>,
         detail: String,
-    ) -> Bytes {
-        stored::encode_event(&TransportEvent {
+    ) -> TransportEvent {
+        TransportEvent {
             kind,
             at: now_millis(),
             node: self.id.clone(),
             agency: agency.cloned(),
             detail,
-        })
-        .into()
+        }
     }
 
-    fn signal(&self, agencies: &[AgencyCode]) {
+    // ---- signals ---------------------------------------------------------------------
+
+    fn signal_inboxes(&self, agencies: &[AgencyCode]) {
+        let mut signals = self.inbox_signals.lock().unwrap_or_else(|p| p.into_inner());
         for a in agencies {
-            if let Some(s) = self.inbox_signals.get(a) {
+            if let Some(s) = signals.get_mut(a) {
                 s.send_replace(());
             }
         }
     }
 
-    /// A receiver that changes whenever `agency`'s inbox grows.
-    pub fn watch_inbox(&self, agency: &AgencyCode) -> Result<watch::Receiver<()>, Error> {
-        self.inbox_signals
-            .get(agency)
-            .map(|s| s.subscribe())
-            .ok_or_else(|| Error::NotFound(format!("no inbox for {agency} at node {}", self.id)))
+    fn signal_hops(&self, hops: &[NodeId]) {
+        let mut signals = self
+            .outbox_signals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for h in hops {
+            signals
+                .entry(h.clone())
+                .or_insert_with(|| watch::channel(()).0)
+                .send_replace(());
+        }
     }
 
-    // ---- sending ---------------------------------------------------------------------
+    /// A receiver that changes whenever `agency`'s inbox grows.
+    pub fn watch_inbox(&self, agency: &AgencyCode) -> watch::Receiver<()> {
+        let mut signals = self.inbox_signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals
+            .entry(agency.clone())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
 
-    /// Accepts a document from the DMS of `caller`: checks sender, recipients, signature
-    /// and attachments, stores everything durably, and returns the signed receipt (the
-    /// original one for a duplicate) and whether it was a duplicate.
+    /// A receiver that changes whenever the outbox towards `hop` grows.
+    pub fn watch_outbox(&self, hop: &NodeId) -> watch::Receiver<()> {
+        let mut signals = self
+            .outbox_signals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        signals
+            .entry(hop.clone())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    // ---- events ----------------------------------------------------------------------
+
+    /// Records `event` about message `id` sent by `sender`: appended here if the sender
+    /// is homed here, else queued towards the sender's home node.
+    pub async fn record(
+        &self,
+        id: &DocumentId,
+        sender: &AgencyCode,
+        event: TransportEvent,
+    ) -> Result<(), Error> {
+        let d = self.directory.current();
+        if self.is_homed_here(&d, sender) || d.home_of(sender).is_none() {
+            self.store
+                .append_event(id, stored::encode_event(&event).into())
+                .await?;
+            return Ok(());
+        }
+        self.forward_event(&d, id, sender, event).await
+    }
+
+    async fn forward_event(
+        &self,
+        d: &DirectoryIndex,
+        id: &DocumentId,
+        sender: &AgencyCode,
+        event: TransportEvent,
+    ) -> Result<(), Error> {
+        let hop = match d.route(&self.id, sender) {
+            Ok(Route::Via(hop)) => hop,
+            _ => {
+                // Nowhere to send it: keep it here rather than lose it.
+                self.store
+                    .append_event(id, stored::encode_event(&event).into())
+                    .await?;
+                return Ok(());
+            }
+        };
+        let relay_event = pb::RelayEvent {
+            document_id: id.to_string(),
+            sender: sender.to_string(),
+            event: Some((&event).into()),
+        };
+        let encoded = relay_event.encode_to_vec();
+        let digest = sha256(&encoded);
+        let event_id = DocumentId::parse(&format!("ev-{}", hex::encode(&digest[..16])))?;
+        let envelope = Envelope {
+            id: event_id,
+            kind: MessageKind::Event,
+            priority: 0,
+            content_digest: digest,
+            encoded: encoded.into(),
+            received_at: now_millis(),
+        };
+        let delivery = Delivery {
+            inboxes: Vec::new(),
+            outboxes: vec![(hop.clone(), vec![sender.clone()])],
+        };
+        self.store
+            .accept(envelope, delivery, Bytes::new(), Vec::new())
+            .await?;
+        self.signal_hops(&[hop]);
+        Ok(())
+    }
+
+    // ---- admission -------------------------------------------------------------------
+
+    /// Accepts a document from the DMS of `caller`: checks sender and recipients, then
+    /// admits it. Returns the signed receipt (the original one for a duplicate) and
+    /// whether it was a duplicate.
     pub async fn send_document(
         &self,
         caller: &AgencyCode,
         message: DocumentWithContent,
     ) -> Result<(Receipt, bool), Error> {
-        // The document is stored exactly as signed: the node never alters a signed field.
-        let DocumentWithContent { document, contents } = message;
-        let sender = document.sender()?.clone();
+        let sender = message.document.sender()?.clone();
         if sender != *caller {
             return Err(Error::PermissionDenied(format!(
                 "the document's sender (from) is {sender} but the connection belongs to \
                  {caller}; a DMS may only send as its own agency"
             )));
         }
-        let recipients = document.recipients()?;
-        for r in &recipients {
-            self.check_homed(r)?;
+        let recipients = message.document.recipients()?;
+        let d = self.directory.current();
+        if let Some(unknown) = recipients.iter().find(|r| d.home_of(r).is_none()) {
+            return Err(Error::NotFound(format!(
+                "unknown recipient {unknown}: no agency with that code is in the directory \
+                 (version {}) of node {}",
+                d.version, self.id
+            )));
+        }
+        let (receipt, outcome) = self
+            .admit_document(message, recipients, Origin::Agency(caller.clone()))
+            .await?;
+        Ok((receipt, matches!(outcome, RelayOutcome::Duplicate)))
+    }
+
+    /// The admission path of documents, from a DMS or a neighbour.
+    pub async fn admit_document(
+        &self,
+        message: DocumentWithContent,
+        recipients: Vec<AgencyCode>,
+        origin: Origin,
+    ) -> Result<(Receipt, RelayOutcome), Error> {
+        // The document is stored exactly as signed: the node never alters a signed field;
+        // it only appends its trace entry.
+        let DocumentWithContent {
+            mut document,
+            contents,
+        } = message;
+        let sender = document.sender()?.clone();
+        if contents.len() != document.attachments.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} attachments described but {} carried",
+                document.attachments.len(),
+                contents.len()
+            )));
         }
         for (attachment, content) in document.attachments.iter().zip(&contents) {
             if content.len() as u64 != attachment.size {
@@ -281,7 +551,7 @@ impl Node {
                     content.len()
                 )));
             }
-            if lienthong_core::sign::sha256(content) != attachment.sha256 {
+            if sha256(content) != attachment.sha256 {
                 return Err(Error::InvalidArgument(format!(
                     "attachment {:?} does not match its SHA-256 digest; the file changed \
                      after it was signed, or was damaged in transit",
@@ -291,7 +561,10 @@ impl Node {
         }
         let signed = canonical::document_bytes(&document);
         self.verify_sender(document.signature.as_ref(), &signed, &sender)?;
-        let content_digest = lienthong_core::sign::sha256(&signed);
+        let content_digest = sha256(&signed);
+        if let Origin::Relay { from, .. } = &origin {
+            self.verify_last_hop(&document.id, &content_digest, &document.trace, from)?;
+        }
 
         // A duplicate needs no blob writes and keeps its original receipt.
         if let Some(existing) = self.store.message(&document.id)? {
@@ -300,45 +573,122 @@ impl Node {
         for (attachment, content) in document.attachments.iter().zip(contents) {
             self.store.put_blob(attachment.sha256, content).await?;
         }
-        let receipt = self.receipt(&document.id, content_digest)?;
+        let receipt = match &origin {
+            Origin::Agency(_) => self.receipt(&document.id, content_digest)?,
+            Origin::Relay { receipt, .. } => receipt.clone(),
+        };
+        document
+            .trace
+            .push(self.trace_entry(&document.id, &content_digest)?);
+
+        let d = self.directory.current();
+        let plan = self.plan(&d, &recipients, &origin);
+        let mut events = Vec::new();
+        let mut back = Vec::new(); // events for the sender's home node
+        match &origin {
+            Origin::Agency(_) => events.push(self.event(
+                TransportEventKind::Accepted,
+                None,
+                format!("from {sender}"),
+            )),
+            Origin::Relay { from, .. } => events.push(self.event(
+                TransportEventKind::Forwarded,
+                None,
+                format!("received from {from}"),
+            )),
+        }
+        for r in &plan.local {
+            let e = self.event(
+                TransportEventKind::Delivered,
+                Some(r),
+                format!("inbox of {r} at {}", self.id),
+            );
+            events.push(e.clone());
+            back.push(e);
+        }
+        for (r, reason) in &plan.dead {
+            let e = self.event(TransportEventKind::DeadLettered, Some(r), reason.clone());
+            events.push(e.clone());
+            back.push(e);
+        }
         let envelope = Envelope {
             id: document.id.clone(),
             kind: MessageKind::Document,
             priority: document.priority() as u8,
             content_digest,
             encoded: stored::encode_document(&document).into(),
-            received_at: receipt.accepted_at,
+            received_at: now_millis(),
         };
+        let hops: Vec<NodeId> = plan.via.iter().map(|(h, _)| h.clone()).collect();
         let delivery = Delivery {
-            inboxes: recipients.clone(),
-            outboxes: Vec::new(),
+            inboxes: plan.local.clone(),
+            outboxes: plan.via,
         };
-        let mut events =
-            vec![self.event(TransportEventKind::Accepted, None, format!("from {sender}"))];
-        events.extend(recipients.iter().map(|r| {
-            self.event(
-                TransportEventKind::Delivered,
-                Some(r),
-                format!("inbox of {r}"),
-            )
-        }));
         let outcome = self
             .store
             .accept(
                 envelope,
                 delivery,
                 stored::encode_receipt(&receipt).into(),
-                events,
+                events
+                    .iter()
+                    .map(|e| stored::encode_event(e).into())
+                    .collect(),
             )
             .await?;
         match outcome {
             AcceptOutcome::Accepted { .. } => {
-                self.signal(&recipients);
-                tracing::debug!(id = %document.id, %sender, recipients = recipients.len(), "document accepted");
-                Ok((receipt, false))
+                self.signal_inboxes(&plan.local);
+                self.signal_hops(&hops);
+                if !self.is_homed_here(&d, &sender) {
+                    for e in back {
+                        self.forward_event(&d, &document.id, &sender, e).await?;
+                    }
+                }
+                tracing::debug!(id = %document.id, %sender, local = plan.local.len(), hops = hops.len(), "document admitted");
+                Ok((receipt, RelayOutcome::Stored))
             }
-            AcceptOutcome::Duplicate { receipt } => Ok((stored::decode_receipt(&receipt)?, true)),
+            AcceptOutcome::Duplicate { receipt } => {
+                Ok((stored::decode_receipt(&receipt)?, RelayOutcome::Duplicate))
+            }
         }
+    }
+
+    /// Splits recipients into local inboxes, next hops, and dead letters (unknown here, or
+    /// routed back to the neighbour they came from).
+    fn plan(&self, d: &DirectoryIndex, recipients: &[AgencyCode], origin: &Origin) -> Plan {
+        let mut plan = Plan::default();
+        let Ok(routed) = d.plan(&self.id, recipients) else {
+            // This node is not in its own directory yet: nothing can be routed.
+            for r in recipients {
+                plan.dead.push((
+                    r.clone(),
+                    format!("node {} is not in its directory", self.id),
+                ));
+            }
+            return plan;
+        };
+        plan.local = routed.local;
+        for (hop, rs) in routed.via {
+            if matches!(origin, Origin::Relay { from, .. } if *from == hop) {
+                for r in rs {
+                    plan.dead.push((
+                        r,
+                        format!("routing loop: {hop} sent it here and is its next hop too"),
+                    ));
+                }
+            } else {
+                plan.via.push((hop, rs));
+            }
+        }
+        for r in routed.unknown {
+            let reason = format!(
+                "recipient {r} is not in the directory (version {}) of node {}",
+                d.version, self.id
+            );
+            plan.dead.push((r, reason));
+        }
+        plan
     }
 
     fn duplicate_or_conflict(
@@ -346,9 +696,12 @@ impl Node {
         id: &DocumentId,
         existing: lienthong_store::StoredMessage,
         content_digest: [u8; 32],
-    ) -> Result<(Receipt, bool), Error> {
+    ) -> Result<(Receipt, RelayOutcome), Error> {
         if existing.envelope.content_digest == content_digest {
-            Ok((stored::decode_receipt(&existing.receipt)?, true))
+            Ok((
+                stored::decode_receipt(&existing.receipt)?,
+                RelayOutcome::Duplicate,
+            ))
         } else {
             Err(Error::AlreadyExists(format!(
                 "message {id} was already accepted with different content; send changed \
@@ -357,8 +710,8 @@ impl Node {
         }
     }
 
-    /// Accepts a status notice from `caller` about a document held here, and delivers it
-    /// to the other party's inbox.
+    /// Accepts a status notice from `caller` about a document held here (delivered to or
+    /// sent by `caller`), and routes it to the other party.
     pub async fn send_status(
         &self,
         caller: &AgencyCode,
@@ -370,7 +723,6 @@ impl Node {
                 "the notice's sender (from) is {sender} but the connection belongs to {caller}"
             )));
         }
-        self.check_homed(&notice.to)?;
         let document_id = notice.document_id()?;
         let original = self.load_document(&document_id)?.ok_or_else(|| {
             Error::NotFound(format!(
@@ -409,62 +761,132 @@ impl Node {
                 )));
             }
         }
+        let (receipt, outcome) = self
+            .admit_status(notice, Origin::Agency(caller.clone()))
+            .await?;
+        Ok((receipt, matches!(outcome, RelayOutcome::Duplicate)))
+    }
+
+    /// The admission path of status notices, from a DMS or a neighbour.
+    pub async fn admit_status(
+        &self,
+        mut notice: StatusNotice,
+        origin: Origin,
+    ) -> Result<(Receipt, RelayOutcome), Error> {
+        let sender = notice.sender()?.clone();
         let signed = canonical::status_bytes(&notice);
         self.verify_sender(notice.signature.as_ref(), &signed, &sender)?;
-        let content_digest = lienthong_core::sign::sha256(&signed);
+        let content_digest = sha256(&signed);
+        if let Origin::Relay { from, .. } = &origin {
+            self.verify_last_hop(&notice.id, &content_digest, &notice.trace, from)?;
+        }
         if let Some(existing) = self.store.message(&notice.id)? {
             return self.duplicate_or_conflict(&notice.id, existing, content_digest);
         }
-        let receipt = self.receipt(&notice.id, content_digest)?;
+        let receipt = match &origin {
+            Origin::Agency(_) => self.receipt(&notice.id, content_digest)?,
+            Origin::Relay { receipt, .. } => receipt.clone(),
+        };
+        notice
+            .trace
+            .push(self.trace_entry(&notice.id, &content_digest)?);
+        let d = self.directory.current();
+        let to = vec![notice.to.clone()];
+        let plan = self.plan(&d, &to, &origin);
+        let mut events = vec![self.event(
+            TransportEventKind::Accepted,
+            None,
+            format!("status {} from {sender}", notice.code.code()),
+        )];
+        for r in &plan.local {
+            events.push(self.event(
+                TransportEventKind::Delivered,
+                Some(r),
+                format!("inbox of {r} at {}", self.id),
+            ));
+        }
+        for (r, reason) in &plan.dead {
+            events.push(self.event(TransportEventKind::DeadLettered, Some(r), reason.clone()));
+        }
         let envelope = Envelope {
             id: notice.id.clone(),
             kind: MessageKind::Status,
-            priority: original.priority() as u8,
+            priority: 1,
             content_digest,
             encoded: stored::encode_status(&notice).into(),
-            received_at: receipt.accepted_at,
+            received_at: now_millis(),
         };
-        let to = vec![notice.to.clone()];
-        let events = vec![
-            self.event(
-                TransportEventKind::Accepted,
-                None,
-                format!("status from {sender}"),
-            ),
-            self.event(
-                TransportEventKind::Delivered,
-                Some(&notice.to),
-                format!("inbox of {}", notice.to),
-            ),
-        ];
+        let hops: Vec<NodeId> = plan.via.iter().map(|(h, _)| h.clone()).collect();
         let outcome = self
             .store
             .accept(
                 envelope,
                 Delivery {
-                    inboxes: to.clone(),
-                    outboxes: Vec::new(),
+                    inboxes: plan.local.clone(),
+                    outboxes: plan.via,
                 },
                 stored::encode_receipt(&receipt).into(),
-                events,
+                events
+                    .iter()
+                    .map(|e| stored::encode_event(e).into())
+                    .collect(),
             )
             .await?;
         if let AcceptOutcome::Duplicate { receipt } = outcome {
-            return Ok((stored::decode_receipt(&receipt)?, true));
+            return Ok((stored::decode_receipt(&receipt)?, RelayOutcome::Duplicate));
         }
-        // The original document's log points at the notice, so `track` can show it.
+        self.signal_inboxes(&plan.local);
+        self.signal_hops(&hops);
+        // Where the notice reaches its addressee, the document's log points at it, so
+        // that `track` can show it.
+        if !plan.local.is_empty()
+            && let Ok(document_id) = notice.document_id()
+            && self.store.message(&document_id)?.is_some()
+        {
+            self.store
+                .append_event(
+                    &document_id,
+                    stored::encode_event(&self.event(
+                        TransportEventKind::StatusReceived,
+                        Some(&sender),
+                        notice.id.to_string(),
+                    ))
+                    .into(),
+                )
+                .await?;
+        }
+        Ok((receipt, RelayOutcome::Stored))
+    }
+
+    /// Takes one relayed transport event: appended here if the sender is homed here, else
+    /// passed on towards its home.
+    pub async fn admit_event(
+        &self,
+        event: pb::RelayEvent,
+        from: &NodeId,
+    ) -> Result<RelayOutcome, Error> {
+        let document_id = DocumentId::parse(&event.document_id)?;
+        let sender = AgencyCode::parse(&event.sender)?;
+        let transport: TransportEvent = event
+            .event
+            .clone()
+            .ok_or(lienthong_proto::Error::Missing { field: "event" })?
+            .try_into()?;
+        let d = self.directory.current();
+        if !self.is_homed_here(&d, &sender) {
+            if matches!(d.route(&self.id, &sender), Ok(Route::Via(h)) if &h == from) {
+                return Err(Error::InvalidArgument(format!(
+                    "event for {sender} would go back to {from}"
+                )));
+            }
+            self.forward_event(&d, &document_id, &sender, transport)
+                .await?;
+            return Ok(RelayOutcome::Stored);
+        }
         self.store
-            .append_event(
-                &document_id,
-                self.event(
-                    TransportEventKind::StatusReceived,
-                    Some(&sender),
-                    notice.id.to_string(),
-                ),
-            )
+            .append_event(&document_id, stored::encode_event(&transport).into())
             .await?;
-        self.signal(&to);
-        Ok((receipt, false))
+        Ok(RelayOutcome::Stored)
     }
 
     // ---- receiving -------------------------------------------------------------------
@@ -504,6 +926,12 @@ impl Node {
                     let subject = format!("status {} for {}", n.code, n.response_for.document_id);
                     (n.sender()?.clone(), subject)
                 }
+                MessageKind::Event => {
+                    return Err(Error::Store(lienthong_store::Error::Corrupt(format!(
+                        "inbox entry {} is a transport event",
+                        entry.id
+                    ))));
+                }
             };
             items.push(InboxItem {
                 entry,
@@ -533,6 +961,9 @@ impl Node {
         let Some(m) = self.store.message(id)? else {
             return Ok(None);
         };
+        if m.envelope.kind == MessageKind::Event {
+            return Ok(None);
+        }
         let receipt = stored::decode_receipt(&m.receipt)?;
         Ok(Some(match m.envelope.kind {
             MessageKind::Document => {
@@ -543,7 +974,7 @@ impl Node {
                     receipt,
                 }
             }
-            MessageKind::Status => Fetched::Status {
+            MessageKind::Status | MessageKind::Event => Fetched::Status {
                 notice: stored::decode_status(&m.envelope.encoded)?,
                 receipt,
             },
@@ -571,12 +1002,8 @@ impl Node {
                 contents.push(self.store.blob(a.sha256).await?);
             }
             if document.recipients()?.contains(caller) {
-                self.store
-                    .append_event(
-                        id,
-                        self.event(TransportEventKind::Fetched, Some(caller), String::new()),
-                    )
-                    .await?;
+                let event = self.event(TransportEventKind::Fetched, Some(caller), String::new());
+                self.record(id, document.sender()?, event).await?;
             }
         }
         Ok(fetched)
@@ -589,14 +1016,25 @@ impl Node {
             Some(caller),
             String::new(),
         );
-        if self.store.ack(caller, id, event).await? {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!(
+        if !self
+            .store
+            .ack(caller, id, stored::encode_event(&event).into())
+            .await?
+        {
+            return Err(Error::NotFound(format!(
                 "message {id} is not in the inbox of {caller} (never delivered, or already \
                  acknowledged)"
-            )))
+            )));
         }
+        // The sender's home node hears of it too.
+        if let Some(Fetched::Document { document, .. }) = self.load(id)? {
+            let sender = document.sender()?;
+            let d = self.directory.current();
+            if !self.is_homed_here(&d, sender) && d.home_of(sender).is_some() {
+                self.forward_event(&d, id, sender, event).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The transport events of `id` and the status notices received for it.
@@ -612,6 +1050,10 @@ impl Node {
         let mut statuses = Vec::new();
         for raw in self.store.events(id)? {
             let event = stored::decode_event(&raw)?;
+            // A hand-off retried after a broken link may bring an event twice.
+            if events.contains(&event) {
+                continue;
+            }
             if event.kind == TransportEventKind::StatusReceived {
                 let notice_id = DocumentId::parse(&event.detail)?;
                 if let Some(Fetched::Status { notice, .. }) = self.load(&notice_id)? {
@@ -622,4 +1064,63 @@ impl Node {
         }
         Ok((events, statuses))
     }
+}
+
+/// Where the recipients of one message go from this node.
+#[derive(Debug, Default)]
+struct Plan {
+    local: Vec<AgencyCode>,
+    via: Vec<(NodeId, Vec<AgencyCode>)>,
+    /// Recipients that cannot be routed, with the reason.
+    dead: Vec<(AgencyCode, String)>,
+}
+
+/// The directory of a stand-alone node: itself, serving the agencies of its config.
+fn standalone_directory(config: &NodeConfig, id: &NodeId) -> Result<Directory, Error> {
+    Ok(Directory {
+        version: 0,
+        issued_at: now_millis(),
+        nodes: vec![NodeEntry {
+            id: id.clone(),
+            level: "standalone".into(),
+            parent: None,
+            endpoint: format!("https://{}", config.listen),
+        }],
+        agencies: config
+            .agencies()?
+            .into_iter()
+            .map(|agency| AgencyEntry {
+                agency,
+                home: id.clone(),
+            })
+            .collect(),
+        signature: None,
+    })
+}
+
+/// What a node below the national gateway knows before its first directory: itself and
+/// its parent, so that it can ask the parent.
+fn placeholder_directory(id: &NodeId, net: &NetworkConfig) -> Result<Directory, Error> {
+    let parent = NodeId::parse(net.parent.as_deref().unwrap_or_default())
+        .map_err(|e| Error::Config(format!("network.parent: {e}")))?;
+    Ok(Directory {
+        version: 0,
+        issued_at: 0,
+        nodes: vec![
+            NodeEntry {
+                id: parent.clone(),
+                level: String::new(),
+                parent: None,
+                endpoint: net.parent_endpoint.clone().unwrap_or_default(),
+            },
+            NodeEntry {
+                id: id.clone(),
+                level: String::new(),
+                parent: Some(parent),
+                endpoint: String::new(),
+            },
+        ],
+        agencies: Vec::new(),
+        signature: None,
+    })
 }

@@ -5,8 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lienthong_core::NodeId;
+use lienthong_pki::Identity;
 use lienthong_proto::pb::admin_service_server::AdminServiceServer;
 use lienthong_proto::pb::agency_service_server::AgencyServiceServer;
+use lienthong_proto::pb::directory_service_server::DirectoryServiceServer;
+use lienthong_proto::pb::relay_service_server::RelayServiceServer;
 use lienthong_store::SledStore;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -15,7 +19,9 @@ use crate::Error;
 use crate::admin::AdminApi;
 use crate::agency::AgencyApi;
 use crate::config::NodeConfig;
+use crate::directory::DirectoryApi;
 use crate::node::Node;
+use crate::relay::RelayApi;
 use crate::transport::tls_incoming;
 
 /// How long in-flight requests get to finish after shutdown is asked for.
@@ -32,7 +38,7 @@ pub async fn run(
     tracing::info!(
         node = %node.id(),
         addr = %listener.local_addr()?,
-        agencies = node.agencies().count(),
+        agencies = node.agencies().len(),
         "node serving"
     );
     serve(node, tls, listener, shutdown).await
@@ -92,6 +98,12 @@ pub async fn serve(
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let admin = AdminServiceServer::new(AdminApi::new(node.clone()));
+    let relay = RelayServiceServer::new(RelayApi::new(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let directory = DirectoryServiceServer::new(DirectoryApi::new(node.clone()));
+
+    spawn_background(&node, stop_rx.clone())?;
 
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -99,6 +111,8 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(agency)
         .add_service(admin)
+        .add_service(relay)
+        .add_service(directory)
         .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
 
     let grace = async {
@@ -110,5 +124,50 @@ pub async fn serve(
         _ = grace => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     tracing::info!(node = %node.id(), "node stopped");
+    Ok(())
+}
+
+/// The node's own tasks: one link worker per neighbour (following directory changes) and,
+/// below the national gateway, the directory pull from the parent.
+fn spawn_background(
+    node: &Arc<Node>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Error> {
+    if let Some(net) = node.network()
+        && let (Some(parent), Some(endpoint)) = (&net.parent, &net.parent_endpoint)
+    {
+        let parent =
+            NodeId::parse(parent).map_err(|e| Error::Config(format!("network.parent: {e}")))?;
+        let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(parent)))?;
+        let channel = crate::transport::channel(endpoint, config)?;
+        let interval = Duration::from_millis(net.directory_poll_ms.max(10));
+        tokio::spawn(crate::directory::pull_from_parent(
+            node.clone(),
+            channel,
+            interval,
+            stop.clone(),
+        ));
+    }
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut links: std::collections::HashMap<NodeId, tokio::task::JoinHandle<()>> =
+            std::collections::HashMap::new();
+        let mut directory = node.directory().subscribe();
+        let mut stop_wait = stop.clone();
+        loop {
+            for hop in node.neighbours() {
+                links.entry(hop.clone()).or_insert_with(|| {
+                    tokio::spawn(crate::relay::run_link(node.clone(), hop, stop.clone()))
+                });
+            }
+            tokio::select! {
+                changed = directory.changed() => if changed.is_err() { break },
+                _ = stop_wait.wait_for(|s| *s) => break,
+            }
+        }
+        for (_, task) in links {
+            let _ = task.await;
+        }
+    });
     Ok(())
 }

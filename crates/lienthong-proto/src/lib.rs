@@ -15,6 +15,7 @@ use bytes::Bytes;
 use lienthong_core as core;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
+pub mod directory;
 pub mod stored;
 
 /// Generated code for package `lienthong.v1`.

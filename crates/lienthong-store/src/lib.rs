@@ -41,11 +41,13 @@ pub type Digest = [u8; 32];
 /// after the last cursor it saw.
 pub type Cursor = u64;
 
-/// Whether a stored message is an official document or a status notice.
+/// Whether a stored message is an official document, a status notice, or a transport
+/// event travelling back to a sender's home node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MessageKind {
     Document,
     Status,
+    Event,
 }
 
 /// A message as the store keeps it. The store does not interpret `encoded`.

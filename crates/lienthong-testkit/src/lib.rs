@@ -78,6 +78,7 @@ pub fn generate(
             })
             .collect(),
         limits: Limits::default(),
+        network: None,
     };
     let config_path = node_dir.join("node.toml");
     std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
@@ -235,6 +236,336 @@ impl TestNetwork {
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(node) = self.node.take() {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+// ---- multi-node networks ---------------------------------------------------------------
+
+/// One node of a generated network.
+#[derive(Debug)]
+pub struct NetNode {
+    pub id: lienthong_core::NodeId,
+    pub level: &'static str,
+    pub config: NodeConfig,
+    /// (agency code, name, client profile) of the agencies homed here.
+    pub agencies: Vec<(AgencyCode, String, PathBuf)>,
+    pub operator_profile: PathBuf,
+}
+
+/// A generated tree of nodes with its PKI, directory and profiles.
+#[derive(Debug)]
+pub struct Network {
+    pub dir: PathBuf,
+    pub tiers: u8,
+    /// The national gateway first, then parents before children.
+    pub nodes: Vec<NetNode>,
+}
+
+impl Network {
+    pub fn node(&self, id: &str) -> &NetNode {
+        self.nodes
+            .iter()
+            .find(|n| n.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no node {id} in the generated network"))
+    }
+
+    /// The client profile of `code`.
+    pub fn profile(&self, code: &str) -> &Path {
+        self.nodes
+            .iter()
+            .flat_map(|n| &n.agencies)
+            .find(|(c, _, _)| c.as_str() == code)
+            .map(|(_, _, p)| p.as_path())
+            .unwrap_or_else(|| panic!("no agency {code} in the generated network"))
+    }
+}
+
+/// The shape of the generated tree: the national gateway, two provinces (Nghệ An H41 and
+/// Hà Tĩnh H42), and below each either two communes (`tiers` 2, the two-tier local
+/// government since 2025) or two districts with two communes each (`tiers` 3).
+fn tree(tiers: u8) -> Vec<(String, &'static str, Option<String>, Vec<(String, String)>)> {
+    let mut out = vec![(
+        "VN".to_string(),
+        "national",
+        None,
+        vec![(
+            "000.00.00.G22".to_string(),
+            "Văn phòng Chính phủ".to_string(),
+        )],
+    )];
+    for (p, pname) in [("H41", "Nghệ An"), ("H42", "Hà Tĩnh")] {
+        out.push((
+            p.to_string(),
+            "province",
+            Some("VN".to_string()),
+            vec![
+                (format!("000.00.00.{p}"), format!("UBND tỉnh {pname}")),
+                (
+                    format!("000.00.14.{p}"),
+                    format!("Sở Thông tin và Truyền thông {pname}"),
+                ),
+            ],
+        ));
+        let communes_under = |parent: &str, base: usize, out: &mut Vec<_>| {
+            for c in 1..=2 {
+                let n = base + c;
+                out.push((
+                    format!("{parent}-C{c}"),
+                    "commune",
+                    Some(parent.to_string()),
+                    vec![(
+                        format!("{n:03}.00.20.{p}"),
+                        format!("UBND xã số {n}, {pname}"),
+                    )],
+                ));
+            }
+        };
+        if tiers == 3 {
+            for d in 1..=2 {
+                let district = format!("{p}-D{d}");
+                out.push((
+                    district.clone(),
+                    "district",
+                    Some(p.to_string()),
+                    vec![(
+                        format!("000.{d:02}.10.{p}"),
+                        format!("UBND huyện số {d}, {pname}"),
+                    )],
+                ));
+                communes_under(&district, d * 10, &mut out);
+            }
+        } else {
+            communes_under(p, 0, &mut out);
+        }
+    }
+    out
+}
+
+/// How many nodes [`generate_network`] makes for `tiers`.
+pub fn network_size(tiers: u8) -> usize {
+    tree(tiers).len()
+}
+
+/// Writes a CA, node and agency certificates, the national directory source, node
+/// configurations and client profiles under `dir`, for nodes listening on `addrs` (in the
+/// order of [`tree`]: national first). `poll_ms` is how often children ask for a newer
+/// directory.
+pub fn generate_network(
+    dir: &Path,
+    tiers: u8,
+    addrs: &[SocketAddr],
+    poll_ms: u64,
+) -> anyhow::Result<Network> {
+    anyhow::ensure!(
+        tiers == 2 || tiers == 3,
+        "tiers must be 2 or 3, not {tiers}"
+    );
+    let shape = tree(tiers);
+    anyhow::ensure!(
+        addrs.len() == shape.len(),
+        "{} nodes need {} addresses",
+        shape.len(),
+        addrs.len()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = CertificateAuthority::generate("lienthong dev network CA")?;
+    let ca_dir = dir.join("ca");
+    ca.save(&ca_dir)?;
+    let ca_pem = ca_dir.join("ca.pem");
+    let endpoint = |i: usize| format!("https://{}", addrs[i]);
+
+    // The national directory source.
+    let mut source = String::from("# lienthong directory: nodes and agencies\nversion = 1\n");
+    for (i, (id, level, parent, _)) in shape.iter().enumerate() {
+        source.push_str(&format!(
+            "\n[[nodes]]\nid = {id:?}\nlevel = {level:?}\nendpoint = {:?}\n",
+            endpoint(i)
+        ));
+        if let Some(p) = parent {
+            source.push_str(&format!("parent = {p:?}\n"));
+        }
+    }
+    for (id, _, _, agencies) in &shape {
+        for (code, name) in agencies {
+            source.push_str(&format!(
+                "\n[[agencies]]\ncode = {code:?}\nname = {name:?}\nhome = {id:?}\n"
+            ));
+        }
+    }
+    let national_dir = dir.join("nodes").join(&shape[0].0);
+    std::fs::create_dir_all(&national_dir)?;
+    let directory_file = national_dir.join("directory.toml");
+    std::fs::write(&directory_file, source)?;
+
+    let mut nodes = Vec::new();
+    for (i, (id, level, parent, agencies)) in shape.iter().enumerate() {
+        let node_id = lienthong_core::NodeId::parse(id)?;
+        let node_dir = dir.join("nodes").join(id);
+        let issued = ca.issue(
+            &Identity::Node(node_id.clone()),
+            &["localhost".to_string()],
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            KeyKind::EcdsaP256,
+            365,
+        )?;
+        let (cert, key) = issued.save(&node_dir, "node")?;
+        let parent_index = parent
+            .as_ref()
+            .and_then(|p| shape.iter().position(|(pid, ..)| pid == p));
+        let config = NodeConfig {
+            node_id: id.clone(),
+            listen: addrs[i],
+            data_dir: node_dir.join("data"),
+            tls: TlsConfig {
+                ca: ca_pem.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                crls: Vec::new(),
+            },
+            agencies: Vec::new(),
+            limits: Limits::default(),
+            network: Some(lienthong_node::config::NetworkConfig {
+                national: shape[0].0.clone(),
+                directory_file: (i == 0).then(|| directory_file.clone()),
+                parent_endpoint: parent_index.map(endpoint),
+                parent: parent.clone(),
+                directory_poll_ms: poll_ms,
+            }),
+        };
+        std::fs::write(node_dir.join("node.toml"), toml::to_string_pretty(&config)?)?;
+        let mut homed = Vec::new();
+        for (code, name) in agencies {
+            let agency = AgencyCode::parse(code)?;
+            let issued = ca.issue(
+                &Identity::Agency(agency.clone()),
+                &[],
+                &[],
+                KeyKind::Ed25519,
+                365,
+            )?;
+            let (acert, akey) = issued.save(dir.join("agencies"), code)?;
+            let profile = ClientProfile {
+                endpoint: endpoint(i),
+                node: id.clone(),
+                agency: Some(code.clone()),
+                ca: ca_pem.clone(),
+                cert: acert,
+                key: akey,
+            };
+            let path = dir.join("profiles").join(format!("{code}.toml"));
+            std::fs::create_dir_all(dir.join("profiles"))?;
+            std::fs::write(&path, toml::to_string_pretty(&profile)?)?;
+            homed.push((agency, name.clone(), path));
+        }
+        let operator = ClientProfile {
+            endpoint: endpoint(i),
+            node: id.clone(),
+            agency: None,
+            ca: ca_pem.clone(),
+            cert,
+            key,
+        };
+        let operator_profile = dir.join("profiles").join(format!("operator-{id}.toml"));
+        std::fs::write(&operator_profile, toml::to_string_pretty(&operator)?)?;
+        nodes.push(NetNode {
+            id: node_id,
+            level,
+            config,
+            agencies: homed,
+            operator_profile,
+        });
+    }
+    Ok(Network {
+        dir: dir.to_path_buf(),
+        tiers,
+        nodes,
+    })
+}
+
+/// A generated network with every node running in this process.
+#[derive(Debug)]
+pub struct RunningNetwork {
+    pub net: Network,
+    pub nodes: Vec<RunningNode>,
+}
+
+impl RunningNetwork {
+    /// Binds one listener per node on 127.0.0.1:0 (or `base_port` + i), generates the
+    /// network under `dir`, and starts the nodes, national gateway first. Returns once
+    /// every node has the directory.
+    pub async fn start(
+        dir: &Path,
+        tiers: u8,
+        base_port: u16,
+        poll_ms: u64,
+    ) -> anyhow::Result<Self> {
+        let n = network_size(tiers);
+        let mut listeners = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if base_port == 0 {
+                0
+            } else {
+                base_port + i as u16
+            };
+            listeners.push(
+                tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                    .await
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?,
+            );
+        }
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        let net = generate_network(dir, tiers, &addrs, poll_ms)?;
+        let mut nodes = Vec::with_capacity(n);
+        for (node, listener) in net.nodes.iter().zip(listeners) {
+            nodes.push(RunningNode::start(&node.config, listener).await?);
+        }
+        let running = RunningNetwork { net, nodes };
+        running
+            .wait_for_directory(std::time::Duration::from_secs(30))
+            .await?;
+        Ok(running)
+    }
+
+    /// Polls each node's health until all hold a signed directory (version ≥ 1).
+    pub async fn wait_for_directory(&self, within: std::time::Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        for node in &self.net.nodes {
+            let mut admin = ClientProfile::load(&node.operator_profile)?.admin()?;
+            loop {
+                let agencies = admin
+                    .health(lienthong_proto::pb::HealthRequest {})
+                    .await
+                    .map(|h| h.into_inner().agencies)
+                    .unwrap_or(0);
+                if agencies as usize == node.agencies.len() {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} has no directory after {within:?}",
+                    node.id
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The DMS client of agency `code`.
+    pub fn client(&self, code: &str) -> anyhow::Result<lienthong_node::client::DmsClient> {
+        let profile = ClientProfile::load(self.net.profile(code))?;
+        Ok(lienthong_node::client::DmsClient::from_profile(&profile)?)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        // Children first, so that no link is left dialling a stopped parent.
+        for node in self.nodes.into_iter().rev() {
             node.stop().await?;
         }
         Ok(())

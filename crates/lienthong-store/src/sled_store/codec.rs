@@ -137,6 +137,7 @@ fn kind_byte(kind: MessageKind) -> u8 {
     match kind {
         MessageKind::Document => 0,
         MessageKind::Status => 1,
+        MessageKind::Event => 2,
     }
 }
 
@@ -144,6 +145,7 @@ fn byte_kind(b: u8) -> Result<MessageKind> {
     match b {
         0 => Ok(MessageKind::Document),
         1 => Ok(MessageKind::Status),
+        2 => Ok(MessageKind::Event),
         other => Err(Error::Corrupt(format!("unknown message kind {other}"))),
     }
 }

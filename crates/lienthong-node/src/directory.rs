@@ -1,0 +1,335 @@
+//! The node's copy of the directory: where it comes from (a TOML source signed by the
+//! national gateway, the parent, or the on-disk cache), how it is checked (signed by the
+//! configured national gateway, never older than the copy in use), and the
+//! `DirectoryService` that hands it down the tree.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lienthong_core::canonical::directory_bytes;
+use lienthong_core::directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry};
+use lienthong_core::id::Agency;
+use lienthong_core::sign::{Signature, SigningKey};
+use lienthong_core::{AgencyCode, NodeId, now_millis};
+use lienthong_pki::{CachedTrust, Identity};
+use lienthong_proto::pb;
+use lienthong_proto::pb::directory_service_server::DirectoryService;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+
+/// The directory source file the national gateway loads (TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySource {
+    /// Must increase with every change; nodes refuse an older version.
+    pub version: u64,
+    pub nodes: Vec<NodeSource>,
+    #[serde(default)]
+    pub agencies: Vec<AgencySource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSource {
+    pub id: String,
+    /// Free text ("national", "province", "district", "commune"): the depth is data.
+    pub level: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencySource {
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub home: String,
+}
+
+/// Reads and validates a directory source; the result is not signed yet.
+pub fn load_source(path: &Path) -> Result<Directory, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read directory {}: {e}", path.display())))?;
+    let src: DirectorySource =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let bad = |e: lienthong_core::Error| Error::Config(format!("{}: {e}", path.display()));
+    let node = |s: &str| NodeId::parse(s).map_err(bad);
+    let mut nodes = Vec::with_capacity(src.nodes.len());
+    for n in src.nodes {
+        nodes.push(NodeEntry {
+            id: node(&n.id)?,
+            level: n.level,
+            parent: n.parent.as_deref().map(node).transpose()?,
+            endpoint: n.endpoint,
+        });
+    }
+    let mut agencies = Vec::with_capacity(src.agencies.len());
+    for a in src.agencies {
+        agencies.push(AgencyEntry {
+            agency: Agency {
+                code: AgencyCode::parse(&a.code).map_err(bad)?,
+                name: a.name,
+                aliases: a.aliases,
+            },
+            home: node(&a.home)?,
+        });
+    }
+    let directory = Directory {
+        version: src.version,
+        issued_at: now_millis(),
+        nodes,
+        agencies,
+        signature: None,
+    };
+    directory.validate().map_err(bad)?;
+    Ok(directory)
+}
+
+/// Signs `directory` as the national gateway.
+pub fn sign(directory: &mut Directory, key: &SigningKey, cert_der: &[u8]) -> Result<(), Error> {
+    directory.signature = None;
+    let value = key.sign(&directory_bytes(directory))?;
+    directory.signature = Some(Signature {
+        algorithm: key.algorithm(),
+        signer_cert: cert_der.to_vec(),
+        value,
+    });
+    Ok(())
+}
+
+/// Checks that `directory` is valid and signed by the national gateway `national`.
+pub fn verify(directory: &Directory, trust: &CachedTrust, national: &NodeId) -> Result<(), Error> {
+    directory.validate().map_err(|e| {
+        Error::InvalidArgument(format!("directory version {}: {e}", directory.version))
+    })?;
+    let signature = directory.signature.as_ref().ok_or_else(|| {
+        Error::PermissionDenied(format!(
+            "directory version {} is not signed",
+            directory.version
+        ))
+    })?;
+    let signer = trust
+        .verify_signer(signature, &directory_bytes(directory))
+        .map_err(|e| {
+            Error::PermissionDenied(format!(
+                "directory version {} has a bad signature: {e}",
+                directory.version
+            ))
+        })?;
+    if signer != Identity::Node(national.clone()) {
+        return Err(Error::PermissionDenied(format!(
+            "directory version {} is signed by {signer}, not by the national gateway {national}",
+            directory.version
+        )));
+    }
+    let index = DirectoryIndex::new(directory.clone()).map_err(|e| {
+        Error::InvalidArgument(format!("directory version {}: {e}", directory.version))
+    })?;
+    if index.root().id != *national {
+        return Err(Error::PermissionDenied(format!(
+            "directory version {} has another root than the national gateway {national}",
+            directory.version
+        )));
+    }
+    Ok(())
+}
+
+/// Where a node caches its directory.
+pub fn cache_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("directory.pb")
+}
+
+/// Writes the cache atomically (temporary file, fsync, rename).
+pub fn save_cache(path: &Path, directory: &Directory) -> Result<(), Error> {
+    let tmp = path.with_extension("pb.tmp");
+    let bytes = lienthong_proto::directory::encode_directory(directory);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+pub fn load_cache(path: &Path) -> Result<Option<Directory>, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(lienthong_proto::directory::decode_directory(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The directory in use, shared by every part of the node.
+#[derive(Debug)]
+pub struct DirectoryHolder {
+    current: watch::Sender<Arc<DirectoryIndex>>,
+    /// Only directories signed by this node are taken (absent for a stand-alone node).
+    national: Option<NodeId>,
+    cache: Option<PathBuf>,
+}
+
+impl DirectoryHolder {
+    pub fn new(
+        initial: Directory,
+        national: Option<NodeId>,
+        cache: Option<PathBuf>,
+    ) -> Result<Self, Error> {
+        let index =
+            DirectoryIndex::new(initial).map_err(|e| Error::Config(format!("directory: {e}")))?;
+        Ok(DirectoryHolder {
+            current: watch::channel(Arc::new(index)).0,
+            national,
+            cache,
+        })
+    }
+
+    pub fn current(&self) -> Arc<DirectoryIndex> {
+        self.current.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<DirectoryIndex>> {
+        self.current.subscribe()
+    }
+
+    /// Takes `candidate` if it is verified and newer than the copy in use; returns whether
+    /// it was taken. An older version is refused with an error; the same version is
+    /// ignored.
+    pub fn offer(&self, candidate: Directory, trust: &CachedTrust) -> Result<bool, Error> {
+        let Some(national) = &self.national else {
+            return Err(Error::PermissionDenied(
+                "a stand-alone node takes no directory".into(),
+            ));
+        };
+        verify(&candidate, trust, national)?;
+        let current = self.current();
+        if candidate.version < current.version {
+            return Err(Error::InvalidArgument(format!(
+                "directory version {} is older than version {} in use; refused",
+                candidate.version, current.version
+            )));
+        }
+        if candidate.version == current.version {
+            return Ok(false);
+        }
+        if let Some(path) = &self.cache {
+            save_cache(path, &candidate)?;
+        }
+        tracing::info!(version = candidate.version, "directory updated");
+        let index = DirectoryIndex::new(candidate)
+            .map_err(|e| Error::InvalidArgument(format!("directory: {e}")))?;
+        self.current.send_replace(Arc::new(index));
+        Ok(true)
+    }
+}
+
+/// `DirectoryService`: any authenticated peer may read the directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryApi {
+    node: Arc<crate::Node>,
+}
+
+impl DirectoryApi {
+    pub fn new(node: Arc<crate::Node>) -> Self {
+        DirectoryApi { node }
+    }
+}
+
+type DirectoryStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Directory, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DirectoryService for DirectoryApi {
+    async fn get_directory(
+        &self,
+        req: Request<pb::GetDirectoryRequest>,
+    ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
+        crate::transport::peer(&req)?;
+        let known = req.into_inner().known_version;
+        let current = self.node.directory().current();
+        Ok(Response::new(pb::GetDirectoryResponse {
+            version: current.version,
+            directory: (current.version > known && current.signature.is_some())
+                .then(|| (&**current).into()),
+        }))
+    }
+
+    type WatchDirectoryStream = DirectoryStream;
+
+    async fn watch_directory(
+        &self,
+        req: Request<pb::WatchDirectoryRequest>,
+    ) -> Result<Response<DirectoryStream>, Status> {
+        crate::transport::peer(&req)?;
+        let mut known = req.into_inner().known_version;
+        let mut rx = self.node.directory().subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let current = rx.borrow_and_update().clone();
+                if current.version > known && current.signature.is_some() {
+                    known = current.version;
+                    if tx.send(Ok((&**current).into())).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+}
+
+/// Asks the parent for a newer directory every `interval` until `stop` changes.
+pub async fn pull_from_parent(
+    node: Arc<crate::Node>,
+    channel: tonic::transport::Channel,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut client = pb::directory_service_client::DirectoryServiceClient::new(channel);
+    loop {
+        let known = node.directory().current().version;
+        match client
+            .get_directory(pb::GetDirectoryRequest {
+                known_version: known,
+            })
+            .await
+        {
+            Ok(r) => {
+                if let Some(d) = r.into_inner().directory {
+                    match Directory::try_from(d)
+                        .map_err(Error::from)
+                        .and_then(|d| node.directory().offer(d, node.trust()))
+                    {
+                        Ok(true) => node.directory_changed(),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "directory from parent refused"),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot reach parent for the directory"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
