@@ -283,10 +283,13 @@ impl Network {
     }
 }
 
+/// (node id, level, parent, [(agency code, agency name)]).
+type TreeNode = (String, &'static str, Option<String>, Vec<(String, String)>);
+
 /// The shape of the generated tree: the national gateway, two provinces (Nghệ An H41 and
 /// Hà Tĩnh H42), and below each either two communes (`tiers` 2, the two-tier local
 /// government since 2025) or two districts with two communes each (`tiers` 3).
-fn tree(tiers: u8) -> Vec<(String, &'static str, Option<String>, Vec<(String, String)>)> {
+fn tree(tiers: u8) -> Vec<TreeNode> {
     let mut out = vec![(
         "VN".to_string(),
         "national",
