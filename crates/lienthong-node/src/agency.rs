@@ -84,6 +84,7 @@ impl AgencyService for AgencyApi {
         let caller = self.caller(&req)?;
         let mut cursor = req.into_inner().after_cursor;
         let mut signal = self.node.watch_inbox(&caller);
+        let mut stopping = self.node.stopping();
         let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BATCH);
         tokio::spawn(async move {
@@ -111,6 +112,7 @@ impl AgencyService for AgencyApi {
                 tokio::select! {
                     changed = signal.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => return,
                 }
             }
         });

@@ -94,6 +94,8 @@ pub struct Node {
     outbox_signals: Mutex<HashMap<NodeId, watch::Sender<()>>>,
     limits: Limits,
     started: Instant,
+    /// Turns true when the node begins shutting down; long-lived streams end then.
+    stopping: watch::Sender<bool>,
 }
 
 impl Node {
@@ -169,6 +171,7 @@ impl Node {
             outbox_signals: Mutex::new(HashMap::new()),
             limits: config.limits.clone(),
             started: Instant::now(),
+            stopping: watch::channel(false).0,
         })
     }
 
@@ -216,6 +219,16 @@ impl Node {
     pub fn directory_changed(&self) {
         let hops: Vec<NodeId> = self.neighbours();
         self.signal_hops(&hops);
+    }
+
+    /// Turns true when the node begins shutting down.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Asks long-lived streams (subscriptions, relay hand-offs) to end.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -1062,6 +1075,8 @@ impl Node {
             }
             events.push(event);
         }
+        // Events arrive from every node on the path, not in the order they happened.
+        events.sort_by_key(|e| e.at);
         Ok((events, statuses))
     }
 }

@@ -61,10 +61,15 @@ impl RelayService for RelayApi {
         let mut items = req.into_inner();
         let node = self.node.clone();
         let (tx, rx) = mpsc::channel(RECEIVE_CONCURRENCY);
+        let mut stopping = self.node.stopping();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(RECEIVE_CONCURRENCY));
             loop {
-                let item = match items.message().await {
+                let next = tokio::select! {
+                    next = items.message() => next,
+                    _ = stopping.wait_for(|s| *s) => return,
+                };
+                let item = match next {
                     Ok(Some(item)) => item,
                     Ok(None) => return,
                     Err(e) => {

@@ -69,15 +69,17 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let limits = node.limits().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = node.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.begin_shutdown();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let incoming = tls_incoming(
+    let (incoming, accept_loop) = tls_incoming(
         listener,
         tls,
         limits.handshake_timeout(),
@@ -103,7 +105,7 @@ pub async fn serve(
         .max_encoding_message_size(max);
     let directory = DirectoryServiceServer::new(DirectoryApi::new(node.clone()));
 
-    spawn_background(&node, stop_rx.clone())?;
+    let background = spawn_background(&node, stop_rx.clone())?;
 
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -123,6 +125,14 @@ pub async fn serve(
         res = server => res.map_err(|e| Error::Transport(e.to_string()))?,
         _ = grace => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
+    // The listener is closed once the accept loop has ended, and the store once every
+    // background task has let go of the node.
+    let _ = accept_loop.await;
+    for task in background {
+        if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+            tracing::warn!("a background task did not stop within the grace period");
+        }
+    }
     tracing::info!(node = %node.id(), "node stopped");
     Ok(())
 }
@@ -132,7 +142,8 @@ pub async fn serve(
 fn spawn_background(
     node: &Arc<Node>,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), Error> {
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    let mut tasks = Vec::new();
     if let Some(net) = node.network()
         && let (Some(parent), Some(endpoint)) = (&net.parent, &net.parent_endpoint)
     {
@@ -141,15 +152,15 @@ fn spawn_background(
         let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(parent)))?;
         let channel = crate::transport::channel(endpoint, config)?;
         let interval = Duration::from_millis(net.directory_poll_ms.max(10));
-        tokio::spawn(crate::directory::pull_from_parent(
+        tasks.push(tokio::spawn(crate::directory::pull_from_parent(
             node.clone(),
             channel,
             interval,
             stop.clone(),
-        ));
+        )));
     }
     let node = node.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let mut links: std::collections::HashMap<NodeId, tokio::task::JoinHandle<()>> =
             std::collections::HashMap::new();
         let mut directory = node.directory().subscribe();
@@ -168,6 +179,6 @@ fn spawn_background(
         for (_, task) in links {
             let _ = task.await;
         }
-    });
-    Ok(())
+    }));
+    Ok(tasks)
 }

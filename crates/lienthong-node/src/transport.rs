@@ -96,16 +96,20 @@ pub fn peer<T>(req: &tonic::Request<T>) -> Result<&PeerInfo, Error> {
 
 /// Accepts TLS connections on `listener` until `shutdown` resolves. Connections whose
 /// handshake fails, times out, or whose certificate carries no lienthong identity are
-/// dropped with a log line.
+/// dropped with a log line. The returned task ends (and closes the listener) after
+/// `shutdown`.
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     handshake_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> ReceiverStream<io::Result<PeerConn>> {
+) -> (
+    ReceiverStream<io::Result<PeerConn>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
+    let accept_loop = tokio::spawn(async move {
         tokio::pin!(shutdown);
         loop {
             let (tcp, remote) = tokio::select! {
@@ -158,7 +162,7 @@ pub fn tls_incoming(
             });
         }
     });
-    ReceiverStream::new(rx)
+    (ReceiverStream::new(rx), accept_loop)
 }
 
 /// Opens a gRPC channel to `endpoint` (`https://host:port`) over mutual TLS with the

@@ -1,0 +1,429 @@
+//! End-to-end tests across whole networks of in-process nodes on port 0 — 9 nodes in the
+//! two-tier shape, 15 in the three-tier shape — with real mTLS, real sled and a real PKI.
+
+use std::time::Duration;
+
+use lienthong_core::{StatusCode, StatusNotice, TransportEventKind};
+use lienthong_node::client::{ClientProfile, DmsClient, Incoming};
+use lienthong_pki::{CachedTrust, TrustRoots};
+use lienthong_proto::pb;
+use lienthong_testkit::RunningNetwork;
+use tonic::Code;
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn start(tiers: u8) -> (tempfile::TempDir, RunningNetwork) {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let net = RunningNetwork::start(dir.path(), tiers, 0, 100)
+        .await
+        .unwrap();
+    (dir, net)
+}
+
+/// Polls `client`'s inbox until `id` is in it.
+async fn wait_for_entry(client: &DmsClient, id: &str) -> pb::InboxEntry {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(e) = client
+            .list_inbox(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == id)
+        {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never reached {}",
+            client.agency()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `track` at the sender until `done` holds for its events.
+async fn wait_for_track(
+    client: &DmsClient,
+    id: &str,
+    done: impl Fn(&[lienthong_core::TransportEvent]) -> bool,
+) -> Vec<lienthong_core::TransportEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (events, _) = client.track(id).await.unwrap();
+        if done(&events) {
+            return events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "track of {id} incomplete: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn commune_to_commune_of_another_province(tiers: u8, from: &str, to: &str, path: &[&str]) {
+    let (_dir, net) = start(tiers).await;
+    let (a, b) = (net.client(from).unwrap(), net.client(to).unwrap());
+    let mut d = a.new_document(vec![b.agency().clone()], "Liên thông giữa hai tỉnh");
+    let (receipt, _) = a
+        .send(
+            &mut d,
+            &[lienthong_node::client::OutgoingAttachment {
+                name: "vb.pdf".into(),
+                content_type: "application/pdf".into(),
+                bytes: bytes::Bytes::from_static(b"%PDF signed bytes"),
+            }],
+        )
+        .await
+        .unwrap();
+    wait_for_entry(&b, d.id.as_str()).await;
+    let Incoming::Document(got) = b.fetch(d.id.as_str()).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        got.receipt, receipt,
+        "the origin node's receipt travels with the document"
+    );
+    assert_eq!(got.contents[0].as_ref(), b"%PDF signed bytes");
+    let trace: Vec<&str> = got.document.trace.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(trace, path, "hop trace");
+    b.ack(d.id.as_str()).await.unwrap();
+
+    // Status 03 goes back the same way.
+    let notice = StatusNotice::new(
+        b.agency().clone(),
+        a.agency().clone(),
+        &d.id,
+        StatusCode::Accepted,
+    );
+    b.send_status(notice.clone()).await.unwrap();
+    wait_for_entry(&a, notice.id.as_str()).await;
+    let Incoming::Status { notice: back, .. } = a.fetch(notice.id.as_str()).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(back.code, StatusCode::Accepted);
+    let status_trace: Vec<&str> = back.trace.iter().map(|t| t.node.as_str()).collect();
+    let reversed: Vec<&str> = path.iter().rev().copied().collect();
+    assert_eq!(status_trace, reversed);
+
+    // The sender's track shows every hop, delivery, fetch, acknowledgement and the status.
+    let hops = path.len();
+    let events = wait_for_track(&a, d.id.as_str(), |ev| {
+        let count = |k| ev.iter().filter(|e| e.kind == k).count();
+        count(TransportEventKind::Forwarded) == hops - 1
+            && count(TransportEventKind::Delivered) == 1
+            && count(TransportEventKind::Fetched) == 1
+            && count(TransportEventKind::Acknowledged) == 1
+            && count(TransportEventKind::StatusReceived) == 1
+    })
+    .await;
+    let delivered = events
+        .iter()
+        .find(|e| e.kind == TransportEventKind::Delivered)
+        .unwrap();
+    assert_eq!(delivered.node.as_str(), *path.last().unwrap());
+    assert!(
+        events.windows(2).all(|w| w[0].at <= w[1].at),
+        "track is in time order"
+    );
+    assert_eq!(events[0].kind, TransportEventKind::Accepted);
+    assert_eq!(events[0].node.as_str(), path[0]);
+    for hop in &path[..hops - 1] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == TransportEventKind::Forwarded
+                    && e.node.as_str() == *hop
+                    && e.detail.starts_with("to ")),
+            "no forwarded event from {hop}: {events:#?}"
+        );
+    }
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tier_commune_reaches_commune_of_another_province() {
+    commune_to_commune_of_another_province(
+        2,
+        "001.00.20.H41",
+        "002.00.20.H42",
+        &["H41-C1", "H41", "VN", "H42", "H42-C2"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tier_commune_reaches_commune_of_another_province() {
+    commune_to_commune_of_another_province(
+        3,
+        "011.00.20.H41",
+        "022.00.20.H42",
+        &[
+            "H41-D1-C1",
+            "H41-D1",
+            "H41",
+            "VN",
+            "H42",
+            "H42-D2",
+            "H42-D2-C2",
+        ],
+    )
+    .await;
+}
+
+async fn province_fans_out_to_its_communes(tiers: u8, communes: &[&str]) {
+    let (_dir, net) = start(tiers).await;
+    let a = net.client("000.00.00.H41").unwrap();
+    let recipients: Vec<_> = communes
+        .iter()
+        .map(|c| lienthong_core::AgencyCode::parse(c).unwrap())
+        .collect();
+    let mut d = a.new_document(recipients, "Gửi tất cả các xã");
+    a.send(&mut d, &[]).await.unwrap();
+    for c in communes {
+        let client = net.client(c).unwrap();
+        wait_for_entry(&client, d.id.as_str()).await;
+        assert_eq!(
+            client.list_inbox(0, 100).await.unwrap().len(),
+            1,
+            "{c} got exactly one copy"
+        );
+        let Incoming::Document(got) = client.fetch(d.id.as_str()).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(got.document.trace.first().unwrap().node.as_str(), "H41");
+    }
+    let events = wait_for_track(&a, d.id.as_str(), |ev| {
+        ev.iter()
+            .filter(|e| e.kind == TransportEventKind::Delivered)
+            .count()
+            == communes.len()
+    })
+    .await;
+    let mut delivered: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == TransportEventKind::Delivered)
+        .map(|e| e.agency.as_ref().unwrap().to_string())
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        communes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "tracked per recipient"
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tier_province_fans_out_to_its_communes() {
+    province_fans_out_to_its_communes(2, &["001.00.20.H41", "002.00.20.H41"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tier_province_fans_out_to_its_communes() {
+    province_fans_out_to_its_communes(
+        3,
+        &[
+            "011.00.20.H41",
+            "012.00.20.H41",
+            "021.00.20.H41",
+            "022.00.20.H41",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_relay_from_a_node_that_is_not_a_neighbour() {
+    let (_dir, net) = start(2).await;
+    // H42-C1 is a node of the network, but not a neighbour of H41.
+    let h42c1 = net.net.node("H42-C1");
+    let h41 = net.net.node("H41");
+    let mut profile = ClientProfile::load(&h42c1.operator_profile).unwrap();
+    profile.endpoint = format!("https://{}", h41.config.listen);
+    profile.node = "H41".into();
+    let mut relay = pb::relay_service_client::RelayServiceClient::new(profile.channel().unwrap());
+    let status = relay
+        .handoff(tokio_stream::iter(Vec::<pb::RelayItem>::new()))
+        .await
+        .expect_err("a non-neighbour must be refused");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("node:H42-C1 is not a neighbour of node H41"),
+        "{status:?}"
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_a_node_certificate_presenting_another_node_id() {
+    let (_dir, net) = start(2).await;
+    // Dial H42's address while expecting H41: the TLS identity check must fail.
+    let h41 = net.net.node("H41");
+    let h42 = net.net.node("H42");
+    let mut profile = ClientProfile::load(&h41.operator_profile).unwrap();
+    profile.endpoint = format!("https://{}", h42.config.listen);
+    profile.node = "H41".into();
+    let status = profile
+        .admin()
+        .unwrap()
+        .health(pb::HealthRequest {})
+        .await
+        .expect_err("a server presenting another node id must be refused");
+    assert!(
+        matches!(status.code(), Code::Unavailable | Code::Unknown),
+        "{status:?}"
+    );
+    let chain = format!("{:?}", std::error::Error::source(&status));
+    assert!(
+        chain.contains("H42") || chain.contains("WrongPeer") || chain.contains("identity"),
+        "{chain}"
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_directory_with_a_bad_signature_or_an_older_version() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let net = RunningNetwork::start(dir.path(), 2, 0, 100).await.unwrap();
+    let national = net.net.node("VN");
+    let h41 = net.net.node("H41");
+    let trust = CachedTrust::new(TrustRoots::load(&national.config.tls.ca).unwrap());
+    let mut directory = lienthong_node::directory::load_source(
+        national
+            .config
+            .network
+            .as_ref()
+            .unwrap()
+            .directory_file
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    directory.version = 5;
+    let national_key = lienthong_pki::load_signing_key(&national.config.tls.key).unwrap();
+    let national_cert = lienthong_pki::load_certs(&national.config.tls.cert).unwrap()[0].to_vec();
+    let holder = |version: u64| {
+        let mut d = directory.clone();
+        d.version = version;
+        lienthong_node::directory::sign(&mut d, &national_key, &national_cert).unwrap();
+        lienthong_node::directory::DirectoryHolder::new(d, Some(national.id.clone()), None).unwrap()
+    };
+
+    // Signed by a province instead of the national gateway.
+    let h41_key = lienthong_pki::load_signing_key(&h41.config.tls.key).unwrap();
+    let h41_cert = lienthong_pki::load_certs(&h41.config.tls.cert).unwrap()[0].to_vec();
+    let mut forged = directory.clone();
+    lienthong_node::directory::sign(&mut forged, &h41_key, &h41_cert).unwrap();
+    let err = holder(2).offer(forged, &trust).unwrap_err().to_string();
+    assert!(err.contains("not by the national gateway VN"), "{err}");
+
+    // Signed by the national gateway, then altered.
+    let mut tampered = directory.clone();
+    lienthong_node::directory::sign(&mut tampered, &national_key, &national_cert).unwrap();
+    tampered.agencies.pop();
+    let err = holder(2).offer(tampered, &trust).unwrap_err().to_string();
+    assert!(err.contains("bad signature"), "{err}");
+
+    // Correctly signed but older than the copy in use.
+    let mut older = directory.clone();
+    older.version = 1;
+    lienthong_node::directory::sign(&mut older, &national_key, &national_cert).unwrap();
+    let err = holder(2).offer(older, &trust).unwrap_err().to_string();
+    assert!(err.contains("older than version 2"), "{err}");
+
+    // And a newer, good one is taken.
+    let mut newer = directory.clone();
+    newer.version = 3;
+    lienthong_node::directory::sign(&mut newer, &national_key, &national_cert).unwrap();
+    assert!(holder(2).offer(newer, &trust).unwrap());
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_propagates_down_and_nodes_work_from_cache_when_the_parent_is_down() {
+    let (_dir, mut net) = start(2).await;
+    // A new version at the national gateway reaches a commune two levels down.
+    let national = net.net.node("VN");
+    let source = national
+        .config
+        .network
+        .as_ref()
+        .unwrap()
+        .directory_file
+        .clone()
+        .unwrap();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let text = text.replacen("version = 1", "version = 2", 1)
+        + "\n[[agencies]]\ncode = \"003.00.20.H42\"\nname = \"UBND xã mới\"\nhome = \"H42-C1\"\n";
+    std::fs::write(&source, text).unwrap();
+    let national_node = net.nodes.remove(0);
+    national_node.stop().await.unwrap();
+    let listener = tokio::net::TcpListener::bind(national.config.listen)
+        .await
+        .unwrap();
+    net.nodes.insert(
+        0,
+        lienthong_testkit::RunningNode::start(&national.config, listener)
+            .await
+            .unwrap(),
+    );
+    let commune = net.net.node("H42-C1");
+    let mut admin = ClientProfile::load(&commune.operator_profile)
+        .unwrap()
+        .admin()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while admin
+        .health(pb::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .agencies
+        != 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version 2 never reached H42-C1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // With the national gateway down, a province still routes between its own communes,
+    // and a restarted commune serves from its cached directory.
+    let national_node = net.nodes.remove(0);
+    national_node.stop().await.unwrap();
+    let c1 = net.net.node("H41-C1");
+    let c1_index = net
+        .net
+        .nodes
+        .iter()
+        .position(|n| n.id.as_str() == "H41-C1")
+        .unwrap();
+    let running = net.nodes.remove(c1_index - 1);
+    running.stop().await.unwrap();
+    let listener = tokio::net::TcpListener::bind(c1.config.listen)
+        .await
+        .unwrap();
+    net.nodes.insert(
+        c1_index - 1,
+        lienthong_testkit::RunningNode::start(&c1.config, listener)
+            .await
+            .unwrap(),
+    );
+    let (a, b) = (
+        net.client("001.00.20.H41").unwrap(),
+        net.client("002.00.20.H41").unwrap(),
+    );
+    let mut d = a.new_document(vec![b.agency().clone()], "Khi trục quốc gia ngừng");
+    a.send(&mut d, &[]).await.unwrap();
+    wait_for_entry(&b, d.id.as_str()).await;
+    net.stop().await.unwrap();
+}
