@@ -27,12 +27,27 @@ pub struct DevArgs {
     /// Run a scripted exchange, print each check, and exit 0 only if all passed.
     #[arg(long)]
     pub smoke: bool,
+    /// Shape of the network: 1 — one node serving several agencies; 2 — national
+    /// gateway, provinces, communes (local government since 2025); 3 — national gateway,
+    /// provinces, districts, communes. With 2 or 3, `--port` is the first of consecutive
+    /// ports.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub tiers: u8,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let temp;
     let dir = match &args.dir {
-        Some(d) => d.clone(),
+        Some(d) => {
+            if d.join("ca").exists() {
+                return Err(crate::UsageError(format!(
+                    "{} already holds a dev network; remove it or choose another --dir",
+                    d.display()
+                ))
+                .into());
+            }
+            d.clone()
+        }
         None => {
             temp = tempfile::Builder::new()
                 .prefix("lienthong-dev-")
@@ -40,6 +55,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             temp.path().to_path_buf()
         }
     };
+    if args.tiers > 1 {
+        return crate::dev_network::run(&dir, args.tiers, args.port, args.smoke).await;
+    }
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;

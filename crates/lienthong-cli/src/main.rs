@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod dev;
+mod dev_network;
 mod dms;
 mod pki;
 

@@ -286,10 +286,27 @@ impl Network {
 /// (node id, level, parent, [(agency code, agency name)]).
 type TreeNode = (String, &'static str, Option<String>, Vec<(String, String)>);
 
-/// The shape of the generated tree: the national gateway, two provinces (Nghệ An H41 and
-/// Hà Tĩnh H42), and below each either two communes (`tiers` 2, the two-tier local
-/// government since 2025) or two districts with two communes each (`tiers` 3).
-fn tree(tiers: u8) -> Vec<TreeNode> {
+/// The shape of a generated network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// 2: national → province → commune (local government since 2025);
+    /// 3: national → province → district → commune.
+    pub tiers: u8,
+    /// Children of each province (and of each district), at least 1.
+    pub fanout: usize,
+}
+
+impl Shape {
+    pub fn new(tiers: u8) -> Self {
+        Shape { tiers, fanout: 2 }
+    }
+}
+
+/// The generated tree: the national gateway, two provinces (Nghệ An H41 and Hà Tĩnh H42),
+/// and below each `fanout` communes (2 tiers) or `fanout` districts of `fanout` communes
+/// each (3 tiers).
+fn tree(shape: Shape) -> Vec<TreeNode> {
+    let (tiers, fanout) = (shape.tiers, shape.fanout.max(1));
     let mut out = vec![(
         "VN".to_string(),
         "national",
@@ -313,7 +330,7 @@ fn tree(tiers: u8) -> Vec<TreeNode> {
             ],
         ));
         let communes_under = |parent: &str, base: usize, out: &mut Vec<_>| {
-            for c in 1..=2 {
+            for c in 1..=fanout {
                 let n = base + c;
                 out.push((
                     format!("{parent}-C{c}"),
@@ -327,7 +344,7 @@ fn tree(tiers: u8) -> Vec<TreeNode> {
             }
         };
         if tiers == 3 {
-            for d in 1..=2 {
+            for d in 1..=fanout {
                 let district = format!("{p}-D{d}");
                 out.push((
                     district.clone(),
@@ -347,9 +364,9 @@ fn tree(tiers: u8) -> Vec<TreeNode> {
     out
 }
 
-/// How many nodes [`generate_network`] makes for `tiers`.
-pub fn network_size(tiers: u8) -> usize {
-    tree(tiers).len()
+/// How many nodes [`generate_network`] makes for `shape`.
+pub fn network_size(shape: Shape) -> usize {
+    tree(shape).len()
 }
 
 /// Writes a CA, node and agency certificates, the national directory source, node
@@ -358,15 +375,16 @@ pub fn network_size(tiers: u8) -> usize {
 /// directory.
 pub fn generate_network(
     dir: &Path,
-    tiers: u8,
+    shape: Shape,
     addrs: &[SocketAddr],
     poll_ms: u64,
 ) -> anyhow::Result<Network> {
+    let tiers = shape.tiers;
     anyhow::ensure!(
         tiers == 2 || tiers == 3,
         "tiers must be 2 or 3, not {tiers}"
     );
-    let shape = tree(tiers);
+    let shape = tree(shape);
     anyhow::ensure!(
         addrs.len() == shape.len(),
         "{} nodes need {} addresses",
@@ -501,11 +519,11 @@ impl RunningNetwork {
     /// every node has the directory.
     pub async fn start(
         dir: &Path,
-        tiers: u8,
+        shape: Shape,
         base_port: u16,
         poll_ms: u64,
     ) -> anyhow::Result<Self> {
-        let n = network_size(tiers);
+        let n = network_size(shape);
         let mut listeners = Vec::with_capacity(n);
         for i in 0..n {
             let port = if base_port == 0 {
@@ -523,7 +541,7 @@ impl RunningNetwork {
             .iter()
             .map(|l| l.local_addr())
             .collect::<Result<Vec<_>, _>>()?;
-        let net = generate_network(dir, tiers, &addrs, poll_ms)?;
+        let net = generate_network(dir, shape, &addrs, poll_ms)?;
         let mut nodes = Vec::with_capacity(n);
         for (node, listener) in net.nodes.iter().zip(listeners) {
             nodes.push(RunningNode::start(&node.config, listener).await?);

@@ -17,7 +17,7 @@ fn init() {
 async fn start(tiers: u8) -> (tempfile::TempDir, RunningNetwork) {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let net = RunningNetwork::start(dir.path(), tiers, 0, 100)
+    let net = RunningNetwork::start(dir.path(), lienthong_testkit::Shape::new(tiers), 0, 100)
         .await
         .unwrap();
     (dir, net)
@@ -292,7 +292,9 @@ async fn rejects_a_node_certificate_presenting_another_node_id() {
 async fn refuses_a_directory_with_a_bad_signature_or_an_older_version() {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let net = RunningNetwork::start(dir.path(), 2, 0, 100).await.unwrap();
+    let net = RunningNetwork::start(dir.path(), lienthong_testkit::Shape::new(2), 0, 100)
+        .await
+        .unwrap();
     let national = net.net.node("VN");
     let h41 = net.net.node("H41");
     let trust = CachedTrust::new(TrustRoots::load(&national.config.tls.ca).unwrap());
