@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use lienthong_core::AgencyCode;
 use lienthong_node::client::{ClientProfile, DmsClient};
 use lienthong_proto::pb;
 
@@ -19,6 +20,23 @@ use lienthong_testkit::{DEV_AGENCIES, RunningNode, generate};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Multi-hop delivery: 5 nodes (commune → province → national → province → commune),
+    /// signed 1 KiB documents, every hop durable and verified. Prints documents/s
+    /// delivered end to end, then end-to-end latency at a fixed offered load.
+    Network {
+        /// Documents in the throughput phase.
+        #[arg(long, default_value_t = 20_000)]
+        docs: usize,
+        /// Concurrent senders in the throughput phase.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Offered load of the latency phase, documents per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Duration of the latency phase, seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Durable acceptance on one node: signed 1 KiB documents over mTLS.
     Accept {
         /// Documents to send in the measured run.
@@ -40,7 +58,173 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             concurrency,
             size,
         } => accept(docs, concurrency.max(1), size).await,
+        BenchCommand::Network {
+            docs,
+            concurrency,
+            rate,
+            seconds,
+        } => network(docs, concurrency.max(1), rate.max(1), seconds).await,
     }
+}
+
+/// Signs `n` documents of about `size` bytes from `client` to `to`.
+fn presign(
+    client: &DmsClient,
+    to: &AgencyCode,
+    n: usize,
+    size: usize,
+) -> anyhow::Result<Vec<pb::Document>> {
+    let content: String = "Nội dung văn bản. "
+        .repeat(size / 20 + 1)
+        .chars()
+        .take(size)
+        .collect();
+    (0..n)
+        .map(|_| {
+            let mut d = client.new_document(vec![to.clone()], "Benchmark");
+            d.header.content = content.clone();
+            Ok(client.seal(&mut d, &[])?)
+        })
+        .collect()
+}
+
+async fn network(
+    docs: usize,
+    concurrency: usize,
+    rate: u32,
+    seconds: u32,
+) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::Builder::new()
+        .prefix("lienthong-bench-")
+        .tempdir()?;
+    let shape = lienthong_testkit::Shape {
+        tiers: 2,
+        fanout: 1,
+    };
+    let net = lienthong_testkit::RunningNetwork::start(dir.path(), shape, 0, 1000).await?;
+    let from = AgencyCode::parse("001.00.20.H41")?;
+    let to = AgencyCode::parse("001.00.20.H42")?;
+    println!(
+        "bench network: {} nodes, {from} (H41-C1) → H41 → VN → H42 → {to} (H42-C1); signed 1 KiB documents, every hop durable and verified",
+        net.net.nodes.len()
+    );
+    let receiver = net.client(to.as_str())?;
+    let mut senders = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        senders.push(net.client(from.as_str())?);
+    }
+
+    // Arrivals on the recipient's subscription, timestamped as they come.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut stream = receiver
+        .rpc()
+        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
+        .await?
+        .into_inner();
+    tokio::spawn(async move {
+        while let Some(Ok(entry)) = tokio_stream::StreamExt::next(&mut stream).await {
+            if arrived_tx.send((entry.id, Instant::now())).is_err() {
+                return;
+            }
+        }
+    });
+
+    // Phase 1: throughput with `concurrency` senders.
+    let per_sender = docs.div_ceil(concurrency);
+    let t = Instant::now();
+    let mut batches = Vec::with_capacity(concurrency);
+    for s in &senders {
+        batches.push(presign(s, &to, per_sender, 1024)?);
+    }
+    let total = per_sender * concurrency;
+    println!(
+        "  signed {total} documents in {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, docs) in senders.iter().cloned().zip(batches) {
+        tasks.push(tokio::spawn(async move {
+            for d in docs {
+                client.send_sealed_unverified(d).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let mut received = 0usize;
+    let mut last_progress = Instant::now();
+    while received < total {
+        match tokio::time::timeout(Duration::from_secs(60), arrived.recv()).await {
+            Ok(Some(_)) => received += 1,
+            _ => anyhow::bail!("only {received} of {total} documents arrived"),
+        }
+        if last_progress.elapsed() > Duration::from_secs(2) {
+            eprintln!("  … {received}/{total} delivered");
+            last_progress = Instant::now();
+        }
+    }
+    let accepted_in = {
+        for t in tasks {
+            t.await??;
+        }
+        start.elapsed()
+    };
+    let elapsed = start.elapsed();
+    println!(
+        "  throughput: {total} documents delivered end to end in {:.2}s: {:.0} documents/s (senders done after {:.2}s)",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        accepted_in.as_secs_f64()
+    );
+
+    // Phase 2: latency at a fixed offered load, one send every 1/rate s.
+    let n = (rate * seconds) as usize;
+    let docs = presign(&senders[0], &to, n, 1024)?;
+    let mut sent_at: std::collections::HashMap<String, Instant> =
+        std::collections::HashMap::with_capacity(n);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = tokio::task::JoinSet::new();
+    let mut latencies = Vec::with_capacity(n);
+    let start = Instant::now();
+    for (i, d) in docs.into_iter().enumerate() {
+        ticker.tick().await;
+        sent_at.insert(d.id.clone(), Instant::now());
+        let client = senders[i % senders.len()].clone();
+        sends.spawn(async move { client.send_sealed_unverified(d).await });
+        while let Ok((id, at)) = arrived.try_recv() {
+            if let Some(s) = sent_at.get(&id) {
+                latencies.push(at - *s);
+            }
+        }
+    }
+    while latencies.len() < n {
+        match tokio::time::timeout(Duration::from_secs(60), arrived.recv()).await {
+            Ok(Some((id, at))) => {
+                if let Some(s) = sent_at.get(&id) {
+                    latencies.push(at - *s);
+                }
+            }
+            _ => anyhow::bail!(
+                "only {} of {n} documents arrived in the latency phase",
+                latencies.len()
+            ),
+        }
+    }
+    while let Some(r) = sends.join_next().await {
+        r??;
+    }
+    let offered = n as f64 / start.elapsed().as_secs_f64();
+    latencies.sort();
+    println!(
+        "  latency at {rate}/s offered ({offered:.0}/s achieved, {n} documents): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().unwrap_or(&Duration::ZERO))
+    );
+    net.stop().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Percentile of sorted durations.

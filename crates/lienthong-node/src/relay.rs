@@ -7,7 +7,7 @@
 //!   After a failure the link reconnects with back-off and re-sends what was not
 //!   acknowledged, with the same ids.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -260,28 +260,35 @@ async fn serve_link(
     tracing::info!(node = %node.id(), %hop, "link up");
 
     let mut in_flight: HashMap<u64, OutboxEntry> = HashMap::new();
-    let mut sent_keys: HashSet<Bytes> = HashSet::new();
+    // The last key read per priority on this connection: a refill reads only entries
+    // after it, so nothing is read twice (new entries of a priority sort after its old
+    // ones). A new connection starts from the head and re-sends whatever is still
+    // unacknowledged; the neighbour deduplicates.
+    let mut cursors: [Option<Bytes>; 4] = Default::default();
     let mut seq = 0u64;
     let mut finishing = tokio::task::JoinSet::new();
     loop {
-        // Fill the window from the outbox, urgent entries first.
+        // Refill the window, urgent priorities first.
         if in_flight.len() < SEND_WINDOW {
             signal.borrow_and_update();
-            let want = SEND_WINDOW - in_flight.len();
-            for entry in node.store().outbox(hop, want + sent_keys.len())? {
-                if in_flight.len() >= SEND_WINDOW {
+            for priority in (0..=3u8).rev() {
+                let room = SEND_WINDOW - in_flight.len();
+                if room == 0 {
                     break;
                 }
-                if sent_keys.contains(&entry.key) {
-                    continue;
+                let cursor = &mut cursors[priority as usize];
+                for entry in node
+                    .store()
+                    .outbox_lane(hop, priority, cursor.as_deref(), room)?
+                {
+                    seq += 1;
+                    let item = item_for(node, &entry, seq).await?;
+                    *cursor = Some(entry.key.clone());
+                    in_flight.insert(seq, entry);
+                    tx.send(item)
+                        .await
+                        .map_err(|_| Error::Transport(format!("stream to {hop} closed")))?;
                 }
-                seq += 1;
-                let item = item_for(node, &entry, seq).await?;
-                sent_keys.insert(entry.key.clone());
-                in_flight.insert(seq, entry);
-                tx.send(item)
-                    .await
-                    .map_err(|_| Error::Transport(format!("stream to {hop} closed")))?;
             }
         }
         tokio::select! {
@@ -293,14 +300,10 @@ async fn serve_link(
                 };
                 let Some(entry) = in_flight.remove(&ack.seq) else { continue };
                 let (node, hop) = (node.clone(), hop.clone());
-                finishing.spawn(async move {
-                    let key = entry.key.clone();
-                    (key, finish(&node, &hop, entry, ack).await)
-                });
+                finishing.spawn(async move { finish(&node, &hop, entry, ack).await });
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
-                if let Ok((key, result)) = done {
-                    sent_keys.remove(&key);
+                if let Ok(result) = done {
                     result?;
                 }
             }

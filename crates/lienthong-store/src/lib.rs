@@ -173,6 +173,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// the order they were added.
     fn outbox(&self, hop: &NodeId, limit: usize) -> Result<Vec<OutboxEntry>>;
 
+    /// Up to `limit` entries of the outbox towards `hop` with priority `priority`, in the
+    /// order they were added, after the entry whose key is `after` (from the first when
+    /// `None`). New entries of a priority always come after its existing ones, so a sender
+    /// that remembers the last key it read per priority never reads an entry twice.
+    fn outbox_lane(
+        &self,
+        hop: &NodeId,
+        priority: u8,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>>;
+
     /// Removes an outbox entry once the next hop has durably acknowledged it. Removing an
     /// entry that is already gone is a no-op (a retry after a crash).
     async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()>;

@@ -252,6 +252,39 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn outbox_lane(
+        &self,
+        hop: &NodeId,
+        priority: u8,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>> {
+        let lane = codec::outbox_lane_prefix(hop, priority);
+        // key ++ [0] is the smallest key after `key`.
+        let start = match after {
+            Some(k) if k.starts_with(&lane) => [k, &[0u8][..]].concat(),
+            _ => lane.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if !key.starts_with(&lane) {
+                break;
+            }
+            let (id, priority, recipients) = codec::decode_outbox(&value)?;
+            out.push(OutboxEntry {
+                key: Bytes::copy_from_slice(&key),
+                id,
+                priority,
+                recipients,
+            });
+        }
+        Ok(out)
+    }
+
     async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
         if !key.starts_with(&codec::outbox_prefix(hop)) {
             return Err(Error::NotFound(format!(

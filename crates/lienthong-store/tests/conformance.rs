@@ -423,6 +423,44 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
     assert_eq!(s.outbox(&hop("G22"), 100).unwrap().len(), 1);
 }
 
+pub async fn outbox_lane_reads_one_priority_after_a_cursor<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    for (id, priority) in [("a", 0), ("b", 3), ("c", 0), ("d", 3), ("e", 0)] {
+        accept_to(&s, id, priority, to_outbox("H41", &[H41])).await;
+    }
+    accept_to(&s, "elsewhere", 0, to_outbox("G22", &[G22])).await;
+    let ids = |v: Vec<lienthong_store::OutboxEntry>| -> Vec<String> {
+        v.into_iter().map(|e| e.id.to_string()).collect()
+    };
+    let routine = s.outbox_lane(&hop("H41"), 0, None, 100).unwrap();
+    assert_eq!(ids(routine.clone()), vec!["a", "c", "e"]);
+    assert_eq!(
+        ids(s.outbox_lane(&hop("H41"), 3, None, 100).unwrap()),
+        vec!["b", "d"]
+    );
+    assert!(s.outbox_lane(&hop("H41"), 2, None, 100).unwrap().is_empty());
+    // After a cursor: only what follows it, within the lane.
+    let after_a = s
+        .outbox_lane(&hop("H41"), 0, Some(&routine[0].key), 100)
+        .unwrap();
+    assert_eq!(ids(after_a), vec!["c", "e"]);
+    assert!(
+        s.outbox_lane(&hop("H41"), 0, Some(&routine[2].key), 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(s.outbox_lane(&hop("H41"), 0, None, 1).unwrap()),
+        vec!["a"]
+    );
+    // A new entry of the lane comes after every cursor already handed out.
+    accept_to(&s, "f", 0, to_outbox("H41", &[H41])).await;
+    let after_e = s
+        .outbox_lane(&hop("H41"), 0, Some(&routine[2].key), 100)
+        .unwrap();
+    assert_eq!(ids(after_e), vec!["f"]);
+}
+
 pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -> S) {
     let s = open();
     assert_eq!(nonzero(s.queue_depths().unwrap()), QueueDepths::default());
@@ -610,6 +648,7 @@ mod sled_store {
         concurrent_acks_of_one_entry_remove_it_once,
         events_are_returned_in_append_order,
         outbox_is_in_priority_then_insertion_order,
+        outbox_lane_reads_one_priority_after_a_cursor,
         queue_depths_count_inboxes_and_outboxes,
         blob_roundtrips_and_rewrite_is_a_no_op,
         blob_with_wrong_digest_is_rejected,

@@ -78,10 +78,16 @@ pub(crate) fn outbox_prefix(hop: &NodeId) -> Vec<u8> {
 }
 
 pub(crate) fn outbox_key(hop: &NodeId, priority: u8, seq: u64) -> Vec<u8> {
+    let mut k = outbox_lane_prefix(hop, priority);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The keys of one priority of an outbox.
+pub(crate) fn outbox_lane_prefix(hop: &NodeId, priority: u8) -> Vec<u8> {
     let mut k = outbox_prefix(hop);
     // Higher priority sorts first; priorities above 3 are clamped to 3.
     k.push(3 - priority.min(3));
-    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
