@@ -203,7 +203,7 @@ async fn smoke(net: &RunningNetwork) -> anyhow::Result<()> {
             .filter(|e| e.kind == TransportEventKind::Forwarded)
             .count();
         let has = |k| events.iter().any(|e| e.kind == k);
-        if forwarded == path.len() - 1
+        if forwarded == path.len()
             && has(TransportEventKind::Delivered)
             && has(TransportEventKind::Fetched)
             && has(TransportEventKind::StatusReceived)

@@ -455,15 +455,18 @@ impl Node {
                 .await?;
             return Ok(());
         }
-        self.forward_event(&d, id, sender, event).await
+        self.forward_event(&d, id, sender, event, &[]).await
     }
 
+    /// Queues `event` (with the document's hop `trace` for a delivery) towards the
+    /// sender's home node.
     async fn forward_event(
         &self,
         d: &DirectoryIndex,
         id: &DocumentId,
         sender: &AgencyCode,
         event: TransportEvent,
+        trace: &[TraceEntry],
     ) -> Result<(), Error> {
         let hop = match d.route(&self.id, sender) {
             Ok(Route::Via(hop)) => hop,
@@ -479,6 +482,7 @@ impl Node {
             document_id: id.to_string(),
             sender: sender.to_string(),
             event: Some((&event).into()),
+            trace: lienthong_proto::trace_to_pb(trace),
         };
         let encoded = relay_event.encode_to_vec();
         let digest = sha256(&encoded);
@@ -655,7 +659,8 @@ impl Node {
                 self.signal_hops(&hops);
                 if !self.is_homed_here(&d, &sender) {
                     for e in back {
-                        self.forward_event(&d, &document.id, &sender, e).await?;
+                        self.forward_event(&d, &document.id, &sender, e, &document.trace)
+                            .await?;
                     }
                 }
                 tracing::debug!(id = %document.id, %sender, local = plan.local.len(), hops = hops.len(), "document admitted");
@@ -872,7 +877,8 @@ impl Node {
     }
 
     /// Takes one relayed transport event: appended here if the sender is homed here, else
-    /// passed on towards its home.
+    /// passed on towards its home. A delivery's hop trace becomes one "forwarded" event
+    /// per hop after the origin, at the time that hop received the document.
     pub async fn admit_event(
         &self,
         event: pb::RelayEvent,
@@ -885,6 +891,7 @@ impl Node {
             .clone()
             .ok_or(lienthong_proto::Error::Missing { field: "event" })?
             .try_into()?;
+        let trace = lienthong_proto::trace_from_pb(event.trace)?;
         let d = self.directory.current();
         if !self.is_homed_here(&d, &sender) {
             if matches!(d.route(&self.id, &sender), Ok(Route::Via(h)) if &h == from) {
@@ -892,9 +899,21 @@ impl Node {
                     "event for {sender} would go back to {from}"
                 )));
             }
-            self.forward_event(&d, &document_id, &sender, transport)
+            self.forward_event(&d, &document_id, &sender, transport, &trace)
                 .await?;
             return Ok(RelayOutcome::Stored);
+        }
+        for pair in trace.windows(2) {
+            let hop = TransportEvent {
+                kind: TransportEventKind::Forwarded,
+                at: pair[1].at,
+                node: pair[1].node.clone(),
+                agency: transport.agency.clone(),
+                detail: format!("received from {}", pair[0].node),
+            };
+            self.store
+                .append_event(&document_id, stored::encode_event(&hop).into())
+                .await?;
         }
         self.store
             .append_event(&document_id, stored::encode_event(&transport).into())
@@ -1044,7 +1063,7 @@ impl Node {
             let sender = document.sender()?;
             let d = self.directory.current();
             if !self.is_homed_here(&d, sender) && d.home_of(sender).is_some() {
-                self.forward_event(&d, id, sender, event).await?;
+                self.forward_event(&d, id, sender, event, &[]).await?;
             }
         }
         Ok(())

@@ -337,6 +337,8 @@ async fn finish(
     };
     let id: &DocumentId = &entry.id;
     for r in &entry.recipients {
+        // A hand-off is recorded here; the sender's home node learns every hop from the
+        // trace that comes back with the delivery, so only refusals travel back now.
         let event = if refused {
             lienthong_core::TransportEvent {
                 kind: TransportEventKind::DeadLettered,
@@ -354,7 +356,13 @@ async fn finish(
                 detail: format!("to {hop}"),
             }
         };
-        node.record(id, &sender, event).await?;
+        if refused {
+            node.record(id, &sender, event).await?;
+        } else {
+            node.store()
+                .append_event(id, stored::encode_event(&event).into())
+                .await?;
+        }
     }
     Ok(())
 }

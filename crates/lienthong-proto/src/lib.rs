@@ -332,6 +332,16 @@ impl From<&core::Signature> for pb::Signature {
     }
 }
 
+/// Decodes a hop trace.
+pub fn trace_from_pb(entries: Vec<pb::TraceEntry>) -> Result<Vec<core::TraceEntry>, Error> {
+    trace(entries)
+}
+
+/// Encodes a hop trace.
+pub fn trace_to_pb(entries: &[core::TraceEntry]) -> Vec<pb::TraceEntry> {
+    trace_pb(entries)
+}
+
 fn trace(entries: Vec<pb::TraceEntry>) -> Result<Vec<core::TraceEntry>, Error> {
     entries
         .into_iter()
