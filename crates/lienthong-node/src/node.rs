@@ -903,21 +903,21 @@ impl Node {
                 .await?;
             return Ok(RelayOutcome::Stored);
         }
-        for pair in trace.windows(2) {
-            let hop = TransportEvent {
-                kind: TransportEventKind::Forwarded,
-                at: pair[1].at,
-                node: pair[1].node.clone(),
-                agency: transport.agency.clone(),
-                detail: format!("received from {}", pair[0].node),
-            };
-            self.store
-                .append_event(&document_id, stored::encode_event(&hop).into())
-                .await?;
-        }
-        self.store
-            .append_event(&document_id, stored::encode_event(&transport).into())
-            .await?;
+        let mut events: Vec<Bytes> = trace
+            .windows(2)
+            .map(|pair| {
+                stored::encode_event(&TransportEvent {
+                    kind: TransportEventKind::Forwarded,
+                    at: pair[1].at,
+                    node: pair[1].node.clone(),
+                    agency: transport.agency.clone(),
+                    detail: format!("received from {}", pair[0].node),
+                })
+                .into()
+            })
+            .collect();
+        events.push(stored::encode_event(&transport).into());
+        self.store.append_events(&document_id, events).await?;
         Ok(RelayOutcome::Stored)
     }
 

@@ -163,8 +163,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// atomically. Returns `false` (and writes nothing) if it was not in that inbox.
     async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool>;
 
-    /// Appends an event (opaque bytes) to a message's log.
-    async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()>;
+    /// Appends events (opaque bytes) to a message's log, in order, in one durable write.
+    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()>;
+
+    /// Appends one event (opaque bytes) to a message's log.
+    async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {
+        self.append_events(id, vec![event]).await
+    }
 
     /// The message's events in the order they were appended.
     fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>>;

@@ -208,10 +208,10 @@ impl Store for SledStore {
         }
     }
 
-    async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {
-        let write = Write::AppendEvent {
+    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
+        let write = Write::AppendEvents {
             id: id.clone(),
-            event,
+            events,
         };
         self.writer.write(write).await.map(drop)
     }

@@ -44,9 +44,9 @@ pub(crate) enum Write {
         id: DocumentId,
         event: Bytes,
     },
-    AppendEvent {
+    AppendEvents {
         id: DocumentId,
-        event: Bytes,
+        events: Vec<Bytes>,
     },
     OutboxRemove {
         key: Vec<u8>,
@@ -249,11 +249,13 @@ impl Applier {
                 group.wrote = true;
                 Ok(Written::Acked(true))
             }
-            Write::AppendEvent { id, event } => {
-                group
-                    .batch
-                    .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
-                group.wrote = true;
+            Write::AppendEvents { id, events } => {
+                for event in events {
+                    group
+                        .batch
+                        .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                    group.wrote = true;
+                }
                 Ok(Written::Done)
             }
             Write::OutboxRemove { key } => {
