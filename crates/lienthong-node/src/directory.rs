@@ -327,8 +327,14 @@ pub async fn pull_from_parent(
             }
             Err(e) => tracing::debug!(error = %e, "cannot reach parent for the directory"),
         }
+        // Until it holds a signed directory the node can route nothing: ask again soon.
+        let wait = if node.directory().current().version == 0 {
+            interval.min(Duration::from_millis(500))
+        } else {
+            interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
     }

@@ -436,3 +436,76 @@ async fn directory_propagates_down_and_nodes_work_from_cache_when_the_parent_is_
     wait_for_entry(&b, d.id.as_str()).await;
     net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_a_recipient_that_exists_nowhere_and_tells_the_sender() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    // Children fetch the directory once at start and then not for a minute, so the
+    // communes and provinces keep version 1 while the national gateway moves on.
+    let mut net = RunningNetwork::start(dir.path(), lienthong_testkit::Shape::new(2), 0, 60_000)
+        .await
+        .unwrap();
+    let gone = "002.00.20.H42";
+    // Version 2 removes agency `gone`: it exists nowhere any more.
+    let national = net.net.node("VN");
+    let source = national
+        .config
+        .network
+        .as_ref()
+        .unwrap()
+        .directory_file
+        .clone()
+        .unwrap();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let block = format!("\n[[agencies]]\ncode = \"{gone}\"\n");
+    let start = text.find(&block).expect("agency block in the source");
+    let end = text[start + 1..]
+        .find("\n[[")
+        .map(|i| start + 1 + i)
+        .unwrap_or(text.len());
+    let text =
+        format!("{}{}", &text[..start], &text[end..]).replacen("version = 1", "version = 2", 1);
+    std::fs::write(&source, text).unwrap();
+    net.nodes.remove(0).stop().await.unwrap();
+    let listener = tokio::net::TcpListener::bind(national.config.listen)
+        .await
+        .unwrap();
+    net.nodes.insert(
+        0,
+        lienthong_testkit::RunningNode::start(&national.config, listener)
+            .await
+            .unwrap(),
+    );
+
+    // H41-C1 still knows `gone` (version 1) and accepts; the national gateway cannot route.
+    let a = net.client("001.00.20.H41").unwrap();
+    let mut d = a.new_document(
+        vec![lienthong_core::AgencyCode::parse(gone).unwrap()],
+        "Gửi nơi đã giải thể",
+    );
+    a.send(&mut d, &[]).await.unwrap();
+    let events = wait_for_track(&a, d.id.as_str(), |ev| {
+        ev.iter()
+            .any(|e| e.kind == TransportEventKind::DeadLettered)
+    })
+    .await;
+    let dead = events
+        .iter()
+        .find(|e| e.kind == TransportEventKind::DeadLettered)
+        .unwrap();
+    assert_eq!(dead.node.as_str(), "VN");
+    assert_eq!(dead.agency.as_ref().unwrap().as_str(), gone);
+    assert!(
+        dead.detail
+            .contains("not in the directory (version 2) of node VN"),
+        "{dead:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == TransportEventKind::Delivered),
+        "{events:#?}"
+    );
+    net.stop().await.unwrap();
+}
