@@ -126,7 +126,8 @@ fn print_banner(net: &DevNetwork, addr: SocketAddr) {
     );
 }
 
-fn check(what: &str, ok: bool) -> anyhow::Result<()> {
+/// Prints one smoke-test check and fails the smoke test if it did not hold.
+pub(crate) fn check(what: &str, ok: bool) -> anyhow::Result<()> {
     if ok {
         println!("  ok   {what}");
         Ok(())

@@ -12,6 +12,7 @@ use lienthong_core::{AgencyCode, NodeId, StatusCode, StatusNotice, TransportEven
 use lienthong_node::client::{DmsClient, Incoming, OutgoingAttachment};
 use lienthong_testkit::{Network, RunningNetwork, Shape};
 
+use crate::dev::check;
 use crate::dms::format_track;
 
 pub async fn run(dir: &Path, tiers: u8, port: u16, smoke_only: bool) -> anyhow::Result<ExitCode> {
@@ -101,16 +102,6 @@ fn endpoints(net: &Network) -> (AgencyCode, AgencyCode) {
             .expect("every province has communes")
     };
     (commune("H41"), commune("H42-"))
-}
-
-fn check(what: &str, ok: bool) -> anyhow::Result<()> {
-    if ok {
-        println!("  ok   {what}");
-        Ok(())
-    } else {
-        println!("  FAIL {what}");
-        bail!("{what}")
-    }
 }
 
 /// The expected hop path from `from`'s home node to `to`'s, from the directory.

@@ -577,26 +577,23 @@ impl Node {
             }
         }
         let signed = canonical::document_bytes(&document);
-        self.verify_sender(document.signature.as_ref(), &signed, &sender)?;
-        let content_digest = sha256(&signed);
-        if let Origin::Relay { from, .. } = &origin {
-            self.verify_last_hop(&document.id, &content_digest, &document.trace, from)?;
-        }
-
-        // A duplicate needs no blob writes and keeps its original receipt.
-        if let Some(existing) = self.store.message(&document.id)? {
-            return self.duplicate_or_conflict(&document.id, existing, content_digest);
-        }
+        let content_digest = match self.check_message(
+            &document.id,
+            &signed,
+            document.signature.as_ref(),
+            &sender,
+            &document.trace,
+            &origin,
+        )? {
+            // A duplicate needs no blob writes and keeps its original receipt.
+            Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
+            Checked::New { content_digest } => content_digest,
+        };
         for (attachment, content) in document.attachments.iter().zip(contents) {
             self.store.put_blob(attachment.sha256, content).await?;
         }
-        let receipt = match &origin {
-            Origin::Agency(_) => self.receipt(&document.id, content_digest)?,
-            Origin::Relay { receipt, .. } => receipt.clone(),
-        };
-        document
-            .trace
-            .push(self.trace_entry(&document.id, &content_digest)?);
+        let (receipt, hop) = self.stamp(&document.id, content_digest, &origin)?;
+        document.trace.push(hop);
 
         let d = self.directory.current();
         let plan = self.plan(&d, &recipients, &origin);
@@ -709,6 +706,45 @@ impl Node {
         plan
     }
 
+    /// The checks every message passes, whatever its kind: the sender's signature, the
+    /// previous hop's trace entry for a relayed one, and deduplication on the id.
+    fn check_message(
+        &self,
+        id: &DocumentId,
+        signed: &[u8],
+        signature: Option<&Signature>,
+        sender: &AgencyCode,
+        trace: &[TraceEntry],
+        origin: &Origin,
+    ) -> Result<Checked, Error> {
+        self.verify_sender(signature, signed, sender)?;
+        let content_digest = sha256(signed);
+        if let Origin::Relay { from, .. } = origin {
+            self.verify_last_hop(id, &content_digest, trace, from)?;
+        }
+        match self.store.message(id)? {
+            Some(existing) => self
+                .duplicate_or_conflict(id, existing, content_digest)
+                .map(|(receipt, _)| Checked::Duplicate(receipt)),
+            None => Ok(Checked::New { content_digest }),
+        }
+    }
+
+    /// The receipt a new message is answered with (this node's, or the origin node's for
+    /// a relayed one) and this node's trace entry.
+    fn stamp(
+        &self,
+        id: &DocumentId,
+        content_digest: [u8; 32],
+        origin: &Origin,
+    ) -> Result<(Receipt, TraceEntry), Error> {
+        let receipt = match origin {
+            Origin::Agency(_) => self.receipt(id, content_digest)?,
+            Origin::Relay { receipt, .. } => receipt.clone(),
+        };
+        Ok((receipt, self.trace_entry(id, &content_digest)?))
+    }
+
     fn duplicate_or_conflict(
         &self,
         id: &DocumentId,
@@ -793,21 +829,19 @@ impl Node {
     ) -> Result<(Receipt, RelayOutcome), Error> {
         let sender = notice.sender()?.clone();
         let signed = canonical::status_bytes(&notice);
-        self.verify_sender(notice.signature.as_ref(), &signed, &sender)?;
-        let content_digest = sha256(&signed);
-        if let Origin::Relay { from, .. } = &origin {
-            self.verify_last_hop(&notice.id, &content_digest, &notice.trace, from)?;
-        }
-        if let Some(existing) = self.store.message(&notice.id)? {
-            return self.duplicate_or_conflict(&notice.id, existing, content_digest);
-        }
-        let receipt = match &origin {
-            Origin::Agency(_) => self.receipt(&notice.id, content_digest)?,
-            Origin::Relay { receipt, .. } => receipt.clone(),
+        let content_digest = match self.check_message(
+            &notice.id,
+            &signed,
+            notice.signature.as_ref(),
+            &sender,
+            &notice.trace,
+            &origin,
+        )? {
+            Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
+            Checked::New { content_digest } => content_digest,
         };
-        notice
-            .trace
-            .push(self.trace_entry(&notice.id, &content_digest)?);
+        let (receipt, hop) = self.stamp(&notice.id, content_digest, &origin)?;
+        notice.trace.push(hop);
         let d = self.directory.current();
         let to = vec![notice.to.clone()];
         let plan = self.plan(&d, &to, &origin);
@@ -1098,6 +1132,16 @@ impl Node {
         events.sort_by_key(|e| e.at);
         Ok((events, statuses))
     }
+}
+
+/// What [`Node::check_message`] decided.
+#[derive(Debug)]
+enum Checked {
+    /// Stored before with the same content: answer with the original receipt.
+    Duplicate(Receipt),
+    New {
+        content_digest: [u8; 32],
+    },
 }
 
 /// Where the recipients of one message go from this node.

@@ -84,41 +84,13 @@ pub fn generate(
     std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
 
     let endpoint = format!("https://{listen}");
-    let profiles_dir = dir.join("profiles");
-    std::fs::create_dir_all(&profiles_dir)?;
     let mut profiles = Vec::new();
     for (code, _) in agencies {
         let agency = AgencyCode::parse(code)?;
-        let issued = ca.issue(
-            &Identity::Agency(agency.clone()),
-            &[],
-            &[],
-            KeyKind::Ed25519,
-            365,
-        )?;
-        let (cert, key) = issued.save(dir.join("agencies"), code)?;
-        let profile = ClientProfile {
-            endpoint: endpoint.clone(),
-            node: DEV_NODE.to_string(),
-            agency: Some(code.to_string()),
-            ca: ca_pem.clone(),
-            cert,
-            key,
-        };
-        let path = profiles_dir.join(format!("{code}.toml"));
-        std::fs::write(&path, toml::to_string_pretty(&profile)?)?;
+        let path = agency_profile(&ca, dir, &agency, &endpoint, DEV_NODE)?;
         profiles.push((agency, path));
     }
-    let operator = ClientProfile {
-        endpoint,
-        node: DEV_NODE.to_string(),
-        agency: None,
-        ca: ca_pem,
-        cert,
-        key,
-    };
-    let operator_profile = profiles_dir.join(format!("operator-{DEV_NODE}.toml"));
-    std::fs::write(&operator_profile, toml::to_string_pretty(&operator)?)?;
+    let operator_profile = operator_profile(dir, &endpoint, DEV_NODE, (cert, key))?;
     Ok(DevNetwork {
         dir: dir.to_path_buf(),
         config,
@@ -126,6 +98,66 @@ pub fn generate(
         profiles,
         operator_profile,
     })
+}
+
+/// Issues `agency`'s certificate (Ed25519, the key that also signs its documents) and
+/// writes its client profile for the node `node` at `endpoint`; returns the profile path.
+fn agency_profile(
+    ca: &CertificateAuthority,
+    dir: &Path,
+    agency: &AgencyCode,
+    endpoint: &str,
+    node: &str,
+) -> anyhow::Result<PathBuf> {
+    let issued = ca.issue(
+        &Identity::Agency(agency.clone()),
+        &[],
+        &[],
+        KeyKind::Ed25519,
+        365,
+    )?;
+    let (cert, key) = issued.save(dir.join("agencies"), agency.as_str())?;
+    write_profile(
+        dir,
+        agency.as_str(),
+        ClientProfile {
+            endpoint: endpoint.to_string(),
+            node: node.to_string(),
+            agency: Some(agency.to_string()),
+            ca: dir.join("ca").join("ca.pem"),
+            cert,
+            key,
+        },
+    )
+}
+
+/// The operator profile of node `node`: its own certificate and key.
+fn operator_profile(
+    dir: &Path,
+    endpoint: &str,
+    node: &str,
+    (cert, key): (PathBuf, PathBuf),
+) -> anyhow::Result<PathBuf> {
+    write_profile(
+        dir,
+        &format!("operator-{node}"),
+        ClientProfile {
+            endpoint: endpoint.to_string(),
+            node: node.to_string(),
+            agency: None,
+            ca: dir.join("ca").join("ca.pem"),
+            cert,
+            key,
+        },
+    )
+}
+
+fn write_profile(dir: &Path, name: &str, profile: ClientProfile) -> anyhow::Result<PathBuf> {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles)?;
+    let path = profiles.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string_pretty(&profile)?)?;
+    Ok(path)
 }
 
 /// A node running in this process until [`RunningNode::stop`].
@@ -460,37 +492,10 @@ pub fn generate_network(
         let mut homed = Vec::new();
         for (code, name) in agencies {
             let agency = AgencyCode::parse(code)?;
-            let issued = ca.issue(
-                &Identity::Agency(agency.clone()),
-                &[],
-                &[],
-                KeyKind::Ed25519,
-                365,
-            )?;
-            let (acert, akey) = issued.save(dir.join("agencies"), code)?;
-            let profile = ClientProfile {
-                endpoint: endpoint(i),
-                node: id.clone(),
-                agency: Some(code.clone()),
-                ca: ca_pem.clone(),
-                cert: acert,
-                key: akey,
-            };
-            let path = dir.join("profiles").join(format!("{code}.toml"));
-            std::fs::create_dir_all(dir.join("profiles"))?;
-            std::fs::write(&path, toml::to_string_pretty(&profile)?)?;
+            let path = agency_profile(&ca, dir, &agency, &endpoint(i), id)?;
             homed.push((agency, name.clone(), path));
         }
-        let operator = ClientProfile {
-            endpoint: endpoint(i),
-            node: id.clone(),
-            agency: None,
-            ca: ca_pem.clone(),
-            cert,
-            key,
-        };
-        let operator_profile = dir.join("profiles").join(format!("operator-{id}.toml"));
-        std::fs::write(&operator_profile, toml::to_string_pretty(&operator)?)?;
+        let operator_profile = operator_profile(dir, &endpoint(i), id, (cert, key))?;
         nodes.push(NetNode {
             id: node_id,
             level,
