@@ -314,6 +314,21 @@ async fn serve_link(
     }
 }
 
+/// Whether a refusal code means "try again later" rather than "this message is wrong".
+fn is_transient(code: i32) -> bool {
+    use tonic::Code;
+    matches!(
+        Code::from_i32(code),
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Internal
+            | Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+    )
+}
+
 /// After the neighbour answered: the entry leaves the outbox and the sender hears of it.
 async fn finish(
     node: &Node,
@@ -322,6 +337,15 @@ async fn finish(
     ack: pb::RelayAck,
 ) -> Result<(), Error> {
     let refused = ack.refused_code != 0;
+    // A refusal for a passing reason on the neighbour's side (its store unavailable, its
+    // disk full) is not the message's fault: keep it, break the link, and re-send after
+    // the back-off. Only a refusal of the message itself dead-letters it.
+    if refused && is_transient(ack.refused_code) {
+        return Err(Error::Transport(format!(
+            "{hop} could not take {} for now: {}",
+            entry.id, ack.refused_reason
+        )));
+    }
     node.store().outbox_remove(hop, &entry.key).await?;
     let Some(m) = node.store().message(&entry.id)? else {
         return Ok(());
@@ -365,4 +389,30 @@ async fn finish(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+    use tonic::Code;
+
+    #[test]
+    fn only_refusals_of_the_message_itself_dead_letter_it() {
+        for code in [
+            Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::Internal,
+            Code::Aborted,
+        ] {
+            assert!(is_transient(code as i32), "{code:?} must be retried");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::AlreadyExists,
+            Code::NotFound,
+        ] {
+            assert!(!is_transient(code as i32), "{code:?} must be dead-lettered");
+        }
+    }
 }
