@@ -110,7 +110,19 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<tonic::Status>() {
+                // One line: the code and the node's message, then, for transport failures
+                // (a refused certificate, an unreachable node), the cause underneath.
+                Some(status) => {
+                    eprintln!("error: {:?}: {}", status.code(), status.message());
+                    let mut source = std::error::Error::source(status);
+                    while let Some(cause) = source {
+                        eprintln!("  caused by: {cause}");
+                        source = cause.source();
+                    }
+                }
+                None => eprintln!("error: {e:#}"),
+            }
             let config_error = e.downcast_ref::<UsageError>().is_some()
                 || matches!(
                     e.downcast_ref::<lienthong_node::Error>(),
