@@ -257,27 +257,15 @@ async fn accept(docs: usize, concurrency: usize, size: usize) -> anyhow::Result<
         let (_, path) = &net.profiles[i % 3];
         senders.push(DmsClient::from_profile(&ClientProfile::load(path)?)?);
     }
-    let content = "Nội dung văn bản. ".repeat(size / 20 + 1);
-    let content: String = content.chars().take(size).collect();
-
-    // Pre-sign so that the figure measures the node, not the sender's signing.
+    // Pre-sign so that the figure measures the node, not the sender's signing. Sender i
+    // writes to the next of the first three agencies.
     let prepare = |client: &DmsClient, n: usize| -> anyhow::Result<Vec<pb::Document>> {
-        let to = net.profiles[(net
+        let i = net
             .profiles
             .iter()
             .position(|(c, _)| c == client.agency())
-            .unwrap()
-            + 1)
-            % 3]
-        .0
-        .clone();
-        (0..n)
-            .map(|_| {
-                let mut d = client.new_document(vec![to.clone()], "Benchmark");
-                d.header.content = content.clone();
-                Ok(client.seal(&mut d, &[])?)
-            })
-            .collect()
+            .unwrap_or(0);
+        presign(client, &net.profiles[(i + 1) % 3].0, n, size)
     };
     let per_sender = docs.div_ceil(concurrency);
     let warmup = 200.min(per_sender);

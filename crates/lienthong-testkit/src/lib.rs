@@ -51,14 +51,7 @@ pub fn generate(
 
     let node_id = lienthong_core::NodeId::parse(DEV_NODE)?;
     let node_dir = dir.join("nodes").join(DEV_NODE);
-    let node_cert = ca.issue(
-        &Identity::Node(node_id.clone()),
-        &["localhost".to_string()],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        KeyKind::EcdsaP256,
-        365,
-    )?;
-    let (cert, key) = node_cert.save(&node_dir, "node")?;
+    let (cert, key) = node_cert(&ca, &node_id, &node_dir)?;
     let config = NodeConfig {
         node_id: DEV_NODE.to_string(),
         listen,
@@ -98,6 +91,23 @@ pub fn generate(
         profiles,
         operator_profile,
     })
+}
+
+/// Issues a node certificate (ECDSA P-256, reachable as localhost / 127.0.0.1) into
+/// `node_dir`; returns the certificate and key paths.
+fn node_cert(
+    ca: &CertificateAuthority,
+    node: &lienthong_core::NodeId,
+    node_dir: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let issued = ca.issue(
+        &Identity::Node(node.clone()),
+        &["localhost".to_string()],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        KeyKind::EcdsaP256,
+        365,
+    )?;
+    Ok(issued.save(node_dir, "node")?)
 }
 
 /// Issues `agency`'s certificate (Ed25519, the key that also signs its documents) and
@@ -457,14 +467,7 @@ pub fn generate_network(
     for (i, (id, level, parent, agencies)) in shape.iter().enumerate() {
         let node_id = lienthong_core::NodeId::parse(id)?;
         let node_dir = dir.join("nodes").join(id);
-        let issued = ca.issue(
-            &Identity::Node(node_id.clone()),
-            &["localhost".to_string()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            KeyKind::EcdsaP256,
-            365,
-        )?;
-        let (cert, key) = issued.save(&node_dir, "node")?;
+        let (cert, key) = node_cert(&ca, &node_id, &node_dir)?;
         let parent_index = parent
             .as_ref()
             .and_then(|p| shape.iter().position(|(pid, ..)| pid == p));
