@@ -15,8 +15,6 @@ use crate::Error;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Default time a client gets to finish the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
-/// Default time a document may wait for delivery before it expires.
-pub const DEFAULT_EXPIRY_HOURS: u64 = 24 * 7;
 /// Default number of entries `ListInbox` returns.
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 
@@ -110,9 +108,6 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// TLS handshake timeout in milliseconds (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
     pub handshake_timeout_ms: u64,
-    /// Expiry given to documents that carry none, in hours (default
-    /// [`DEFAULT_EXPIRY_HOURS`]).
-    pub default_expiry_hours: u64,
 }
 
 impl Default for Limits {
@@ -120,7 +115,6 @@ impl Default for Limits {
         Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-            default_expiry_hours: DEFAULT_EXPIRY_HOURS,
         }
     }
 }

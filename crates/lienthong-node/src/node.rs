@@ -725,7 +725,7 @@ impl Node {
         match self.store.message(id)? {
             Some(existing) => self
                 .duplicate_or_conflict(id, existing, content_digest)
-                .map(|(receipt, _)| Checked::Duplicate(receipt)),
+                .map(Checked::Duplicate),
             None => Ok(Checked::New { content_digest }),
         }
     }
@@ -745,17 +745,15 @@ impl Node {
         Ok((receipt, self.trace_entry(id, &content_digest)?))
     }
 
+    /// The original receipt if `existing` has the same content, else `ALREADY_EXISTS`.
     fn duplicate_or_conflict(
         &self,
         id: &DocumentId,
         existing: lienthong_store::StoredMessage,
         content_digest: [u8; 32],
-    ) -> Result<(Receipt, RelayOutcome), Error> {
+    ) -> Result<Receipt, Error> {
         if existing.envelope.content_digest == content_digest {
-            Ok((
-                stored::decode_receipt(&existing.receipt)?,
-                RelayOutcome::Duplicate,
-            ))
+            Ok(stored::decode_receipt(&existing.receipt)?)
         } else {
             Err(Error::AlreadyExists(format!(
                 "message {id} was already accepted with different content; send changed \

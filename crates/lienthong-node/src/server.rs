@@ -133,6 +133,17 @@ pub async fn serve(
             tracing::warn!("a background task did not stop within the grace period");
         }
     }
+    // Tasks spawned per request (relay items, subscriptions, connections) may hold the
+    // node a moment longer; the store closes when the last of them lets go.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while Arc::strong_count(&node) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if Arc::strong_count(&node) > 1 {
+        tracing::warn!(
+            "requests still hold the node after the grace period; the store stays open until they end"
+        );
+    }
     tracing::info!(node = %node.id(), "node stopped");
     Ok(())
 }

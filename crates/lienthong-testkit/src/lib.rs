@@ -307,6 +307,17 @@ pub struct Network {
 }
 
 impl Network {
+    /// The national gateway's directory source (TOML); edit it and restart the gateway
+    /// to publish a new version.
+    pub fn directory_source(&self) -> &Path {
+        self.nodes[0]
+            .config
+            .network
+            .as_ref()
+            .and_then(|n| n.directory_file.as_deref())
+            .expect("the national gateway has a directory file")
+    }
+
     pub fn node(&self, id: &str) -> &NetNode {
         self.nodes
             .iter()
@@ -518,7 +529,8 @@ pub fn generate_network(
 #[derive(Debug)]
 pub struct RunningNetwork {
     pub net: Network,
-    pub nodes: Vec<RunningNode>,
+    /// In the order of `net.nodes`; `None` while a node is stopped.
+    nodes: Vec<Option<RunningNode>>,
 }
 
 impl RunningNetwork {
@@ -552,7 +564,7 @@ impl RunningNetwork {
         let net = generate_network(dir, shape, &addrs, poll_ms)?;
         let mut nodes = Vec::with_capacity(n);
         for (node, listener) in net.nodes.iter().zip(listeners) {
-            nodes.push(RunningNode::start(&node.config, listener).await?);
+            nodes.push(Some(RunningNode::start(&node.config, listener).await?));
         }
         let running = RunningNetwork { net, nodes };
         running
@@ -592,9 +604,42 @@ impl RunningNetwork {
         Ok(lienthong_node::client::DmsClient::from_profile(&profile)?)
     }
 
+    fn index(&self, id: &str) -> anyhow::Result<usize> {
+        self.net
+            .nodes
+            .iter()
+            .position(|n| n.id.as_str() == id)
+            .with_context(|| format!("no node {id} in the network"))
+    }
+
+    /// Stops node `id`; its data directory stays.
+    pub async fn stop_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        if let Some(node) = self.nodes[i].take() {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again on its address and data directory, re-reading its
+    /// configuration (and, at the national gateway, the directory source).
+    pub async fn start_node(&mut self, id: &str) -> anyhow::Result<()> {
+        let i = self.index(id)?;
+        anyhow::ensure!(self.nodes[i].is_none(), "node {id} is running");
+        let config = &self.net.nodes[i].config;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        self.nodes[i] = Some(RunningNode::start(config, listener).await?);
+        Ok(())
+    }
+
+    pub async fn restart_node(&mut self, id: &str) -> anyhow::Result<()> {
+        self.stop_node(id).await?;
+        self.start_node(id).await
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         // Children first, so that no link is left dialling a stopped parent.
-        for node in self.nodes.into_iter().rev() {
+        for node in self.nodes.into_iter().rev().flatten() {
             node.stop().await?;
         }
         Ok(())

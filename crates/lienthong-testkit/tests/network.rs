@@ -357,30 +357,12 @@ async fn refuses_a_directory_with_a_bad_signature_or_an_older_version() {
 async fn directory_propagates_down_and_nodes_work_from_cache_when_the_parent_is_down() {
     let (_dir, mut net) = start(2).await;
     // A new version at the national gateway reaches a commune two levels down.
-    let national = net.net.node("VN");
-    let source = national
-        .config
-        .network
-        .as_ref()
-        .unwrap()
-        .directory_file
-        .clone()
-        .unwrap();
+    let source = net.net.directory_source().to_path_buf();
     let text = std::fs::read_to_string(&source).unwrap();
     let text = text.replacen("version = 1", "version = 2", 1)
         + "\n[[agencies]]\ncode = \"003.00.20.H42\"\nname = \"UBND xã mới\"\nhome = \"H42-C1\"\n";
     std::fs::write(&source, text).unwrap();
-    let national_node = net.nodes.remove(0);
-    national_node.stop().await.unwrap();
-    let listener = tokio::net::TcpListener::bind(national.config.listen)
-        .await
-        .unwrap();
-    net.nodes.insert(
-        0,
-        lienthong_testkit::RunningNode::start(&national.config, listener)
-            .await
-            .unwrap(),
-    );
+    net.restart_node("VN").await.unwrap();
     let commune = net.net.node("H42-C1");
     let mut admin = ClientProfile::load(&commune.operator_profile)
         .unwrap()
@@ -404,26 +386,8 @@ async fn directory_propagates_down_and_nodes_work_from_cache_when_the_parent_is_
 
     // With the national gateway down, a province still routes between its own communes,
     // and a restarted commune serves from its cached directory.
-    let national_node = net.nodes.remove(0);
-    national_node.stop().await.unwrap();
-    let c1 = net.net.node("H41-C1");
-    let c1_index = net
-        .net
-        .nodes
-        .iter()
-        .position(|n| n.id.as_str() == "H41-C1")
-        .unwrap();
-    let running = net.nodes.remove(c1_index - 1);
-    running.stop().await.unwrap();
-    let listener = tokio::net::TcpListener::bind(c1.config.listen)
-        .await
-        .unwrap();
-    net.nodes.insert(
-        c1_index - 1,
-        lienthong_testkit::RunningNode::start(&c1.config, listener)
-            .await
-            .unwrap(),
-    );
+    net.stop_node("VN").await.unwrap();
+    net.restart_node("H41-C1").await.unwrap();
     let (a, b) = (
         net.client("001.00.20.H41").unwrap(),
         net.client("002.00.20.H41").unwrap(),
@@ -445,15 +409,7 @@ async fn dead_letters_a_recipient_that_exists_nowhere_and_tells_the_sender() {
         .unwrap();
     let gone = "002.00.20.H42";
     // Version 2 removes agency `gone`: it exists nowhere any more.
-    let national = net.net.node("VN");
-    let source = national
-        .config
-        .network
-        .as_ref()
-        .unwrap()
-        .directory_file
-        .clone()
-        .unwrap();
+    let source = net.net.directory_source().to_path_buf();
     let text = std::fs::read_to_string(&source).unwrap();
     let block = format!("\n[[agencies]]\ncode = \"{gone}\"\n");
     let start = text.find(&block).expect("agency block in the source");
@@ -464,16 +420,7 @@ async fn dead_letters_a_recipient_that_exists_nowhere_and_tells_the_sender() {
     let text =
         format!("{}{}", &text[..start], &text[end..]).replacen("version = 1", "version = 2", 1);
     std::fs::write(&source, text).unwrap();
-    net.nodes.remove(0).stop().await.unwrap();
-    let listener = tokio::net::TcpListener::bind(national.config.listen)
-        .await
-        .unwrap();
-    net.nodes.insert(
-        0,
-        lienthong_testkit::RunningNode::start(&national.config, listener)
-            .await
-            .unwrap(),
-    );
+    net.restart_node("VN").await.unwrap();
 
     // H41-C1 still knows `gone` (version 1) and accepts; the national gateway cannot route.
     let a = net.client("001.00.20.H41").unwrap();
@@ -504,5 +451,63 @@ async fn dead_letters_a_recipient_that_exists_nowhere_and_tells_the_sender() {
             .any(|e| e.kind == TransportEventKind::Delivered),
         "{events:#?}"
     );
+    net.stop().await.unwrap();
+}
+
+/// The next directory on a watch stream, within 20 s.
+async fn next_directory(
+    stream: &mut tonic::Streaming<pb::Directory>,
+) -> lienthong_core::directory::Directory {
+    let d = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("a directory within 20 s")
+        .unwrap()
+        .expect("the stream stays open");
+    lienthong_core::directory::Directory::try_from(d).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_watching_its_parent_gets_each_new_signed_directory() {
+    let (_dir, mut net) = start(2).await;
+    // H41-C1, with its node certificate, watches its parent H41.
+    let mut profile = ClientProfile::load(&net.net.node("H41-C1").operator_profile).unwrap();
+    profile.endpoint = format!("https://{}", net.net.node("H41").config.listen);
+    profile.node = "H41".into();
+    let channel = profile.channel().unwrap();
+    let mut client = pb::directory_service_client::DirectoryServiceClient::new(channel);
+    let trust = CachedTrust::new(TrustRoots::load(&profile.ca).unwrap());
+    let national = lienthong_core::NodeId::parse("VN").unwrap();
+    let mut stream = client
+        .watch_directory(pb::WatchDirectoryRequest { known_version: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next_directory(&mut stream).await;
+    assert_eq!(first.version, 1);
+    assert_eq!(first.agencies.len(), 9);
+    lienthong_node::directory::verify(&first, &trust, &national).unwrap();
+
+    // Nothing newer: GetDirectory answers with the version only.
+    let current = client
+        .get_directory(pb::GetDirectoryRequest { known_version: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current.version, 1);
+    assert!(current.directory.is_none());
+
+    // The national gateway publishes version 2; H41 pulls it and pushes it to the watcher.
+    let source = net.net.directory_source().to_path_buf();
+    let text = std::fs::read_to_string(&source)
+        .unwrap()
+        .replacen("version = 1", "version = 2", 1)
+        + "\n[[agencies]]\ncode = \"003.00.20.H41\"\nname = \"UBND xã mới\"\nhome = \"H41-C1\"\n";
+    std::fs::write(&source, text).unwrap();
+    net.restart_node("VN").await.unwrap();
+    let second = next_directory(&mut stream).await;
+    assert_eq!(second.version, 2);
+    assert_eq!(second.agencies.len(), 10);
+    lienthong_node::directory::verify(&second, &trust, &national).unwrap();
+    drop(stream);
     net.stop().await.unwrap();
 }
