@@ -147,6 +147,7 @@ pub fn document_bytes(d: &Document) -> Vec<u8> {
     if let Some(e) = d.expires_at {
         c.i64(e);
     }
+    c.bytes(&d.edxml_preserved);
     c.0
 }
 
@@ -160,7 +161,8 @@ pub fn status_bytes(n: &StatusNotice) -> Vec<u8> {
         .staff(&n.staff)
         .str(n.code.code())
         .str(&n.description)
-        .i64(n.at);
+        .i64(n.at)
+        .bytes(&n.edxml_preserved);
     c.0
 }
 
@@ -255,6 +257,9 @@ mod tests {
         assert_ne!(document_bytes(&changed), base);
         let mut changed = d.clone();
         changed.business.reason = "x".into();
+        assert_ne!(document_bytes(&changed), base);
+        let mut changed = d.clone();
+        changed.edxml_preserved = b"<Unknown/>".to_vec();
         assert_ne!(document_bytes(&changed), base);
         let mut traced = d.clone();
         traced.trace.push(TraceEntry {

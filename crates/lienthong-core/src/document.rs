@@ -267,6 +267,10 @@ pub struct Document {
     pub created_at: UnixMillis,
     /// After this the bus stops trying and dead-letters it; `None` uses the node default.
     pub expires_at: Option<UnixMillis>,
+    /// The parts of an imported edXML message lienthong does not model (unknown elements,
+    /// the original XML-DSig `Signature`), as encoded by `lienthong-edxml`, so that export
+    /// gives them back. Signed with the rest; empty for native documents.
+    pub edxml_preserved: Vec<u8>,
 }
 
 impl Document {
@@ -283,6 +287,7 @@ impl Document {
             trace: Vec::new(),
             created_at: crate::now_millis(),
             expires_at: None,
+            edxml_preserved: Vec::new(),
         }
     }
 

@@ -118,6 +118,8 @@ pub struct StatusNotice {
     pub at: UnixMillis,
     pub signature: Option<Signature>,
     pub trace: Vec<crate::document::TraceEntry>,
+    /// As [`crate::Document::edxml_preserved`].
+    pub edxml_preserved: Vec<u8>,
 }
 
 impl StatusNotice {
@@ -136,6 +138,7 @@ impl StatusNotice {
             at: crate::now_millis(),
             signature: None,
             trace: Vec::new(),
+            edxml_preserved: Vec::new(),
         }
     }
 

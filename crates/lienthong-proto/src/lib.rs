@@ -411,6 +411,7 @@ impl TryFrom<pb::Document> for DocumentWithContent {
             trace: trace(d.trace)?,
             created_at: d.created_at_unix_ms,
             expires_at: opt_time(d.expires_at_unix_ms),
+            edxml_preserved: d.edxml_preserved.to_vec(),
         };
         document.validate().map_err(|e| invalid("document", e))?;
         Ok(DocumentWithContent { document, contents })
@@ -450,6 +451,7 @@ pub fn document_to_pb(d: &core::Document, contents: Option<&[Bytes]>) -> pb::Doc
         trace: trace_pb(&d.trace),
         created_at_unix_ms: d.created_at,
         expires_at_unix_ms: d.expires_at.unwrap_or(0),
+        edxml_preserved: Bytes::copy_from_slice(&d.edxml_preserved),
     }
 }
 
@@ -474,6 +476,7 @@ impl TryFrom<pb::StatusNotice> for core::StatusNotice {
             at: n.at_unix_ms,
             signature: n.signature.map(TryInto::try_into).transpose()?,
             trace: trace(n.trace)?,
+            edxml_preserved: n.edxml_preserved.to_vec(),
         };
         notice.validate().map_err(|e| invalid("notice", e))?;
         Ok(notice)
@@ -493,6 +496,7 @@ impl From<&core::StatusNotice> for pb::StatusNotice {
             at_unix_ms: n.at,
             signature: n.signature.as_ref().map(Into::into),
             trace: trace_pb(&n.trace),
+            edxml_preserved: Bytes::copy_from_slice(&n.edxml_preserved),
         }
     }
 }
