@@ -197,12 +197,16 @@ pub enum TransportEventKind {
     StatusReceived,
     /// Expired before delivery.
     Expired,
-    /// Given up on, with a reason.
+    /// Given up on, with a reason; kept as a dead letter until an operator acts.
     DeadLettered,
+    /// Put back on its way from the dead letters by an operator.
+    Retried,
+    /// Dropped from the dead letters by an operator, with a reason.
+    Dropped,
 }
 
 impl TransportEventKind {
-    pub const ALL: [TransportEventKind; 8] = [
+    pub const ALL: [TransportEventKind; 10] = [
         TransportEventKind::Accepted,
         TransportEventKind::Forwarded,
         TransportEventKind::Delivered,
@@ -211,6 +215,8 @@ impl TransportEventKind {
         TransportEventKind::StatusReceived,
         TransportEventKind::Expired,
         TransportEventKind::DeadLettered,
+        TransportEventKind::Retried,
+        TransportEventKind::Dropped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -223,6 +229,8 @@ impl TransportEventKind {
             TransportEventKind::StatusReceived => "status-received",
             TransportEventKind::Expired => "expired",
             TransportEventKind::DeadLettered => "dead-lettered",
+            TransportEventKind::Retried => "retried",
+            TransportEventKind::Dropped => "dropped",
         }
     }
 }

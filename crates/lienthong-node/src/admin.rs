@@ -1,12 +1,16 @@
-//! `AdminService`: health and queue depths for operators holding this node's certificate.
+//! `AdminService`: health, queue depths and link states, and the dead-letter commands,
+//! for operators holding this node's certificate.
 
 use std::sync::Arc;
 
 use lienthong_proto::pb::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
+use crate::delivery::{self, OperatorVerb};
 use crate::node::Node;
 use crate::transport::peer;
+use lienthong_pki::Identity;
+use prost::Message;
 
 #[derive(Debug, Clone)]
 pub struct AdminApi {
@@ -18,9 +22,27 @@ impl AdminApi {
         AdminApi { node }
     }
 
-    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// The operator's identity, if allowed.
+    fn authorize<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
         let peer = peer(req)?;
-        Ok(self.node.authorize_operator(&peer.identity)?)
+        self.node.authorize_operator(&peer.identity)?;
+        Ok(peer.identity.clone())
+    }
+
+    async fn act(
+        &self,
+        req: Request<pb::DeadLetterAction>,
+        verb: OperatorVerb,
+    ) -> Result<Response<pb::DeadLetterActionResult>, Status> {
+        let operator = self.authorize(&req)?;
+        let action = req.into_inner();
+        let filter = action.filter.unwrap_or_default();
+        let outcome =
+            delivery::act(&self.node, &operator, verb, &filter, action.reason.trim()).await?;
+        Ok(Response::new(pb::DeadLetterActionResult {
+            document_ids: outcome.done.iter().map(|id| id.to_string()).collect(),
+            skipped: outcome.skipped,
+        }))
     }
 }
 
@@ -79,6 +101,85 @@ impl AdminService for AdminApi {
                     depth,
                 })
                 .collect(),
+            dead_letters: depths.dead_letters,
+            links: self
+                .node
+                .links()
+                .all()
+                .into_iter()
+                .map(|(peer, s)| pb::LinkStatus {
+                    peer: peer.to_string(),
+                    state: s.phase.as_str().to_string(),
+                    consecutive_failures: s.consecutive_failures,
+                    retry_at_unix_ms: s.retry_at.unwrap_or(0),
+                    last_error: s.last_error,
+                })
+                .collect(),
         }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<pb::DeadLetterFilter>,
+    ) -> Result<Response<pb::DeadLetterList>, Status> {
+        self.authorize(&req)?;
+        let filter = req.into_inner();
+        let limit = match filter.limit {
+            0 => 1000,
+            n => n as usize,
+        };
+        let parsed = delivery::DeadLetterFilter::from_pb(&filter)?;
+        let letters = delivery::list(&self.node, &parsed, limit)?;
+        Ok(Response::new(pb::DeadLetterList {
+            dead_letters: letters
+                .iter()
+                .map(|l| delivery::to_pb(&self.node, l))
+                .collect(),
+        }))
+    }
+
+    async fn retry_dead_letters(
+        &self,
+        req: Request<pb::DeadLetterAction>,
+    ) -> Result<Response<pb::DeadLetterActionResult>, Status> {
+        self.act(req, OperatorVerb::Retry).await
+    }
+
+    async fn drop_dead_letters(
+        &self,
+        req: Request<pb::DeadLetterAction>,
+    ) -> Result<Response<pb::DeadLetterActionResult>, Status> {
+        self.act(req, OperatorVerb::Drop).await
+    }
+
+    async fn operator_log(
+        &self,
+        req: Request<pb::OperatorLogRequest>,
+    ) -> Result<Response<pb::OperatorLogResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 1000,
+            n => n as usize,
+        };
+        let entries = self
+            .node
+            .store()
+            .operator_log(r.after, limit)
+            .map_err(crate::Error::from)?
+            .into_iter()
+            .map(|(seq, bytes)| {
+                let action = pb::OperatorAction::decode(bytes.as_ref()).map_err(|e| {
+                    crate::Error::Store(lienthong_store::Error::Corrupt(format!(
+                        "operator log entry {seq}: {e}"
+                    )))
+                })?;
+                Ok(pb::OperatorLogEntry {
+                    seq,
+                    action: Some(action),
+                })
+            })
+            .collect::<Result<Vec<_>, crate::Error>>()?;
+        Ok(Response::new(pb::OperatorLogResponse { entries }))
     }
 }

@@ -36,6 +36,9 @@ pub struct NodeConfig {
     /// Limits that protect the node from abuse.
     #[serde(default)]
     pub limits: Limits,
+    /// How messages travel on: retries, circuits and expiry.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// How this node joins a network of nodes. Absent: a stand-alone node serving
     /// `agencies`.
     #[serde(default)]
@@ -100,6 +103,10 @@ pub struct AgencyConfig {
     pub aliases: Vec<String>,
 }
 
+/// Default free space the data directory's filesystem keeps: below it, new documents are
+/// refused while fetches and acknowledgements go on.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Limits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -108,6 +115,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// TLS handshake timeout in milliseconds (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
     pub handshake_timeout_ms: u64,
+    /// Free bytes the data directory's filesystem must keep for new documents to be
+    /// accepted (default [`DEFAULT_MIN_FREE_DISK_BYTES`]); the rest of the space is for
+    /// fetches, acknowledgements and events.
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -115,6 +126,41 @@ impl Default for Limits {
         Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+        }
+    }
+}
+
+/// Retries, circuits and expiry of the links towards neighbours.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Lifetime of a document or status notice that sets no expiry, counted from its
+    /// creation, in seconds (default 7 days). An expired message is dead-lettered.
+    pub default_expiry_secs: u64,
+    /// First delay before a failed link is tried again, in milliseconds (default 100);
+    /// it doubles after each failure, up to `retry_max_ms` (default 30 000), with jitter.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// Failed attempts in a row after which a link's circuit opens (default 5).
+    pub circuit_failures: u32,
+    /// How long an open circuit waits before one trial connection, in milliseconds
+    /// (default 30 000).
+    pub circuit_open_ms: u64,
+    /// How often waiting outboxes are swept for expired messages, in milliseconds
+    /// (default 10 000).
+    pub expiry_sweep_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            default_expiry_secs: 7 * 24 * 3600,
+            retry_min_ms: 100,
+            retry_max_ms: 30_000,
+            circuit_failures: 5,
+            circuit_open_ms: 30_000,
+            expiry_sweep_ms: 10_000,
         }
     }
 }
@@ -167,6 +213,19 @@ impl NodeConfig {
         if self.limits.max_message_bytes < 1024 {
             return Err(Error::Config(
                 "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        let d = &self.delivery;
+        if d.retry_min_ms == 0 || d.retry_max_ms < d.retry_min_ms {
+            return Err(Error::Config(
+                "delivery.retry_min_ms must be at least 1 and at most delivery.retry_max_ms".into(),
+            ));
+        }
+        if d.circuit_failures == 0 || d.expiry_sweep_ms == 0 || d.default_expiry_secs == 0 {
+            return Err(Error::Config(
+                "delivery.circuit_failures, delivery.expiry_sweep_ms and \
+                 delivery.default_expiry_secs must be at least 1"
+                    .into(),
             ));
         }
         if let Some(net) = &self.network {

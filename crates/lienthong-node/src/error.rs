@@ -28,6 +28,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("transport: {0}")]
     Transport(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 impl From<lienthong_core::Error> for Error {
@@ -44,6 +46,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) | Error::Wire(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,
             Error::Store(lienthong_store::Error::DigestMismatch { .. }) => Code::InvalidArgument,

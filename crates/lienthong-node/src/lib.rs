@@ -16,6 +16,7 @@ pub mod admin;
 pub mod agency;
 pub mod client;
 pub mod config;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod node;

@@ -30,7 +30,8 @@ use prost::Message;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::config::{Limits, NetworkConfig, NodeConfig};
+use crate::config::{DeliveryConfig, Limits, NetworkConfig, NodeConfig};
+use crate::delivery::Links;
 use crate::directory::{self, DirectoryHolder};
 
 /// A message taken out of the store for a DMS.
@@ -93,6 +94,9 @@ pub struct Node {
     /// Bumped after the outbox towards a neighbour grew.
     outbox_signals: Mutex<HashMap<NodeId, watch::Sender<()>>>,
     limits: Limits,
+    delivery: DeliveryConfig,
+    links: Links,
+    disk: DiskGuard,
     started: Instant,
     /// Turns true when the node begins shutting down; long-lived streams end then.
     stopping: watch::Sender<bool>,
@@ -170,6 +174,9 @@ impl Node {
             inbox_signals: Mutex::new(HashMap::new()),
             outbox_signals: Mutex::new(HashMap::new()),
             limits: config.limits.clone(),
+            delivery: config.delivery.clone(),
+            links: Links::default(),
+            disk: DiskGuard::new(config.data_dir.clone(), config.limits.min_free_disk_bytes),
             started: Instant::now(),
             stopping: watch::channel(false).0,
         })
@@ -233,6 +240,21 @@ impl Node {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn delivery(&self) -> &DeliveryConfig {
+        &self.delivery
+    }
+
+    /// The state of the links towards the neighbours.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// `RESOURCE_EXHAUSTED` while the data directory's filesystem has less free space
+    /// than `limits.min_free_disk_bytes`.
+    pub fn check_disk_space(&self) -> Result<(), Error> {
+        self.disk.check()
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -378,7 +400,7 @@ impl Node {
         })
     }
 
-    fn event(
+    pub(crate) fn event(
         &self,
         kind: TransportEventKind,
         agency: Option<&AgencyCode>,
@@ -404,7 +426,7 @@ impl Node {
         }
     }
 
-    fn signal_hops(&self, hops: &[NodeId]) {
+    pub(crate) fn signal_hops(&self, hops: &[NodeId]) {
         let mut signals = self
             .outbox_signals
             .lock()
@@ -458,6 +480,21 @@ impl Node {
         self.forward_event(&d, id, sender, event, &[]).await
     }
 
+    /// Sends `event`, already recorded here, on to the sender's home node if that is
+    /// another node.
+    pub(crate) async fn tell_sender_home(
+        &self,
+        id: &DocumentId,
+        sender: &AgencyCode,
+        event: TransportEvent,
+    ) -> Result<(), Error> {
+        let d = self.directory.current();
+        if self.is_homed_here(&d, sender) || d.home_of(sender).is_none() {
+            return Ok(());
+        }
+        self.forward_event(&d, id, sender, event, &[]).await
+    }
+
     /// Queues `event` (with the document's hop `trace` for a delivery) towards the
     /// sender's home node.
     async fn forward_event(
@@ -496,8 +533,8 @@ impl Node {
             received_at: now_millis(),
         };
         let delivery = Delivery {
-            inboxes: Vec::new(),
             outboxes: vec![(hop.clone(), vec![sender.clone()])],
+            ..Delivery::default()
         };
         self.store
             .accept(envelope, delivery, Bytes::new(), Vec::new())
@@ -589,6 +626,7 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
+        self.check_disk_space()?;
         for (attachment, content) in document.attachments.iter().zip(contents) {
             self.store.put_blob(attachment.sha256, content).await?;
         }
@@ -637,6 +675,7 @@ impl Node {
         let delivery = Delivery {
             inboxes: plan.local.clone(),
             outboxes: plan.via,
+            dead: plan.dead.clone(),
         };
         let outcome = self
             .store
@@ -838,6 +877,7 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
+        self.check_disk_space()?;
         let (receipt, hop) = self.stamp(&notice.id, content_digest, &origin)?;
         notice.trace.push(hop);
         let d = self.directory.current();
@@ -874,6 +914,7 @@ impl Node {
                 Delivery {
                     inboxes: plan.local.clone(),
                     outboxes: plan.via,
+                    dead: plan.dead.clone(),
                 },
                 stored::encode_receipt(&receipt).into(),
                 events
@@ -1199,4 +1240,63 @@ fn placeholder_directory(id: &NodeId, net: &NetworkConfig) -> Result<Directory, 
         agencies: Vec::new(),
         signature: None,
     })
+}
+
+/// Watches the free space of the data directory's filesystem, at most once per
+/// [`DiskGuard::RECHECK`], so that a full disk refuses new messages with a clear reason
+/// instead of failing writes half-way, and lets them in again as soon as space returns.
+#[derive(Debug)]
+struct DiskGuard {
+    path: std::path::PathBuf,
+    min_free: u64,
+    /// When free space was last read, and what it was.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl DiskGuard {
+    const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn new(path: std::path::PathBuf, min_free: u64) -> Self {
+        DiskGuard {
+            path,
+            min_free,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < Self::RECHECK => free,
+            _ => {
+                let stat = rustix::fs::statvfs(&self.path).map_err(std::io::Error::from)?;
+                let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        if free < self.min_free {
+            return Err(Error::ResourceExhausted(format!(
+                "the disk holding {} is nearly full ({} free, {} kept in reserve): new \
+                 messages are refused until space is freed; fetches and acknowledgements \
+                 go on",
+                self.path.display(),
+                human_bytes(free),
+                human_bytes(self.min_free)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else {
+        format!("{} KiB", n / 1024)
+    }
 }

@@ -4,15 +4,19 @@
 //!   certificate); items are admitted concurrently and each is acknowledged once durable.
 //! - [`run_link`] sends: one long-lived stream per neighbour, fed from the durable outbox
 //!   towards it; an entry leaves the outbox only after the neighbour's acknowledgement.
-//!   After a failure the link reconnects with back-off and re-sends what was not
-//!   acknowledged, with the same ids.
+//!   After a failure the link reconnects with back-off, jitter and a circuit
+//!   ([`crate::delivery::LinkHealth`]) and re-sends what was not acknowledged, with the
+//!   same ids. Before each hand-off the stored message is checked: an expired one is
+//!   dead-lettered, a corrupt one quarantined, neither is sent. On shutdown the link
+//!   stops taking new entries and waits (up to [`DRAIN_GRACE`]) for the acknowledgements
+//!   of those in flight.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId, TransportEventKind, now_millis};
+use lienthong_core::{AgencyCode, NodeId, TransportEventKind, now_millis};
 use lienthong_pki::Identity;
 use lienthong_proto::pb::relay_service_client::RelayServiceClient;
 use lienthong_proto::pb::relay_service_server::RelayService;
@@ -24,14 +28,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
+use crate::delivery::{self, LinkHealth, LinkPhase, Undeliverable};
 use crate::node::{Node, Origin, RelayOutcome};
 
 /// Items a receiving node admits at once on one stream.
 const RECEIVE_CONCURRENCY: usize = 256;
 /// Items a sending link keeps unacknowledged.
 const SEND_WINDOW: usize = 256;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a stopping link waits for the acknowledgements of items in flight.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct RelayApi {
@@ -155,13 +160,48 @@ async fn admit(node: &Node, from: &NodeId, item: pb::RelayItem) -> Result<RelayO
     }
 }
 
-/// Builds the hand-off item for an outbox entry.
-async fn item_for(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<pb::RelayItem, Error> {
+/// What an outbox entry becomes when its turn comes.
+enum Prepared {
+    Item(Box<pb::RelayItem>),
+    Undeliverable(Undeliverable),
+}
+
+/// Builds the hand-off item for an outbox entry, unless the message expired or its stored
+/// copy no longer matches its digest.
+async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
         .message(&entry.id)?
         .ok_or_else(|| Error::Store(lienthong_store::Error::NotFound(entry.id.to_string())))?;
+    if let Some(deadline) = delivery::expires_at(&stored_message, node.delivery())?
+        && deadline <= now_millis()
+    {
+        return Ok(Prepared::Undeliverable(Undeliverable::Expired(deadline)));
+    }
+    match item_for(node, entry, &stored_message, seq).await {
+        Ok(item) => Ok(Prepared::Item(Box::new(item))),
+        Err(Error::Store(lienthong_store::Error::Corrupt(why))) => {
+            Ok(Prepared::Undeliverable(Undeliverable::Corrupt(why)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The hand-off item for a stored message; [`lienthong_store::Error::Corrupt`] if the
+/// message or an attachment does not match its digest.
+async fn item_for(
+    node: &Node,
+    entry: &OutboxEntry,
+    stored_message: &lienthong_store::StoredMessage,
+    seq: u64,
+) -> Result<pb::RelayItem, Error> {
     let envelope = &stored_message.envelope;
+    let corrupt = |what: &str| {
+        Error::Store(lienthong_store::Error::Corrupt(format!(
+            "{what} {} no longer matches the digest it was accepted with",
+            entry.id
+        )))
+    };
     let receipt_pb = || -> Result<Option<pb::Receipt>, Error> {
         Ok(Some(
             (&stored::decode_receipt(&stored_message.receipt)?).into(),
@@ -170,6 +210,9 @@ async fn item_for(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<pb::Rela
     let (message, origin_receipt) = match envelope.kind {
         MessageKind::Document => {
             let document = stored::decode_document(&envelope.encoded)?;
+            if lienthong_core::canonical::document_digest(&document) != envelope.content_digest {
+                return Err(corrupt("document"));
+            }
             let mut contents = Vec::with_capacity(document.attachments.len());
             for a in &document.attachments {
                 contents.push(node.store().blob(a.sha256).await?);
@@ -181,6 +224,9 @@ async fn item_for(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<pb::Rela
         }
         MessageKind::Status => {
             let notice = stored::decode_status(&envelope.encoded)?;
+            if lienthong_core::canonical::status_digest(&notice) != envelope.content_digest {
+                return Err(corrupt("status notice"));
+            }
             (
                 pb::relay_item::Message::Status((&notice).into()),
                 receipt_pb()?,
@@ -203,35 +249,59 @@ async fn item_for(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<pb::Rela
 
 /// Keeps the link towards neighbour `hop` until `stop` turns true.
 pub async fn run_link(node: Arc<Node>, hop: NodeId, mut stop: watch::Receiver<bool>) {
-    let mut backoff = BACKOFF_MIN;
+    let mut health = LinkHealth::new(node.delivery().clone());
     loop {
         if *stop.borrow() {
             return;
         }
-        match serve_link(&node, &hop, &mut stop).await {
+        let mut delivered = false;
+        let error = match serve_link(&node, &hop, &mut stop, &mut delivered).await {
             Ok(()) => return,
-            Err(e) => {
-                tracing::info!(node = %node.id(), %hop, error = %e, "link down; retrying");
-            }
+            Err(e) => e,
+        };
+        if delivered {
+            health.succeeded();
         }
-        // Jitter spreads reconnects of many links.
-        let jitter = Duration::from_millis(now_millis() as u64 % 100);
+        let (wait, phase) = health.failed();
+        let failures = health.failures();
+        node.links().set(&hop, |s| {
+            s.phase = phase;
+            s.consecutive_failures = failures;
+            s.retry_at = Some(now_millis() + wait.as_millis() as i64);
+            s.last_error = error.to_string();
+        });
+        if phase == LinkPhase::Open {
+            tracing::warn!(node = %node.id(), %hop, %error, failures, wait_ms = wait.as_millis() as u64, "link circuit open");
+        } else {
+            tracing::info!(node = %node.id(), %hop, %error, failures, wait_ms = wait.as_millis() as u64, "link down; retrying");
+        }
         tokio::select! {
-            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        if health.circuit_open() {
+            node.links().set(&hop, |s| s.phase = LinkPhase::HalfOpen);
+        }
     }
 }
 
-/// One connection's life: returns `Ok` on shutdown, `Err` when the link broke.
+/// One connection's life: returns `Ok` on shutdown, `Err` when the link broke. Sets
+/// `delivered` once the neighbour has acknowledged an item.
 async fn serve_link(
     node: &Arc<Node>,
     hop: &NodeId,
     stop: &mut watch::Receiver<bool>,
+    delivered: &mut bool,
 ) -> Result<(), Error> {
     let mut signal = node.watch_outbox(hop);
     // Wait for work before dialling, so idle links cost nothing.
+    if node.store().outbox(hop, 1)?.is_empty() {
+        node.links().set(hop, |s| {
+            if s.phase == LinkPhase::Up {
+                s.phase = LinkPhase::Idle;
+            }
+        });
+    }
     while node.store().outbox(hop, 1)?.is_empty() {
         tokio::select! {
             _ = signal.changed() => {}
@@ -258,6 +328,10 @@ async fn serve_link(
         .map_err(|s| Error::Transport(format!("hand-off to {hop} refused: {s}")))?
         .into_inner();
     tracing::info!(node = %node.id(), %hop, "link up");
+    node.links().set(hop, |s| {
+        s.phase = LinkPhase::Up;
+        s.retry_at = None;
+    });
 
     let mut in_flight: HashMap<u64, OutboxEntry> = HashMap::new();
     // The last key read per priority on this connection: a refill reads only entries
@@ -267,9 +341,20 @@ async fn serve_link(
     let mut cursors: [Option<Bytes>; 4] = Default::default();
     let mut seq = 0u64;
     let mut finishing = tokio::task::JoinSet::new();
+    // Set on shutdown: no new items; the link ends once those in flight are answered.
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(deadline) = draining {
+            if in_flight.is_empty() && finishing.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(node = %node.id(), %hop, unanswered = in_flight.len(), "shutdown: items still unacknowledged; they stay queued");
+                return Ok(());
+            }
+        }
         // Refill the window, urgent priorities first.
-        if in_flight.len() < SEND_WINDOW {
+        if draining.is_none() && in_flight.len() < SEND_WINDOW {
             signal.borrow_and_update();
             for priority in (0..=3u8).rev() {
                 let room = SEND_WINDOW - in_flight.len();
@@ -282,8 +367,14 @@ async fn serve_link(
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
                     seq += 1;
-                    let item = item_for(node, &entry, seq).await?;
                     *cursor = Some(entry.key.clone());
+                    let item = match prepare(node, &entry, seq).await? {
+                        Prepared::Item(item) => *item,
+                        Prepared::Undeliverable(why) => {
+                            delivery::dead_letter(node, hop, &entry, why).await?;
+                            continue;
+                        }
+                    };
                     in_flight.insert(seq, entry);
                     tx.send(item)
                         .await
@@ -299,6 +390,7 @@ async fn serve_link(
                     Err(s) => return Err(Error::Transport(format!("stream to {hop}: {s}"))),
                 };
                 let Some(entry) = in_flight.remove(&ack.seq) else { continue };
+                *delivered = true;
                 let (node, hop) = (node.clone(), hop.clone());
                 finishing.spawn(async move { finish(&node, &hop, entry, ack).await });
             }
@@ -307,9 +399,12 @@ async fn serve_link(
                     result?;
                 }
             }
-            _ = signal.changed(), if in_flight.len() < SEND_WINDOW => {}
+            _ = signal.changed(), if draining.is_none() && in_flight.len() < SEND_WINDOW => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if in_flight.is_empty() => {}
-            _ = stop.changed() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {}
+            _ = stop.changed(), if draining.is_none() => {
+                draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
         }
     }
 }
@@ -346,48 +441,32 @@ async fn finish(
             entry.id, ack.refused_reason
         )));
     }
-    node.store().outbox_remove(hop, &entry.key).await?;
-    let Some(m) = node.store().message(&entry.id)? else {
-        return Ok(());
-    };
-    let sender = match m.envelope.kind {
-        MessageKind::Document => stored::decode_document(&m.envelope.encoded)?
-            .sender()?
-            .clone(),
-        MessageKind::Status => stored::decode_status(&m.envelope.encoded)?
-            .sender()?
-            .clone(),
-        MessageKind::Event => return Ok(()),
-    };
-    let id: &DocumentId = &entry.id;
-    for r in &entry.recipients {
-        // A hand-off is recorded here; the sender's home node learns every hop from the
-        // trace that comes back with the delivery, so only refusals travel back now.
-        let event = if refused {
-            lienthong_core::TransportEvent {
-                kind: TransportEventKind::DeadLettered,
-                at: now_millis(),
-                node: node.id().clone(),
-                agency: Some(r.clone()),
-                detail: format!("refused by {hop}: {}", ack.refused_reason),
-            }
-        } else {
-            lienthong_core::TransportEvent {
-                kind: TransportEventKind::Forwarded,
-                at: now_millis(),
-                node: node.id().clone(),
-                agency: Some(r.clone()),
-                detail: format!("to {hop}"),
-            }
+    if refused {
+        let why = Undeliverable::Refused {
+            by: hop.clone(),
+            reason: ack.refused_reason,
         };
-        if refused {
-            node.record(id, &sender, event).await?;
-        } else {
-            node.store()
-                .append_event(id, stored::encode_event(&event).into())
-                .await?;
-        }
+        delivery::dead_letter(node, hop, &entry, why).await?;
+        return Ok(());
     }
+    node.store().outbox_remove(hop, &entry.key).await?;
+    if matches!(
+        node.store().message(&entry.id)?.map(|m| m.envelope.kind),
+        None | Some(MessageKind::Event)
+    ) {
+        return Ok(());
+    }
+    // A hand-off is recorded here; the sender's home node learns every hop from the
+    // trace that comes back with the delivery.
+    let events = entry
+        .recipients
+        .iter()
+        .map(|r| {
+            let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
+            stored::encode_event(&e).into()
+        })
+        .collect();
+    node.store().append_events(&entry.id, events).await?;
     Ok(())
 }
 

@@ -148,8 +148,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// The node's own tasks: one link worker per neighbour (following directory changes) and,
-/// below the national gateway, the directory pull from the parent.
+/// The node's own tasks: one link worker per neighbour (following directory changes), the
+/// expiry sweep of waiting outboxes and, below the national gateway, the directory pull
+/// from the parent.
 fn spawn_background(
     node: &Arc<Node>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -170,6 +171,22 @@ fn spawn_background(
             stop.clone(),
         )));
     }
+    let sweeper = node.clone();
+    let mut sweep_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let every = Duration::from_millis(sweeper.delivery().expiry_sweep_ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = sweep_stop.wait_for(|s| *s) => return,
+            }
+            match crate::delivery::sweep_expired(&sweeper).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(node = %sweeper.id(), expired = n, "expired messages dead-lettered"),
+                Err(e) => tracing::error!(node = %sweeper.id(), error = %e, "expiry sweep failed"),
+            }
+        }
+    }));
     let node = node.clone();
     tasks.push(tokio::spawn(async move {
         let mut links: std::collections::HashMap<NodeId, tokio::task::JoinHandle<()>> =

@@ -540,6 +540,8 @@ fn event_kind_pb(k: core::TransportEventKind) -> pb::TransportEventKind {
         K::StatusReceived => P::StatusReceived,
         K::Expired => P::Expired,
         K::DeadLettered => P::DeadLettered,
+        K::Retried => P::Retried,
+        K::Dropped => P::Dropped,
     }
 }
 

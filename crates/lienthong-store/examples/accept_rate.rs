@@ -75,6 +75,7 @@ async fn run(tasks: usize, duration: Duration) -> f64 {
                     let delivery = Delivery {
                         inboxes: vec![inbox.clone()],
                         outboxes: vec![(hop.clone(), vec![inbox.clone()])],
+                        ..Default::default()
                     };
                     let outcome = store
                         .accept(

@@ -11,6 +11,9 @@
 //!   can resume;
 //! - **outboxes**, one per next hop, urgent documents first;
 //! - **event logs**, one per message, in order;
+//! - **dead letters**: messages that cannot go further to some recipients, each with its
+//!   reason, until an operator requeues or drops them;
+//! - **operator log**: every operator action, in order;
 //! - **blobs**: attachment bytes in their own fsynced files, named by SHA-256.
 //!
 //! ## Durability contract
@@ -65,12 +68,31 @@ pub struct Envelope {
     pub received_at: UnixMillis,
 }
 
-/// Where an accepted message goes: inboxes of agencies homed here, and outboxes towards
-/// next hops (each with the recipients reached through it).
+/// Where an accepted message goes: inboxes of agencies homed here, outboxes towards
+/// next hops (each with the recipients reached through it), and dead letters for the
+/// recipients it cannot reach (each with the reason).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
     pub inboxes: Vec<AgencyCode>,
     pub outboxes: Vec<(NodeId, Vec<AgencyCode>)>,
+    pub dead: Vec<(AgencyCode, String)>,
+}
+
+/// A message that cannot go further to some of its recipients, kept with the reason until
+/// an operator requeues it ([`Store::requeue_dead_letter`]) or drops it
+/// ([`Store::drop_dead_letter`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Opaque key that the requeue and drop methods take back; dead letters list in the
+    /// order they were made.
+    pub key: Bytes,
+    pub id: DocumentId,
+    pub priority: u8,
+    pub recipients: Vec<AgencyCode>,
+    /// The next hop it was leaving through, if it had one.
+    pub hop: Option<NodeId>,
+    pub reason: String,
+    pub at: UnixMillis,
 }
 
 /// The answer to [`Store::accept`].
@@ -124,6 +146,7 @@ pub struct QueueDepths {
     pub inboxes: Vec<(AgencyCode, u64)>,
     /// Sorted by node id; empty outboxes may be omitted.
     pub outboxes: Vec<(NodeId, u64)>,
+    pub dead_letters: u64,
 }
 
 /// The durable state of one node. Every `async` method that writes returns only after the
@@ -195,6 +218,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()>;
 
     fn queue_depths(&self) -> Result<QueueDepths>;
+
+    /// Moves an outbox entry towards `hop` to the dead letters with `reason`, appending
+    /// `events` to the message's log, atomically. Returns `false` (and writes nothing) if
+    /// the entry is no longer in the outbox.
+    async fn dead_letter(
+        &self,
+        hop: &NodeId,
+        entry: &OutboxEntry,
+        reason: &str,
+        events: Vec<Bytes>,
+    ) -> Result<bool>;
+
+    /// Up to `limit` dead letters after the one whose key is `after`, oldest first.
+    fn dead_letters(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Puts a dead letter back into outboxes (`outboxes`: next hop and the recipients
+    /// reached through it), appends `event` to the message's log and `action` to the
+    /// operator log, atomically. Returns `false` (and writes nothing) if the dead letter
+    /// is gone.
+    async fn requeue_dead_letter(
+        &self,
+        key: &[u8],
+        outboxes: Vec<(NodeId, Vec<AgencyCode>)>,
+        event: Bytes,
+        action: Bytes,
+    ) -> Result<bool>;
+
+    /// Removes a dead letter for good, appending `event` to the message's log and `action`
+    /// to the operator log, atomically. Returns `false` if it is gone.
+    async fn drop_dead_letter(&self, key: &[u8], event: Bytes, action: Bytes) -> Result<bool>;
+
+    /// Appends an operator action (opaque bytes) to the operator log.
+    async fn log_operator_action(&self, action: Bytes) -> Result<()>;
+
+    /// Up to `limit` operator actions with a sequence number greater than `after`, oldest
+    /// first, each with its sequence number.
+    fn operator_log(&self, after: u64, limit: usize) -> Result<Vec<(u64, Bytes)>>;
 
     /// Writes attachment bytes to their own file, fsynced (file and directory) before
     /// returning. Fails with [`Error::DigestMismatch`] if `data` does not hash to

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use crate::{
-    AcceptOutcome, Cursor, Delivery, Digest, Envelope, Error, InboxEntry, OutboxEntry, QueueDepths,
-    Result, Store, StoredMessage,
+    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, InboxEntry, OutboxEntry,
+    QueueDepths, Result, Store, StoredMessage,
 };
 use blob::BlobDir;
 use writer::{Write, Writer, Written};
@@ -106,9 +106,17 @@ fn unexpected(written: Written) -> Error {
     ))
 }
 
-/// The inboxes of `delivery` without repeats, and its outboxes with the recipients of a
-/// hop named twice merged, so each queue gets one entry per message.
-fn normalise(delivery: Delivery) -> (Vec<AgencyCode>, Vec<(NodeId, Vec<AgencyCode>)>) {
+/// Where a message goes, as the applier writes it.
+type Normalised = (
+    Vec<AgencyCode>,
+    Vec<(NodeId, Vec<AgencyCode>)>,
+    Vec<(String, Vec<AgencyCode>)>,
+);
+
+/// The inboxes of `delivery` without repeats, its outboxes with the recipients of a hop
+/// named twice merged, so each queue gets one entry per message, and its dead letters
+/// with one entry per reason.
+fn normalise(delivery: Delivery) -> Normalised {
     let mut inboxes: Vec<AgencyCode> = Vec::with_capacity(delivery.inboxes.len());
     for a in delivery.inboxes {
         if !inboxes.contains(&a) {
@@ -130,7 +138,15 @@ fn normalise(delivery: Delivery) -> (Vec<AgencyCode>, Vec<(NodeId, Vec<AgencyCod
             }
         }
     }
-    (inboxes, outboxes)
+    let mut dead: Vec<(String, Vec<AgencyCode>)> = Vec::new();
+    for (recipient, reason) in delivery.dead {
+        match dead.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, rs)) if rs.contains(&recipient) => {}
+            Some((_, rs)) => rs.push(recipient),
+            None => dead.push((reason, vec![recipient])),
+        }
+    }
+    (inboxes, outboxes, dead)
 }
 
 #[async_trait]
@@ -142,11 +158,12 @@ impl Store for SledStore {
         receipt: Bytes,
         events: Vec<Bytes>,
     ) -> Result<AcceptOutcome> {
-        let (inboxes, outboxes) = normalise(delivery);
+        let (inboxes, outboxes, dead) = normalise(delivery);
         let write = Write::Accept {
             envelope,
             inboxes,
             outboxes,
+            dead,
             receipt: receipt.clone(),
             events,
         };
@@ -286,12 +303,7 @@ impl Store for SledStore {
     }
 
     async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
-        if !key.starts_with(&codec::outbox_prefix(hop)) {
-            return Err(Error::NotFound(format!(
-                "outbox entry {} towards {hop} (the key belongs to another outbox or is not an outbox key)",
-                hex::encode(key)
-            )));
-        }
+        self.check_outbox_key(hop, key)?;
         let write = Write::OutboxRemove { key: key.to_vec() };
         self.writer.write(write).await.map(drop)
     }
@@ -300,7 +312,103 @@ impl Store for SledStore {
         Ok(QueueDepths {
             inboxes: self.count_queues(&codec::all_inboxes(), AgencyCode::parse)?,
             outboxes: self.count_queues(&codec::all_outboxes(), NodeId::parse)?,
+            dead_letters: self.tree.scan_prefix(codec::dead_letter_prefix()).count() as u64,
         })
+    }
+
+    async fn dead_letter(
+        &self,
+        hop: &NodeId,
+        entry: &OutboxEntry,
+        reason: &str,
+        events: Vec<Bytes>,
+    ) -> Result<bool> {
+        self.check_outbox_key(hop, &entry.key)?;
+        let write = Write::DeadLetter {
+            outbox_key: entry.key.to_vec(),
+            id: entry.id.clone(),
+            letter: codec::encode_dead_letter(
+                &entry.id,
+                entry.priority,
+                Some(hop),
+                lienthong_core::now_millis(),
+                reason,
+                &entry.recipients,
+            ),
+            events,
+        };
+        moved(self.writer.write(write).await?)
+    }
+
+    fn dead_letters(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<DeadLetter>> {
+        let prefix = codec::dead_letter_prefix();
+        let start = match after {
+            Some(k) => [k, &[0u8][..]].concat(),
+            None => prefix.to_vec(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(codec::decode_dead_letter(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    async fn requeue_dead_letter(
+        &self,
+        key: &[u8],
+        outboxes: Vec<(NodeId, Vec<AgencyCode>)>,
+        event: Bytes,
+        action: Bytes,
+    ) -> Result<bool> {
+        let write = Write::Requeue {
+            key: key.to_vec(),
+            outboxes,
+            event,
+            action,
+        };
+        moved(self.writer.write(write).await?)
+    }
+
+    async fn drop_dead_letter(&self, key: &[u8], event: Bytes, action: Bytes) -> Result<bool> {
+        let write = Write::DropDeadLetter {
+            key: key.to_vec(),
+            event,
+            action,
+        };
+        moved(self.writer.write(write).await?)
+    }
+
+    async fn log_operator_action(&self, action: Bytes) -> Result<()> {
+        self.writer
+            .write(Write::OperatorAction { action })
+            .await
+            .map(drop)
+    }
+
+    fn operator_log(&self, after: u64, limit: usize) -> Result<Vec<(u64, Bytes)>> {
+        let prefix = codec::operator_prefix();
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(codec::operator_key(after.saturating_add(1))..)
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push((codec::trailing_seq(&key)?, Bytes::copy_from_slice(&value)));
+        }
+        Ok(out)
     }
 
     async fn put_blob(&self, digest: Digest, data: Bytes) -> Result<()> {
@@ -312,7 +420,25 @@ impl Store for SledStore {
     }
 }
 
+/// The answer of a dead-letter write.
+fn moved(written: Written) -> Result<bool> {
+    match written {
+        Written::Moved(found) => Ok(found),
+        other => Err(unexpected(other)),
+    }
+}
+
 impl SledStore {
+    fn check_outbox_key(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
+        if key.starts_with(&codec::outbox_prefix(hop)) {
+            return Ok(());
+        }
+        Err(Error::NotFound(format!(
+            "outbox entry {} towards {hop} (the key belongs to another outbox or is not an outbox key)",
+            hex::encode(key)
+        )))
+    }
+
     /// Entries per queue under `prefix` (all inboxes or all outboxes), sorted by queue
     /// name; one pass over the entries.
     fn count_queues<Q: Ord, E: std::fmt::Display>(

@@ -47,6 +47,7 @@ fn to_inboxes(codes: &[&str]) -> Delivery {
     Delivery {
         inboxes: codes.iter().map(|c| agency(c)).collect(),
         outboxes: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -54,6 +55,7 @@ fn to_outbox(node: &str, recipients: &[&str]) -> Delivery {
     Delivery {
         inboxes: Vec::new(),
         outboxes: vec![(hop(node), recipients.iter().map(|c| agency(c)).collect())],
+        ..Default::default()
     }
 }
 
@@ -69,6 +71,14 @@ fn event(s: &str) -> Bytes {
     Bytes::from(format!("event:{s}"))
 }
 
+fn ids_of_outbox<S: Store>(s: &S, node: &str) -> Vec<String> {
+    s.outbox(&hop(node), 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.to_string())
+        .collect()
+}
+
 fn ids(entries: &[InboxEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.id.as_str()).collect()
 }
@@ -78,6 +88,7 @@ fn nonzero(d: QueueDepths) -> QueueDepths {
     QueueDepths {
         inboxes: d.inboxes.into_iter().filter(|(_, n)| *n > 0).collect(),
         outboxes: d.outboxes.into_iter().filter(|(_, n)| *n > 0).collect(),
+        dead_letters: d.dead_letters,
     }
 }
 
@@ -260,6 +271,7 @@ pub async fn one_message_reaches_every_inbox_and_outbox_of_its_delivery<S: Store
     let delivery = Delivery {
         inboxes: vec![agency(H41), agency(G22)],
         outboxes: vec![(hop("national"), vec![agency(H20), agency("000.00.00.H13")])],
+        ..Default::default()
     };
     accept_to(&s, "multi", 2, delivery).await;
     assert_eq!(
@@ -468,6 +480,7 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
         let delivery = Delivery {
             inboxes: vec![agency(H41)],
             outboxes: vec![(hop("national"), vec![agency(G22)])],
+            ..Default::default()
         };
         accept_to(&s, &format!("x{i}"), 1, delivery).await;
     }
@@ -478,6 +491,7 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
         QueueDepths {
             inboxes: vec![(agency(G22), 1), (agency(H41), 3)],
             outboxes: vec![(hop("H20-C1"), 1), (hop("national"), 3)],
+            dead_letters: 0,
         }
     );
 
@@ -499,8 +513,143 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
         QueueDepths {
             inboxes: vec![(agency(H41), 2)],
             outboxes: vec![(hop("national"), 3)],
+            dead_letters: 0,
         }
     );
+}
+
+pub async fn dead_letters_keep_their_reason_hop_and_order<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let mut delivery = to_outbox("national", &[H20]);
+    delivery.dead = vec![
+        (agency(G22), "not in the directory".into()),
+        (agency(H41), "not in the directory".into()),
+    ];
+    accept_to(&s, "a", 0, delivery).await;
+    accept_to(&s, "b", 3, to_outbox("national", &[G22])).await;
+
+    let outbox = s.outbox(&hop("national"), 10).unwrap();
+    let b = outbox
+        .iter()
+        .find(|e| e.id.as_str() == "b")
+        .unwrap()
+        .clone();
+    assert!(
+        s.dead_letter(
+            &hop("national"),
+            &b,
+            "refused: bad signature",
+            vec![event("dead")]
+        )
+        .await
+        .unwrap()
+    );
+    // The entry is gone: a second move (a retry after a crash) writes nothing.
+    assert!(
+        !s.dead_letter(&hop("national"), &b, "refused again", vec![event("dead2")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(ids_of_outbox(&s, "national"), vec!["a"]);
+
+    let letters = s.dead_letters(None, 10).unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0].id.as_str(), "a");
+    assert_eq!(letters[0].recipients, vec![agency(G22), agency(H41)]);
+    assert_eq!(letters[0].reason, "not in the directory");
+    assert_eq!(letters[0].hop, None);
+    assert_eq!(letters[1].id.as_str(), "b");
+    assert_eq!(letters[1].priority, 3);
+    assert_eq!(letters[1].recipients, vec![agency(G22)]);
+    assert_eq!(letters[1].hop, Some(hop("national")));
+    assert_eq!(letters[1].reason, "refused: bad signature");
+    assert!(letters[1].at > 0);
+    // Paging resumes after a key.
+    let rest = s.dead_letters(Some(&letters[0].key), 10).unwrap();
+    assert_eq!(rest, letters[1..].to_vec());
+    assert!(s.dead_letters(None, 1).unwrap().len() == 1);
+
+    let events = s.events(&doc_id("b")).unwrap();
+    assert_eq!(events.last().unwrap(), &event("dead"));
+    assert_eq!(events.iter().filter(|e| **e == event("dead2")).count(), 0);
+    assert_eq!(s.queue_depths().unwrap().dead_letters, 2);
+}
+
+pub async fn requeue_and_drop_of_dead_letters_are_logged<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    accept_to(&s, "a", 2, to_outbox("national", &[H20, G22])).await;
+    accept_to(&s, "b", 0, to_outbox("national", &[G22])).await;
+    for e in s.outbox(&hop("national"), 10).unwrap() {
+        assert!(
+            s.dead_letter(&hop("national"), &e, "link expired", vec![event("dead")])
+                .await
+                .unwrap()
+        );
+    }
+    let letters = s.dead_letters(None, 10).unwrap();
+    assert_eq!(letters.len(), 2);
+
+    // Requeue "a" split over two hops, as a re-routed retry would.
+    let outboxes = vec![
+        (hop("H20-C1"), vec![agency(H20)]),
+        (hop("national"), vec![agency(G22)]),
+    ];
+    assert!(
+        s.requeue_dead_letter(
+            &letters[0].key,
+            outboxes.clone(),
+            event("retried"),
+            event("op: retry a")
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.requeue_dead_letter(
+            &letters[0].key,
+            outboxes,
+            event("retried"),
+            event("op: again")
+        )
+        .await
+        .unwrap(),
+        "a requeued dead letter is gone"
+    );
+    let lane = s.outbox_lane(&hop("H20-C1"), 2, None, 10).unwrap();
+    assert_eq!(lane.len(), 1);
+    assert_eq!(lane[0].id.as_str(), "a");
+    assert_eq!(lane[0].recipients, vec![agency(H20)]);
+    assert_eq!(ids_of_outbox(&s, "national"), vec!["a"]);
+
+    assert!(
+        s.drop_dead_letter(&letters[1].key, event("dropped"), event("op: drop b"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.drop_dead_letter(&letters[1].key, event("dropped"), event("op: drop b again"))
+            .await
+            .unwrap()
+    );
+    assert!(s.dead_letters(None, 10).unwrap().is_empty());
+    assert_eq!(
+        s.events(&doc_id("a")).unwrap().last().unwrap(),
+        &event("retried")
+    );
+    assert_eq!(
+        s.events(&doc_id("b")).unwrap().last().unwrap(),
+        &event("dropped")
+    );
+
+    s.log_operator_action(event("op: note")).await.unwrap();
+    let log = s.operator_log(0, 10).unwrap();
+    let actions: Vec<_> = log.iter().map(|(_, a)| a.clone()).collect();
+    assert_eq!(
+        actions,
+        vec![event("op: retry a"), event("op: drop b"), event("op: note")]
+    );
+    assert!(log.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(s.operator_log(log[0].0, 10).unwrap(), log[1..].to_vec());
 }
 
 pub async fn blob_roundtrips_and_rewrite_is_a_no_op<S: Store>(open: &dyn Fn() -> S) {
@@ -546,6 +695,7 @@ pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
             let delivery = Delivery {
                 inboxes: vec![agency(H41)],
                 outboxes: vec![(hop("national"), vec![agency(G22)])],
+                ..Default::default()
             };
             accept_to(&s, &format!("d{i}"), i as u8, delivery).await;
         }
@@ -654,6 +804,8 @@ mod sled_store {
         blob_with_wrong_digest_is_rejected,
         missing_blob_is_not_found,
         everything_survives_reopen_and_cursors_keep_increasing,
+        dead_letters_keep_their_reason_hop_and_order,
+        requeue_and_drop_of_dead_letters_are_logged,
     );
 
     /// Implementation-specific: needs the blob's file to damage it.

@@ -71,6 +71,7 @@ pub fn generate(
             })
             .collect(),
         limits: Limits::default(),
+        delivery: Default::default(),
         network: None,
     };
     let config_path = node_dir.join("node.toml");
@@ -494,6 +495,7 @@ pub fn generate_network(
             },
             agencies: Vec::new(),
             limits: Limits::default(),
+            delivery: Default::default(),
             network: Some(lienthong_node::config::NetworkConfig {
                 national: shape[0].0.clone(),
                 directory_file: (i == 0).then(|| directory_file.clone()),

@@ -55,6 +55,7 @@ async fn run(dir: String) {
                     let delivery = Delivery {
                         inboxes: vec![inbox.clone()],
                         outboxes: vec![(hop.clone(), vec![inbox.clone()])],
+                        ..Default::default()
                     };
                     store
                         .accept(

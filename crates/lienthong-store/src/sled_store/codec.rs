@@ -12,6 +12,8 @@
 //! | inbox | `i` agency cursor | [`encode_inbox`] |
 //! | outbox | `o` hop (3 - priority) seq | [`encode_outbox`] |
 //! | event | `e` id seq | event bytes |
+//! | dead letter | `d` seq | [`encode_dead_letter`] |
+//! | operator log | `a` seq | action bytes |
 //!
 //! Sequence numbers (`cursor`, `seq`) come from sled's `generate_id`: store-wide, strictly
 //! increasing, never reused after a crash. They give inbox cursors, outbox insertion order
@@ -26,7 +28,7 @@
 use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
-use crate::{Digest, Envelope, Error, MessageKind, Result, StoredMessage};
+use crate::{DeadLetter, Digest, Envelope, Error, MessageKind, Result, StoredMessage};
 
 /// Version byte in front of every encoded value, so a later format can be told apart.
 const FORMAT: u8 = 1;
@@ -35,6 +37,8 @@ const MESSAGE: u8 = b'm';
 const INBOX: u8 = b'i';
 const OUTBOX: u8 = b'o';
 const EVENT: u8 = b'e';
+const DEAD: u8 = b'd';
+const OPERATOR: u8 = b'a';
 
 fn push_str(buf: &mut Vec<u8>, s: &str) {
     // Agency codes, node ids and document ids are at most 128 ASCII bytes (core invariant).
@@ -97,6 +101,22 @@ pub(crate) fn event_prefix(id: &DocumentId) -> Vec<u8> {
 
 pub(crate) fn event_key(id: &DocumentId, seq: u64) -> Vec<u8> {
     key(EVENT, &[id.as_str()], Some(seq), 0)
+}
+
+pub(crate) fn dead_letter_prefix() -> [u8; 1] {
+    [DEAD]
+}
+
+pub(crate) fn dead_letter_key(seq: u64) -> Vec<u8> {
+    key(DEAD, &[], Some(seq), 0)
+}
+
+pub(crate) fn operator_prefix() -> [u8; 1] {
+    [OPERATOR]
+}
+
+pub(crate) fn operator_key(seq: u64) -> Vec<u8> {
+    key(OPERATOR, &[], Some(seq), 0)
 }
 
 /// All inboxes' keys, or all outboxes' keys.
@@ -307,6 +327,48 @@ pub(crate) fn decode_outbox(value: &[u8]) -> Result<(DocumentId, u8, Vec<AgencyC
         .map(|_| AgencyCode::parse(r.str()?).map_err(corrupt))
         .collect::<Result<Vec<_>>>()?;
     Ok((id, priority, recipients))
+}
+
+/// `FORMAT id priority hop("" for none) at(i64) reason_len(u32) reason count (agency)*`
+pub(crate) fn encode_dead_letter(
+    id: &DocumentId,
+    priority: u8,
+    hop: Option<&NodeId>,
+    at: i64,
+    reason: &str,
+    recipients: &[AgencyCode],
+) -> Vec<u8> {
+    let mut v = encode_outbox(id, priority, recipients);
+    push_str(&mut v, hop.map_or("", |h| h.as_str()));
+    v.extend_from_slice(&at.to_be_bytes());
+    push_bytes(&mut v, reason.as_bytes());
+    v
+}
+
+pub(crate) fn decode_dead_letter(key: &[u8], value: &[u8]) -> Result<DeadLetter> {
+    let mut r = Reader::new(value);
+    r.format()?;
+    let id = DocumentId::parse(r.str()?).map_err(corrupt)?;
+    let priority = r.u8()?;
+    let count = u16::from_be_bytes(r.take(2)?.try_into().map_err(corrupt)?);
+    let recipients = (0..count)
+        .map(|_| AgencyCode::parse(r.str()?).map_err(corrupt))
+        .collect::<Result<Vec<_>>>()?;
+    let hop = match r.str()? {
+        "" => None,
+        h => Some(NodeId::parse(h).map_err(corrupt)?),
+    };
+    let at = i64::from_be_bytes(r.take(8)?.try_into().map_err(corrupt)?);
+    let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(corrupt)?;
+    Ok(DeadLetter {
+        key: Bytes::copy_from_slice(key),
+        id,
+        priority,
+        recipients,
+        hop,
+        reason,
+        at,
+    })
 }
 
 /// A bounds-checked cursor over stored bytes: a short or garbled value is

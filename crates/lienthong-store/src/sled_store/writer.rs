@@ -36,6 +36,8 @@ pub(crate) enum Write {
         envelope: Envelope,
         inboxes: Vec<AgencyCode>,
         outboxes: Vec<(NodeId, Vec<AgencyCode>)>,
+        /// Dead letters: the recipients sharing each reason.
+        dead: Vec<(String, Vec<AgencyCode>)>,
         receipt: Bytes,
         events: Vec<Bytes>,
     },
@@ -51,6 +53,28 @@ pub(crate) enum Write {
     OutboxRemove {
         key: Vec<u8>,
     },
+    /// An outbox entry becomes a dead letter.
+    DeadLetter {
+        outbox_key: Vec<u8>,
+        id: DocumentId,
+        letter: Vec<u8>,
+        events: Vec<Bytes>,
+    },
+    /// A dead letter goes back to outboxes.
+    Requeue {
+        key: Vec<u8>,
+        outboxes: Vec<(NodeId, Vec<AgencyCode>)>,
+        event: Bytes,
+        action: Bytes,
+    },
+    DropDeadLetter {
+        key: Vec<u8>,
+        event: Bytes,
+        action: Bytes,
+    },
+    OperatorAction {
+        action: Bytes,
+    },
 }
 
 /// What a write did, before it is durable.
@@ -60,6 +84,8 @@ pub(crate) enum Written {
     /// The message existed with the same digest; its original receipt.
     Duplicate(Bytes),
     Acked(bool),
+    /// Whether a dead-letter write found its entry.
+    Moved(bool),
     Done,
 }
 
@@ -130,8 +156,8 @@ struct Group {
     batch: sled::Batch,
     /// Messages accepted in this group: key → digest and receipt.
     accepted: HashMap<Vec<u8>, (Digest, Bytes)>,
-    /// Inbox entries removed in this group.
-    acked: HashSet<Vec<u8>>,
+    /// Queue entries (inbox, outbox, dead letter) removed in this group.
+    removed: HashSet<Vec<u8>>,
     wrote: bool,
 }
 
@@ -180,6 +206,7 @@ impl Applier {
                 envelope,
                 inboxes,
                 outboxes,
+                dead,
                 receipt,
                 events,
             } => {
@@ -217,6 +244,19 @@ impl Applier {
                         codec::encode_outbox(id, envelope.priority, recipients),
                     );
                 }
+                for (reason, recipients) in &dead {
+                    let letter = codec::encode_dead_letter(
+                        id,
+                        envelope.priority,
+                        None,
+                        envelope.received_at,
+                        reason,
+                        recipients,
+                    );
+                    group
+                        .batch
+                        .insert(codec::dead_letter_key(self.next_seq()?), letter);
+                }
                 let block = (self.next_seq()?, events.as_slice());
                 group.batch.insert(
                     key.clone(),
@@ -238,11 +278,9 @@ impl Applier {
                 let Some(entry) = cursor.map(|c| codec::inbox_key(&agency, c)) else {
                     return Ok(Written::Acked(false));
                 };
-                if group.acked.contains(&entry) || !self.tree.contains_key(&entry)? {
+                if !self.take(group, &entry)? {
                     return Ok(Written::Acked(false));
                 }
-                group.batch.remove(entry.clone());
-                group.acked.insert(entry);
                 group
                     .batch
                     .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
@@ -260,12 +298,92 @@ impl Applier {
             }
             Write::OutboxRemove { key } => {
                 // Removing an absent key (a retry) writes nothing.
-                if self.tree.contains_key(&key)? {
-                    group.batch.remove(key);
-                    group.wrote = true;
+                self.take(group, &key)?;
+                Ok(Written::Done)
+            }
+            Write::DeadLetter {
+                outbox_key,
+                id,
+                letter,
+                events,
+            } => {
+                if !self.take(group, &outbox_key)? {
+                    return Ok(Written::Moved(false));
                 }
+                group
+                    .batch
+                    .insert(codec::dead_letter_key(self.next_seq()?), letter);
+                for event in events {
+                    group
+                        .batch
+                        .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                }
+                Ok(Written::Moved(true))
+            }
+            Write::Requeue {
+                key,
+                outboxes,
+                event,
+                action,
+            } => {
+                let Some(value) = self.tree.get(&key)? else {
+                    return Ok(Written::Moved(false));
+                };
+                if !self.take(group, &key)? {
+                    return Ok(Written::Moved(false));
+                }
+                let letter = codec::decode_dead_letter(&key, &value)?;
+                for (hop, recipients) in &outboxes {
+                    group.batch.insert(
+                        codec::outbox_key(hop, letter.priority, self.next_seq()?),
+                        codec::encode_outbox(&letter.id, letter.priority, recipients),
+                    );
+                }
+                self.log(group, &letter.id, event, action)?;
+                Ok(Written::Moved(true))
+            }
+            Write::DropDeadLetter { key, event, action } => {
+                let Some(value) = self.tree.get(&key)? else {
+                    return Ok(Written::Moved(false));
+                };
+                if !self.take(group, &key)? {
+                    return Ok(Written::Moved(false));
+                }
+                let letter = codec::decode_dead_letter(&key, &value)?;
+                self.log(group, &letter.id, event, action)?;
+                Ok(Written::Moved(true))
+            }
+            Write::OperatorAction { action } => {
+                group
+                    .batch
+                    .insert(codec::operator_key(self.next_seq()?), action.as_ref());
+                group.wrote = true;
                 Ok(Written::Done)
             }
         }
+    }
+
+    /// Removes the queue entry `key` in this group's batch; `false` if it is not in the
+    /// tree or an earlier write of the group removed it.
+    fn take(&self, group: &mut Group, key: &[u8]) -> Result<bool> {
+        if group.removed.contains(key) || !self.tree.contains_key(key)? {
+            return Ok(false);
+        }
+        group.batch.remove(key);
+        group.removed.insert(key.to_vec());
+        group.wrote = true;
+        Ok(true)
+    }
+
+    /// Appends a message event and an operator action.
+    fn log(&self, group: &mut Group, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
+        group
+            .batch
+            .insert(codec::event_key(id, self.next_seq()?), event.as_ref());
+        group
+            .batch
+            .insert(codec::operator_key(self.next_seq()?), action.as_ref());
+        group.wrote = true;
+        Ok(())
     }
 }
