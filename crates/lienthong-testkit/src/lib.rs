@@ -545,6 +545,18 @@ impl RunningNetwork {
         base_port: u16,
         poll_ms: u64,
     ) -> anyhow::Result<Self> {
+        Self::start_with(dir, shape, base_port, poll_ms, |_| {}).await
+    }
+
+    /// As [`RunningNetwork::start`], with `adjust` applied to every node's configuration
+    /// first (kept for restarts).
+    pub async fn start_with(
+        dir: &Path,
+        shape: Shape,
+        base_port: u16,
+        poll_ms: u64,
+        adjust: impl Fn(&mut NodeConfig),
+    ) -> anyhow::Result<Self> {
         let n = network_size(shape);
         let mut listeners = Vec::with_capacity(n);
         for i in 0..n {
@@ -563,7 +575,10 @@ impl RunningNetwork {
             .iter()
             .map(|l| l.local_addr())
             .collect::<Result<Vec<_>, _>>()?;
-        let net = generate_network(dir, shape, &addrs, poll_ms)?;
+        let mut net = generate_network(dir, shape, &addrs, poll_ms)?;
+        for node in &mut net.nodes {
+            adjust(&mut node.config);
+        }
         let mut nodes = Vec::with_capacity(n);
         for (node, listener) in net.nodes.iter().zip(listeners) {
             nodes.push(Some(RunningNode::start(&node.config, listener).await?));
@@ -632,6 +647,17 @@ impl RunningNetwork {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         self.nodes[i] = Some(RunningNode::start(config, listener).await?);
         Ok(())
+    }
+
+    /// The operator's admin client of node `id`.
+    pub fn admin(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<
+        lienthong_proto::pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    > {
+        let i = self.index(id)?;
+        Ok(ClientProfile::load(&self.net.nodes[i].operator_profile)?.admin()?)
     }
 
     pub async fn restart_node(&mut self, id: &str) -> anyhow::Result<()> {

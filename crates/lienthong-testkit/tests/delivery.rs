@@ -1,0 +1,476 @@
+//! What happens when messages cannot simply go on, across a real two-tier network of
+//! in-process nodes (mTLS, sled, PKI): expiry, circuits, dead letters and the operator's
+//! retry and drop, priority lanes overtaking a backlog, corrupt stored copies quarantined,
+//! queues resumed after a restart.
+
+use std::time::Duration;
+
+use lienthong_core::{AgencyCode, Priority, TransportEvent, TransportEventKind, now_millis};
+use lienthong_node::client::{DmsClient, OutgoingAttachment};
+use lienthong_node::config::NodeConfig;
+use lienthong_proto::pb;
+use lienthong_testkit::{RunningNetwork, Shape};
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A two-tier network whose links give up fast and whose outboxes are swept often.
+async fn start(dir: &std::path::Path, poll_ms: u64) -> RunningNetwork {
+    init();
+    let quick = |c: &mut NodeConfig| {
+        c.delivery.retry_min_ms = 20;
+        c.delivery.retry_max_ms = 200;
+        c.delivery.circuit_failures = 3;
+        c.delivery.circuit_open_ms = 300;
+        c.delivery.expiry_sweep_ms = 100;
+    };
+    RunningNetwork::start_with(dir, Shape::new(2), 0, poll_ms, quick)
+        .await
+        .unwrap()
+}
+
+fn code(c: &str) -> AgencyCode {
+    AgencyCode::parse(c).unwrap()
+}
+
+/// Polls until `check` returns `Some`, for at most 20 s.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn track_until(
+    client: &DmsClient,
+    id: &str,
+    kind: TransportEventKind,
+) -> Vec<TransportEvent> {
+    eventually(&format!("{id} shows {kind:?}"), || async {
+        let (events, _) = client.track(id).await.ok()?;
+        events.iter().any(|e| e.kind == kind).then_some(events)
+    })
+    .await
+}
+
+async fn dead_letters(net: &RunningNetwork, node: &str) -> Vec<pb::DeadLetter> {
+    net.admin(node)
+        .unwrap()
+        .list_dead_letters(pb::DeadLetterFilter::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters
+}
+
+async fn inbox_ids(client: &DmsClient) -> Vec<String> {
+    client
+        .list_inbox(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_document_is_dead_lettered_and_the_sender_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+
+    // H41-C1 → H41 → (VN down) … the document waits at H41 until it expires.
+    let sender = net.client("001.00.20.H41").unwrap();
+    let mut doc = sender.new_document(vec![code("001.00.20.H42")], "Hết hạn trên đường");
+    doc.expires_at = Some(now_millis() + 1_500);
+    sender.send(&mut doc, &[]).await.unwrap();
+    let events = track_until(&sender, doc.id.as_str(), TransportEventKind::Expired).await;
+    let expired = events
+        .iter()
+        .find(|e| e.kind == TransportEventKind::Expired)
+        .unwrap();
+    assert_eq!(expired.node.as_str(), "H41");
+    assert_eq!(expired.agency.as_ref().unwrap().as_str(), "001.00.20.H42");
+    assert!(expired.detail.contains("expired at"), "{expired:?}");
+
+    let letters = dead_letters(&net, "H41").await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].document_id, doc.id.as_str());
+    assert_eq!(letters[0].peer, "VN");
+    assert_eq!(letters[0].sender, "001.00.20.H41");
+    assert!(letters[0].reason.contains("expired"), "{letters:?}");
+
+    // Once VN is back, a later document overtakes nothing: the expired one never arrives.
+    net.start_node("VN").await.unwrap();
+    let mut later = sender.new_document(vec![code("001.00.20.H42")], "Còn hạn");
+    sender.send(&mut later, &[]).await.unwrap();
+    let recipient = net.client("001.00.20.H42").unwrap();
+    let ids = eventually("the later document arrives", || async {
+        let ids = inbox_ids(&recipient).await;
+        ids.contains(&later.id.to_string()).then_some(ids)
+    })
+    .await;
+    assert!(
+        !ids.contains(&doc.id.to_string()),
+        "an expired document was delivered"
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_opens_the_circuit_and_the_link_recovers_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let sender = net.client("000.00.00.H41").unwrap();
+    let mut doc = sender.new_document(vec![code("000.00.00.H42")], "Chờ mạch");
+    sender.send(&mut doc, &[]).await.unwrap();
+
+    let mut admin = net.admin("H41").unwrap();
+    let link = eventually("the circuit towards VN opens", || {
+        let mut admin = admin.clone();
+        async move {
+            let queues = admin.queues(pb::QueuesRequest {}).await.ok()?.into_inner();
+            let link = queues.links.into_iter().find(|l| l.peer == "VN")?;
+            (link.state == "open" || link.state == "half-open").then_some(link)
+        }
+    })
+    .await;
+    assert!(link.consecutive_failures >= 3, "{link:?}");
+    assert!(!link.last_error.is_empty(), "{link:?}");
+    let queues = admin
+        .queues(pb::QueuesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        queues
+            .outboxes
+            .iter()
+            .find(|q| q.name == "VN")
+            .map(|q| q.depth),
+        Some(1),
+        "the document waits in the outbox: {queues:?}"
+    );
+
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    eventually("delivered after the peer returns", || async {
+        inbox_ids(&recipient)
+            .await
+            .contains(&doc.id.to_string())
+            .then_some(())
+    })
+    .await;
+    let queues = admin
+        .queues(pb::QueuesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let link = queues.links.iter().find(|l| l.peer == "VN").unwrap();
+    assert!(link.state == "up" || link.state == "idle", "{link:?}");
+    net.stop().await.unwrap();
+}
+
+/// Writes directory version `version` at the national gateway, with or without agency
+/// `code`, and restarts VN so that it signs and uses it.
+async fn publish_directory(net: &mut RunningNetwork, version: u64, without: Option<&str>) {
+    let source = net.net.directory_source().to_path_buf();
+    let original = dir_original(&source);
+    let mut text = original.clone();
+    if let Some(code) = without {
+        let block = format!("\n[[agencies]]\ncode = \"{code}\"\n");
+        let start = text.find(&block).expect("agency block in the source");
+        let end = text[start + 1..]
+            .find("\n[[")
+            .map(|i| start + 1 + i)
+            .unwrap_or(text.len());
+        text = format!("{}{}", &text[..start], &text[end..]);
+    }
+    let text = text.replacen("version = 1", &format!("version = {version}"), 1);
+    std::fs::write(&source, text).unwrap();
+    net.restart_node("VN").await.unwrap();
+}
+
+/// The directory source as generated (kept aside the first time).
+fn dir_original(source: &std::path::Path) -> String {
+    let kept = source.with_extension("orig");
+    if !kept.exists() {
+        std::fs::copy(source, &kept).unwrap();
+    }
+    std::fs::read_to_string(kept).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_and_drops_dead_letters_and_every_action_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Children keep directory version 1 (no poll for a minute) while VN moves on.
+    let mut net = start(dir.path(), 60_000).await;
+    let gone = "002.00.20.H42";
+    publish_directory(&mut net, 2, Some(gone)).await;
+
+    let sender = net.client("001.00.20.H41").unwrap();
+    let mut first = sender.new_document(vec![code(gone)], "Thử lại sau");
+    sender.send(&mut first, &[]).await.unwrap();
+    let mut second = sender.new_document(vec![code(gone)], "Bỏ đi");
+    sender.send(&mut second, &[]).await.unwrap();
+    track_until(
+        &sender,
+        second.id.as_str(),
+        TransportEventKind::DeadLettered,
+    )
+    .await;
+    let letters = eventually("two dead letters at VN", || async {
+        let l = dead_letters(&net, "VN").await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.peer.is_empty() && l.reason.contains("not in the directory"))
+    );
+
+    let mut admin = net.admin("VN").unwrap();
+    // Retrying while the agency is still unknown changes nothing and says why.
+    let filter = |id: &str| pb::DeadLetterFilter {
+        document_id: id.to_string(),
+        ..Default::default()
+    };
+    let result = admin
+        .retry_dead_letters(pb::DeadLetterAction {
+            filter: Some(filter(first.id.as_str())),
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(result.document_ids.is_empty());
+    assert!(
+        result.skipped[0].contains("still not in the directory"),
+        "{result:?}"
+    );
+    // Dropping needs a reason.
+    let refused = admin
+        .drop_dead_letters(pb::DeadLetterAction {
+            filter: Some(filter(second.id.as_str())),
+            reason: " ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("needs a reason"), "{refused:?}");
+
+    // The agency is back (version 3): the retry re-routes and delivers.
+    publish_directory(&mut net, 3, None).await;
+    let mut admin = net.admin("VN").unwrap();
+    let result = admin
+        .retry_dead_letters(pb::DeadLetterAction {
+            filter: Some(filter(first.id.as_str())),
+            reason: "agency restored".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        result.document_ids,
+        vec![first.id.to_string()],
+        "{result:?}"
+    );
+    let dropped = admin
+        .drop_dead_letters(pb::DeadLetterAction {
+            filter: Some(pb::DeadLetterFilter {
+                reason_contains: "not in the directory".into(),
+                ..Default::default()
+            }),
+            reason: "sent by mistake".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dropped.document_ids, vec![second.id.to_string()]);
+    assert!(dead_letters(&net, "VN").await.is_empty());
+
+    let recipient = net.client(gone).unwrap();
+    eventually("the retried document arrives", || async {
+        inbox_ids(&recipient)
+            .await
+            .contains(&first.id.to_string())
+            .then_some(())
+    })
+    .await;
+    let events = track_until(&sender, first.id.as_str(), TransportEventKind::Delivered).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == TransportEventKind::Retried && e.detail.contains("agency restored")),
+        "{events:#?}"
+    );
+    let events = track_until(&sender, second.id.as_str(), TransportEventKind::Dropped).await;
+    let drop = events
+        .iter()
+        .find(|e| e.kind == TransportEventKind::Dropped)
+        .unwrap();
+    assert!(drop.detail.contains("sent by mistake"), "{drop:?}");
+    assert!(!inbox_ids(&recipient).await.contains(&second.id.to_string()));
+
+    let log = admin
+        .operator_log(pb::OperatorLogRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| {
+            let a = e.action.as_ref().unwrap();
+            (a.action.as_str(), a.document_ids.clone(), a.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("retry", vec![first.id.to_string()], "agency restored"),
+            ("drop", vec![second.id.to_string()], "sent by mistake"),
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|e| e.action.as_ref().unwrap().operator.contains("VN"))
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_documents_overtake_a_backlog_of_routine_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let sender = net.client("000.00.00.H41").unwrap();
+    let to = vec![code("000.00.00.H42")];
+    let mut routine = Vec::new();
+    for i in 0..300 {
+        let mut d = sender.new_document(to.clone(), &format!("Thường số {i}"));
+        sender.send(&mut d, &[]).await.unwrap();
+        routine.push(d.id.to_string());
+    }
+    let mut urgent = Vec::new();
+    for (i, p) in [Priority::VeryUrgent, Priority::Flash, Priority::Flash]
+        .iter()
+        .enumerate()
+    {
+        let mut d = sender.new_document(to.clone(), &format!("Hỏa tốc số {i}"));
+        d.header.other.priority = *p;
+        sender.send(&mut d, &[]).await.unwrap();
+        urgent.push(d.id.to_string());
+    }
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    let order = eventually("all 303 documents arrive", || async {
+        let ids = inbox_ids(&recipient).await;
+        (ids.len() == 303).then_some(ids)
+    })
+    .await;
+    let positions: Vec<usize> = urgent
+        .iter()
+        .map(|id| order.iter().position(|x| x == id).unwrap())
+        .collect();
+    // Sent last behind 300 routine documents, they arrive among the first.
+    assert!(
+        positions.iter().all(|p| *p < 50),
+        "urgent documents at inbox positions {positions:?} of 303"
+    );
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stored_attachment_is_quarantined_never_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let sender = net.client("000.00.00.H41").unwrap();
+    let mut doc = sender.new_document(vec![code("000.00.00.H42")], "Tệp bị hỏng");
+    let attachment = OutgoingAttachment {
+        name: "qd.pdf".into(),
+        content_type: "application/pdf".into(),
+        bytes: bytes::Bytes::from_static(b"%PDF-1.7 quyet dinh"),
+    };
+    sender.send(&mut doc, &[attachment]).await.unwrap();
+
+    // Damage the stored copy at H41 while it waits for VN.
+    let digest = doc.attachments[0].sha256;
+    let blob = net
+        .net
+        .node("H41")
+        .config
+        .data_dir
+        .join("blobs")
+        .join(hex::encode(digest));
+    std::fs::write(&blob, b"%PDF-1.7 quyet dinh DA SUA").unwrap();
+
+    net.start_node("VN").await.unwrap();
+    let events = track_until(&sender, doc.id.as_str(), TransportEventKind::DeadLettered).await;
+    let dead = events
+        .iter()
+        .find(|e| e.kind == TransportEventKind::DeadLettered)
+        .unwrap();
+    assert!(dead.detail.contains("quarantined"), "{dead:?}");
+    let letters = dead_letters(&net, "H41").await;
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].reason.contains("corrupt"), "{letters:?}");
+    // A healthy document still flows, and the corrupt one never reached H42.
+    let mut healthy = sender.new_document(vec![code("000.00.00.H42")], "Tệp lành");
+    sender.send(&mut healthy, &[]).await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    let ids = eventually("the healthy document arrives", || async {
+        let ids = inbox_ids(&recipient).await;
+        ids.contains(&healthy.id.to_string()).then_some(ids)
+    })
+    .await;
+    assert!(!ids.contains(&doc.id.to_string()));
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_its_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let sender = net.client("001.00.20.H41").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let mut d = sender.new_document(vec![code("001.00.20.H42")], &format!("Số {i}"));
+        sender.send(&mut d, &[]).await.unwrap();
+        ids.push(d.id.to_string());
+    }
+    // The documents wait at H41 (or still at the commune); restart both with queues full.
+    net.restart_node("H41").await.unwrap();
+    net.restart_node("H41-C1").await.unwrap();
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("001.00.20.H42").unwrap();
+    let got = eventually("all 50 documents arrive after the restarts", || async {
+        let got = inbox_ids(&recipient).await;
+        (got.len() >= ids.len()).then_some(got)
+    })
+    .await;
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    got_sorted.dedup();
+    assert_eq!(
+        got_sorted.len(),
+        got.len(),
+        "an inbox holds a document twice"
+    );
+    for id in &ids {
+        assert!(got.contains(id), "{id} lost");
+    }
+    net.stop().await.unwrap();
+}
