@@ -341,8 +341,125 @@ pub fn format_time(ms: i64) -> String {
 pub enum AdminCommand {
     /// Node health (an RPC, so it proves TLS and identity work).
     Health(ProfileArg),
-    /// Depth of every inbox and outbox.
+    /// Depth of every inbox and outbox, dead letters, and the state of each link.
     Queues(ProfileArg),
+    /// List dead letters: messages that cannot go further, with the reason.
+    DeadLetters(DeadLetterArgs),
+    /// Put dead letters back on their way, re-routed over the current directory.
+    Retry(ActionArgs),
+    /// Remove dead letters for good (the senders are told, with the reason).
+    Drop(ActionArgs),
+    /// Every operator action taken on the node, oldest first.
+    Log(LogArgs),
+}
+
+/// Which dead letters; no option means all of them.
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only the dead letter of this document or status id.
+    #[arg(long)]
+    pub document: Option<String>,
+    /// Only those that were leaving through this neighbour.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// Only those dead for at least this long: 90s, 30m, 12h, 7d.
+    #[arg(long, value_parser = parse_age)]
+    pub older_than: Option<std::time::Duration>,
+    /// Only those whose reason contains this text.
+    #[arg(long)]
+    pub reason_contains: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_pb(&self, limit: u32) -> pb::DeadLetterFilter {
+        pb::DeadLetterFilter {
+            document_id: self.document.clone().unwrap_or_default(),
+            peer: self.peer.clone().unwrap_or_default(),
+            older_than_ms: self.older_than.map_or(0, |d| d.as_millis() as u64),
+            reason_contains: self.reason_contains.clone().unwrap_or_default(),
+            limit,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.document.is_none()
+            && self.peer.is_none()
+            && self.older_than.is_none()
+            && self.reason_contains.is_none()
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DeadLetterArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show at most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Act on every dead letter (needed when no filter is given).
+    #[arg(long)]
+    pub all: bool,
+    /// Why; recorded in the operator log and sent to the senders. Required to drop.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Show actions after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+}
+
+/// `90s`, `30m`, `12h`, `7d`, or a number of seconds.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age; write e.g. 90s, 30m, 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?} in {s:?}; use s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(n * seconds))
+}
+
+fn print_action(verb: &str, result: pb::DeadLetterActionResult) -> ExitCode {
+    for id in &result.document_ids {
+        println!("{verb} {id}");
+    }
+    for why in &result.skipped {
+        println!("skipped {why}");
+    }
+    println!(
+        "{} {verb}, {} skipped",
+        result.document_ids.len(),
+        result.skipped.len()
+    );
+    if result.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
@@ -378,7 +495,127 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             if q.outboxes.is_empty() {
                 println!("  (none)");
             }
+            println!("dead letters: {}", q.dead_letters);
+            println!("links:");
+            for l in &q.links {
+                let mut line = format!(
+                    "  {:<20} {:<10} failures {}",
+                    l.peer, l.state, l.consecutive_failures
+                );
+                if l.retry_at_unix_ms > 0 && l.state != "up" {
+                    line.push_str(&format!(" next try {}", format_time(l.retry_at_unix_ms)));
+                }
+                if !l.last_error.is_empty() {
+                    line.push_str(&format!(" last error: {}", l.last_error));
+                }
+                println!("{line}");
+            }
+            if q.links.is_empty() {
+                println!("  (none used yet)");
+            }
             Ok(ExitCode::SUCCESS)
         }
+        AdminCommand::DeadLetters(a) => {
+            let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;
+            let list = admin
+                .list_dead_letters(a.filter.to_pb(a.limit))
+                .await?
+                .into_inner()
+                .dead_letters;
+            for l in &list {
+                let peer = if l.peer.is_empty() { "-" } else { &l.peer };
+                println!(
+                    "{}  {} {} from {} to {} via {} priority {}\n    {}",
+                    format_time(l.at_unix_ms),
+                    l.kind,
+                    l.document_id,
+                    l.sender,
+                    l.recipients.join(","),
+                    peer,
+                    l.priority,
+                    l.reason
+                );
+            }
+            println!("{} dead letter(s)", list.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::Retry(a) | AdminCommand::Drop(a) if a.filter.is_empty() && !a.all => {
+            Err(UsageError(
+                "name the dead letters (--document, --peer, --older-than, --reason-contains) \
+                 or pass --all"
+                    .into(),
+            )
+            .into())
+        }
+        AdminCommand::Retry(a) => {
+            let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;
+            let action = pb::DeadLetterAction {
+                filter: Some(a.filter.to_pb(0)),
+                reason: a.reason,
+            };
+            let result = admin.retry_dead_letters(action).await?.into_inner();
+            Ok(print_action("retried", result))
+        }
+        AdminCommand::Drop(a) => {
+            if a.reason.trim().is_empty() {
+                return Err(UsageError(
+                    "drop needs --reason: it is recorded and sent to the senders".into(),
+                )
+                .into());
+            }
+            let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;
+            let action = pb::DeadLetterAction {
+                filter: Some(a.filter.to_pb(0)),
+                reason: a.reason,
+            };
+            let result = admin.drop_dead_letters(action).await?.into_inner();
+            Ok(print_action("dropped", result))
+        }
+        AdminCommand::Log(a) => {
+            let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;
+            let entries = admin
+                .operator_log(pb::OperatorLogRequest {
+                    after: a.after,
+                    limit: 0,
+                })
+                .await?
+                .into_inner()
+                .entries;
+            for e in &entries {
+                let Some(action) = &e.action else { continue };
+                println!(
+                    "#{} {} {} {} {} {}",
+                    e.seq,
+                    format_time(action.at_unix_ms),
+                    action.operator,
+                    action.action,
+                    action.document_ids.join(","),
+                    if action.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("reason: {}", action.reason)
+                    }
+                );
+            }
+            println!("{} action(s)", entries.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_take_a_unit() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_age("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_age("3w").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("soon").unwrap_err().contains("not an age"));
     }
 }
