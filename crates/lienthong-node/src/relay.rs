@@ -173,17 +173,28 @@ async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared,
         .store()
         .message(&entry.id)?
         .ok_or_else(|| Error::Store(lienthong_store::Error::NotFound(entry.id.to_string())))?;
-    if let Some(deadline) = delivery::expires_at(&stored_message, node.delivery())?
-        && deadline <= now_millis()
-    {
-        return Ok(Prepared::Undeliverable(Undeliverable::Expired(deadline)));
+    // A stored copy that no longer decodes or matches its digest is the store's damage,
+    // not the link's: quarantine it rather than retry it forever.
+    let corrupt = |e: Error| match e {
+        Error::Store(lienthong_store::Error::Corrupt(why)) => {
+            Ok(Prepared::Undeliverable(Undeliverable::Corrupt(why)))
+        }
+        Error::Wire(e) => Ok(Prepared::Undeliverable(Undeliverable::Corrupt(format!(
+            "the stored copy of {} does not decode: {e}",
+            entry.id
+        )))),
+        e => Err(e),
+    };
+    match delivery::expires_at(&stored_message, node.delivery()) {
+        Ok(Some(deadline)) if deadline <= now_millis() => {
+            return Ok(Prepared::Undeliverable(Undeliverable::Expired(deadline)));
+        }
+        Ok(_) => {}
+        Err(e) => return corrupt(e),
     }
     match item_for(node, entry, &stored_message, seq).await {
         Ok(item) => Ok(Prepared::Item(Box::new(item))),
-        Err(Error::Store(lienthong_store::Error::Corrupt(why))) => {
-            Ok(Prepared::Undeliverable(Undeliverable::Corrupt(why)))
-        }
-        Err(e) => Err(e),
+        Err(e) => corrupt(e),
     }
 }
 
