@@ -225,3 +225,86 @@ pub async fn print_bad(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::workload::Copy;
+
+    fn code(s: &str) -> AgencyCode {
+        AgencyCode::parse(s).unwrap()
+    }
+
+    fn record(index: usize, receipt: bool, copy: Option<Copy>) -> DocRecord {
+        let to = code("001.00.20.H42");
+        let receipt = receipt.then(|| lienthong_core::Receipt {
+            document_id: lienthong_core::DocumentId::generate(),
+            content_digest: [0; 32],
+            node: lienthong_core::NodeId::parse("H41-C1").unwrap(),
+            accepted_at: 1,
+            signature: None,
+        });
+        DocRecord {
+            index,
+            from: code("001.00.20.H41"),
+            to: vec![to.clone()],
+            attempts: 1,
+            last_error: None,
+            refusals: Vec::new(),
+            receipt: receipt.clone(),
+            receipt_was_duplicate: false,
+            given_up: false,
+            copies: copy
+                .map(|c| {
+                    HashMap::from([(
+                        to,
+                        Copy {
+                            receipt: receipt.clone(),
+                            ..c
+                        },
+                    )])
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn fetched(cursors: Vec<u64>, after_ack: u32) -> Copy {
+        Copy {
+            cursors,
+            shown: 1,
+            fetched: 1,
+            acked: true,
+            after_ack,
+            ..Copy::default()
+        }
+    }
+
+    #[test]
+    fn judges_lost_duplicated_and_unacknowledged_documents() {
+        let docs = HashMap::from([
+            ("ok".to_string(), record(0, true, Some(fetched(vec![1], 0)))),
+            ("lost".to_string(), record(1, true, None)),
+            (
+                "twice".to_string(),
+                record(2, true, Some(fetched(vec![2, 3], 0))),
+            ),
+            (
+                "again".to_string(),
+                record(3, true, Some(fetched(vec![4], 1))),
+            ),
+            (
+                "unacked".to_string(),
+                record(4, false, Some(fetched(vec![5], 0))),
+            ),
+        ]);
+        let v = Verdict::judge(&docs);
+        assert_eq!(v.lost, ["lost"]);
+        assert_eq!(v.duplicated, ["twice", "again"]);
+        assert_eq!(v.unacked, ["unacked"]);
+        assert!(v.receipt_mismatch.is_empty());
+        assert_eq!(
+            v.final_line(),
+            "sent=5 acked=4 delivered=4 lost=1 duplicated=2"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 //! | `kill` | SIGKILL the node process, restart it on the same data directory and port | down 0.2–3 s |
 //! | `term` | SIGTERM (graceful drain), restart | down 0.2–2 s |
 //! | `pause` | SIGSTOP, then SIGCONT: sockets stay open, nothing answers | 6–10 s, longer than the DMS call timeout |
+//! | `long-pause` | the same, longer than the relay links' HTTP/2 keep-alive (30 s) and its timeout (20 s), so that neighbours give the link up and dial again | 60 s; drawn only while that much of the fault window is left, one at a time |
 //! | `partition` | the node's proxy refuses new connections and cuts open ones: neighbours cannot reach it | 2–8 s |
 //! | `delay` | 100 ms ± 50 ms per chunk on the proxies of a random half of the nodes | 5–15 s |
 //!
@@ -26,6 +27,9 @@ use crate::proxy::Delay;
 
 /// Nodes under a fault at the same time, at most.
 pub const MAX_BUSY: usize = 3;
+/// How long a `long-pause` freezes a node: past the relay links' keep-alive interval
+/// (30 s) plus its timeout (tonic's default, 20 s).
+pub const LONG_PAUSE: Duration = Duration::from_secs(60);
 
 /// What faults were injected and when; prints each line as it happens.
 #[derive(Debug)]
@@ -81,14 +85,16 @@ enum Kind {
     Kill,
     Term,
     Pause,
+    LongPause,
     Partition,
     Delay,
 }
 
-const WEIGHTS: [(Kind, u32); 5] = [
+const WEIGHTS: [(Kind, u32); 6] = [
     (Kind::Kill, 3),
     (Kind::Term, 1),
     (Kind::Pause, 2),
+    (Kind::LongPause, 1),
     (Kind::Partition, 3),
     (Kind::Delay, 2),
 ];
@@ -117,16 +123,19 @@ async fn hold(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Runs the schedule until `stop`, then waits for every fault to heal.
+/// Runs the schedule until `stop`, then waits for every fault to heal. `window_end` is
+/// the earliest the schedule will be stopped: a long pause starts only if it fits before.
 pub async fn run(
     cluster: Arc<Cluster>,
     log: Arc<FaultLog>,
     mut stop: watch::Receiver<bool>,
+    window_end: Instant,
     seed: u64,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let busy: Arc<Mutex<HashSet<usize>>> = Arc::default();
     let delaying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let long_pausing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let mut n = 0u32;
     loop {
@@ -134,8 +143,14 @@ pub async fn run(
             break;
         }
         while tasks.try_join_next().is_some() {}
-        let kind = draw_kind(&mut rng);
+        let mut kind = draw_kind(&mut rng);
         let task_seed = rng.u64(..);
+        if let Kind::LongPause = kind
+            && (Instant::now() + LONG_PAUSE > window_end
+                || long_pausing.swap(true, std::sync::atomic::Ordering::SeqCst))
+        {
+            kind = Kind::Pause;
+        }
         if let Kind::Delay = kind {
             if delaying.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 continue;
@@ -163,12 +178,20 @@ pub async fn run(
         };
         n += 1;
         let (cluster, log, stop, busy) = (cluster.clone(), log.clone(), stop.clone(), busy.clone());
+        let long_pausing = long_pausing.clone();
         tasks.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(task_seed);
             match kind {
                 Kind::Kill => kill(&cluster, &log, n, target, stop, &mut rng).await,
                 Kind::Term => term(&cluster, &log, n, target, stop, &mut rng).await,
-                Kind::Pause => pause(&cluster, &log, n, target, stop, &mut rng).await,
+                Kind::Pause => {
+                    let frozen = millis(&mut rng, 6000, 10000);
+                    pause(&cluster, &log, n, target, stop, frozen, "pause").await
+                }
+                Kind::LongPause => {
+                    pause(&cluster, &log, n, target, stop, LONG_PAUSE, "long-pause").await;
+                    long_pausing.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
                 Kind::Partition => partition(&cluster, &log, n, target, stop, &mut rng).await,
                 Kind::Delay => {}
             }
@@ -251,13 +274,13 @@ async fn pause(
     n: u32,
     i: usize,
     mut stop: watch::Receiver<bool>,
-    rng: &mut fastrand::Rng,
+    frozen: Duration,
+    kind: &'static str,
 ) {
     let id = &cluster.nodes[i].id;
-    let frozen = millis(rng, 6000, 10000);
     match cluster.pause(i).await {
         Ok(Some(pid)) => {
-            log.count("pause");
+            log.count(kind);
             log.say(&format!(
                 "fault {n}: SIGSTOP {id} (pid {pid}) for {:.1} s",
                 frozen.as_secs_f64()

@@ -28,9 +28,9 @@
 //!    window) so that faults hit documents at every stage of their path.
 //! 3. **Faults** ([`faults`]): while documents are sent and for at least `--fault-secs`,
 //!    a seeded schedule kills (SIGKILL) and restarts nodes, stops them gracefully (SIGTERM)
-//!    and restarts them, freezes them (SIGSTOP/SIGCONT) for longer than the DMS timeouts,
-//!    partitions them, and delays links by 100 ms ± 50 ms. Every fault is printed when it
-//!    happens.
+//!    and restarts them, freezes them (SIGSTOP/SIGCONT) for longer than the DMS timeouts
+//!    and, when the window allows, for longer than the relay links' keep-alive, partitions
+//!    them, and delays links by 100 ms ± 50 ms. Every fault is printed when it happens.
 //! 4. **Drain**: faults stop, everything is healed, and the run waits until every document
 //!    has a receipt and every copy was fetched and acknowledged — or until nothing moved for
 //!    `--stall-secs`, which fails the run. A few more seconds let late duplicates show.
@@ -263,11 +263,13 @@ async fn exercise(
         senders_stop,
         opts.seed ^ 0x0002,
     ));
+    let faults_until = start + Duration::from_secs(opts.fault_secs);
     let faulting = opts.faults.then(|| {
         tokio::spawn(faults::run(
             cluster.clone(),
             log.clone(),
             faults_stop,
+            faults_until,
             opts.seed ^ 0x0003,
         ))
     });
@@ -279,7 +281,6 @@ async fn exercise(
     ));
 
     // Phase 1: send under faults.
-    let faults_until = start + Duration::from_secs(opts.fault_secs);
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let all_sent = ledger.tally().sent >= opts.docs || sending.is_finished();

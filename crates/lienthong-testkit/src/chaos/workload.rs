@@ -712,3 +712,64 @@ pub async fn leftovers(client: &DmsClient) -> Result<Vec<pb::InboxEntry>, String
 pub fn since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(s: &str) -> AgencyCode {
+        AgencyCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_entry_shown_again_before_its_ack_is_a_redelivery_not_a_duplicate() {
+        let ledger = Ledger::default();
+        let to = code("001.00.20.H42");
+        ledger.sent("d1", 0, &code("001.00.20.H41"), std::slice::from_ref(&to));
+        assert_eq!(ledger.shown(&to, "d1", 7), Shown::First);
+        assert_eq!(ledger.shown(&to, "d1", 7), Shown::Redelivery);
+        let t = ledger.tally();
+        assert_eq!((t.duplicated, t.redeliveries), (0, 1));
+    }
+
+    #[test]
+    fn a_second_inbox_entry_or_an_entry_after_the_ack_is_a_duplicate() {
+        let ledger = Ledger::default();
+        let to = code("001.00.20.H42");
+        let from = code("001.00.20.H41");
+        ledger.sent("d1", 0, &from, std::slice::from_ref(&to));
+        ledger.sent("d2", 1, &from, std::slice::from_ref(&to));
+        assert_eq!(ledger.shown(&to, "d1", 7), Shown::First);
+        assert_eq!(ledger.shown(&to, "d1", 9), Shown::SecondEntry);
+        assert_eq!(ledger.shown(&to, "d2", 8), Shown::First);
+        ledger.update("d2", |d| d.copies.get_mut(&to).unwrap().acked = true);
+        assert_eq!(ledger.shown(&to, "d2", 8), Shown::AfterAck);
+        assert_eq!(ledger.tally().duplicated, 2);
+        assert_eq!(ledger.shown(&to, "nobody-sent-this", 1), Shown::Unknown);
+    }
+
+    #[test]
+    fn the_plan_sends_mostly_across_provinces_from_communes_and_provinces() {
+        let agencies: Vec<AgencyCode> = [
+            "000.00.00.G22",
+            "000.00.00.H41",
+            "001.00.20.H41",
+            "002.00.20.H41",
+            "000.00.00.H42",
+            "001.00.20.H42",
+        ]
+        .into_iter()
+        .map(code)
+        .collect();
+        let plans = plan(&agencies, 1000, &mut fastrand::Rng::with_seed(1));
+        let province = |a: &AgencyCode| a.as_str()[a.as_str().len() - 3..].to_string();
+        assert!(plans.iter().all(|p| !p.from.as_str().ends_with("G22")));
+        assert!(plans.iter().all(|p| !p.to.contains(&p.from)));
+        let across = plans
+            .iter()
+            .filter(|p| p.to.iter().any(|t| province(t) != province(&p.from)))
+            .count();
+        assert!(across > 700, "{across} of 1000 cross provinces");
+        assert!(plans.iter().any(|p| p.to.len() == 2));
+    }
+}
