@@ -6,6 +6,9 @@
 //! `lienthong dev`, `lienthong bench` and the end-to-end tests all build on it.
 #![forbid(unsafe_code)]
 
+pub mod chaos;
+pub mod proxy;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
