@@ -34,14 +34,29 @@ fn num(text: &str) -> u32 {
     text.trim().parse().unwrap_or(0)
 }
 
-/// The text to export for a number: the imported text while it still means `value`
-/// (an unreadable text stands for 0), else `value`.
-fn num_out(native: bool, imported: &str, value: u32) -> String {
-    match imported.trim().parse::<u32>() {
-        _ if native => value.to_string(),
-        Ok(n) if n == value => imported.to_string(),
-        Err(_) if value == 0 => imported.to_string(),
-        _ => value.to_string(),
+/// Độ khẩn as core reads it: anything but 0–3 is routine.
+fn priority(text: &str) -> core::Priority {
+    u8::try_from(num(text))
+        .ok()
+        .and_then(|p| core::Priority::from_u8(p).ok())
+        .unwrap_or_default()
+}
+
+/// BussinessDocType as core reads it: anything but 0–3 is a new document.
+fn business_type(text: &str) -> core::BusinessType {
+    u8::try_from(num(text))
+        .ok()
+        .and_then(|t| core::BusinessType::from_u8(t).ok())
+        .unwrap_or_default()
+}
+
+/// The text to export for a number: the imported text while it still reads as `value`
+/// (so `00`, an empty field or an unreadable text come back as they were), else `value`.
+fn num_out(native: bool, imported: &str, value: u32, read: fn(&str) -> u32) -> String {
+    if !native && read(imported) == value {
+        imported.to_string()
+    } else {
+        value.to_string()
     }
 }
 
@@ -78,10 +93,12 @@ fn org_to_core(o: &Organization, code: Option<AgencyCode>) -> core::Organization
 
 fn org_from_core(imported: Option<&Organization>, o: &core::Organization) -> Organization {
     let raw = imported.map(|i| i.organ_id.as_str()).unwrap_or("");
-    let organ_id = match &o.code {
-        Some(code) if AgencyCode::parse(raw).ok().as_ref() == Some(code) => raw.to_string(),
-        Some(code) => code.to_string(),
-        None => raw.to_string(),
+    // The imported text while it still names the same agency (or, for a code that is not
+    // QĐ 20/2020, no agency lienthong knows), else the core code.
+    let organ_id = if AgencyCode::parse(raw).ok() == o.code {
+        raw.to_string()
+    } else {
+        o.code.as_ref().map(|c| c.to_string()).unwrap_or_default()
     };
     Organization {
         organ_id,
@@ -253,10 +270,7 @@ impl EdxmlDocument {
             due_date: h.due_date.clone(),
             to_places: h.to_places.clone(),
             other: core::OtherInfo {
-                priority: u8::try_from(num(&o.priority))
-                    .ok()
-                    .and_then(|p| core::Priority::from_u8(p).ok())
-                    .unwrap_or_default(),
+                priority: priority(&o.priority),
                 sphere_of_promulgation: o.sphere_of_promulgation.clone(),
                 typist_notation: o.typer_notation.clone(),
                 promulgation_amount: num(&o.promulgation_amount),
@@ -270,10 +284,7 @@ impl EdxmlDocument {
             .business
             .as_ref()
             .map(|b| core::Business {
-                business_type: u8::try_from(num(&b.doc_type))
-                    .ok()
-                    .and_then(|t| core::BusinessType::from_u8(t).ok())
-                    .unwrap_or_default(),
+                business_type: business_type(&b.doc_type),
                 reason: b.reason.clone(),
                 referenced_document_id: b.document_id.clone(),
                 paper: num(&b.paper),
@@ -408,11 +419,12 @@ impl EdxmlDocument {
             code_notation: c.code.notation.clone(),
             promulgation_place: c.promulgation.place.clone(),
             promulgation_date: c.promulgation.date.clone(),
-            document_type: num_out(native, &b.document_type, c.document_type.kind),
+            document_type: num_out(native, &b.document_type, c.document_type.kind, num),
             document_type_detail: num_out(
                 native && c.document_type.detail != 0,
                 &b.document_type_detail,
                 c.document_type.detail,
+                num,
             ),
             document_type_name: c.document_type.name.clone(),
             subject: c.subject.clone(),
@@ -423,41 +435,46 @@ impl EdxmlDocument {
             due_date: c.due_date.clone(),
             to_places: c.to_places.clone(),
             other: OtherInfo {
-                priority: num_out(native, &b.other.priority, c.other.priority as u32),
+                priority: num_out(native, &b.other.priority, c.other.priority as u32, |t| {
+                    priority(t) as u32
+                }),
                 sphere_of_promulgation: c.other.sphere_of_promulgation.clone(),
                 typer_notation: c.other.typist_notation.clone(),
                 promulgation_amount: num_out(
                     native,
                     &b.other.promulgation_amount,
                     c.other.promulgation_amount,
+                    num,
                 ),
-                page_amount: num_out(native, &b.other.page_amount, c.other.page_amount),
+                page_amount: num_out(native, &b.other.page_amount, c.other.page_amount, num),
                 direction: b.other.direction.clone(),
                 appendixes: c.other.appendixes.clone(),
             },
             response_for: c.response_for.iter().map(response_for_from_core).collect(),
-            steering_type: num_out(native, &b.steering_type, c.steering_type),
+            steering_type: num_out(native, &b.steering_type, c.steering_type, num),
         };
         let cb = &doc.business;
         let business = match (&base.business, native) {
-            (None, false) if *cb == core::Business::default() => None,
-            (None, true) if *cb == core::Business::default() => None,
+            (None, _) if *cb == core::Business::default() => None,
             (imported, _) => {
                 let ib = imported.clone().unwrap_or_default();
                 let native = native || imported.is_none();
                 Some(Business {
                     document_id: cb.referenced_document_id.clone(),
-                    doc_type: num_out(native, &ib.doc_type, cb.business_type as u32),
+                    doc_type: num_out(native, &ib.doc_type, cb.business_type as u32, |t| {
+                        business_type(t) as u32
+                    }),
                     reason: cb.reason.clone(),
-                    paper: num_out(native, &ib.paper, cb.paper),
+                    paper: num_out(native, &ib.paper, cb.paper, num),
                     document_info: cb.document_info.as_ref().map(|i| {
                         let ii = ib.document_info.clone().unwrap_or_default();
                         BusinessDocumentInfo {
-                            document_info: num_out(native, &ii.document_info, i.document_info),
+                            document_info: num_out(native, &ii.document_info, i.document_info, num),
                             document_receiver: num_out(
                                 native,
                                 &ii.document_receiver,
                                 i.document_receiver,
+                                num,
                             ),
                             receivers: i
                                 .receivers
@@ -472,6 +489,7 @@ impl EdxmlDocument {
                                             .map(|x| x.receiver_type.as_str())
                                             .unwrap_or(""),
                                         r.receiver_type,
+                                        num,
                                     ),
                                 })
                                 .collect(),

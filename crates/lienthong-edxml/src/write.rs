@@ -316,7 +316,8 @@ fn status_header(w: &mut Out<'_, '_>, s: &EdxmlStatus) -> io::Result<()> {
     if let Some(st) = &s.staff {
         staff(w, "MessageHeader/StaffInfo", st)?;
     }
-    w.leaf("StatusCode", &s.status_code)?;
+    // Always written: it is what makes the message a status.
+    w.item("StatusCode", &s.status_code)?;
     w.leaf("Description", &s.description)?;
     w.leaf("Timestamp", &s.timestamp)?;
     w.close()
