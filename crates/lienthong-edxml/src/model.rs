@@ -78,7 +78,7 @@ pub struct EdxmlStatus {
 /// such as `MessageHeader/To[1]`) and the known element it followed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extra {
-    /// The logical path of the container; see [`crate::paths`] for the names.
+    /// The logical path of the container; see [`crate::parse`](mod@crate::parse) for the names.
     pub container: String,
     /// The known sibling element this one followed, with that sibling's 0-based
     /// occurrence among known siblings of the same name; `None` when it came first.
