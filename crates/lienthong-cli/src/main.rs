@@ -11,6 +11,7 @@ mod bench;
 mod dev;
 mod dev_network;
 mod dms;
+mod edxml;
 mod pki;
 
 /// Exit code for usage and configuration errors (EX_USAGE).
@@ -52,6 +53,9 @@ enum Command {
     /// Operator commands: health and queue depths of a node.
     #[command(subcommand)]
     Admin(dms::AdminCommand),
+    /// edXML (QCVN 102:2016) messages: check one and summarize it.
+    #[command(subcommand)]
+    Edxml(edxml::EdxmlCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             Command::Status(args) => dms::status(args).await,
             Command::Track(args) => dms::track(args).await,
             Command::Admin(cmd) => dms::admin(cmd).await,
+            Command::Edxml(cmd) => edxml::run(cmd),
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

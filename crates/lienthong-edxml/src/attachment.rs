@@ -1,0 +1,215 @@
+//! Attachment bytes: base64 decoded and encoded as streams with their size and SHA-256
+//! computed on the way, and the names of the files inside a ZIP, read from its central
+//! directory only.
+
+use std::io::{self, Write};
+
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Standard alphabet; padding optional and stray trailing bits tolerated, as DMSs send.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Base64 characters decoded per step: a multiple of 4, so that only the last step can
+/// hold padding.
+const STEP: usize = 64 * 1024;
+
+/// Decodes base64 text arriving in `chunks` into `out`, skipping whitespace; returns the
+/// number of bytes written. Never holds more than one step of text or bytes.
+pub(crate) fn decode_base64<'c>(
+    chunks: impl Iterator<Item = &'c str>,
+    out: &mut dyn Write,
+) -> Result<u64, String> {
+    let mut text: Vec<u8> = Vec::with_capacity(STEP);
+    let mut bytes: Vec<u8> = vec![0; STEP / 4 * 3 + 3];
+    let mut written = 0u64;
+    let mut offset = 0usize;
+    let mut padding = false;
+    let flush = |text: &mut Vec<u8>, bytes: &mut Vec<u8>, out: &mut dyn Write| {
+        let n = LENIENT
+            .decode_slice(&text[..], &mut bytes[..])
+            .map_err(|e| format!("ContentTransferEncoded is not valid base64: {e}"))?;
+        out.write_all(&bytes[..n])
+            .map_err(|e| format!("cannot store the decoded content: {e}"))?;
+        text.clear();
+        Ok::<u64, String>(n as u64)
+    };
+    for chunk in chunks {
+        for c in chunk.bytes() {
+            offset += 1;
+            match c {
+                b' ' | b'\t' | b'\r' | b'\n' => continue,
+                b'=' => padding = true,
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if !padding => {}
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
+                    return Err(format!(
+                        "ContentTransferEncoded is not valid base64: data after the '=' padding at character {offset}"
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "ContentTransferEncoded is not base64: unexpected character {:?} at character {offset} of the encoded text",
+                        c as char
+                    ));
+                }
+            }
+            text.push(c);
+            if text.len() == STEP && !padding {
+                written += flush(&mut text, &mut bytes, out)?;
+            }
+        }
+    }
+    if text.iter().filter(|&&c| c != b'=').count() % 4 == 1 {
+        return Err(
+            "ContentTransferEncoded is truncated: its base64 text ends in the middle of a byte"
+                .into(),
+        );
+    }
+    if !text.is_empty() {
+        written += flush(&mut text, &mut bytes, out)?;
+    }
+    Ok(written)
+}
+
+/// Writes `content` as base64 (standard alphabet, padded, one line) into `out`.
+pub(crate) fn encode_base64(content: &mut dyn io::Read, out: &mut dyn Write) -> io::Result<u64> {
+    let mut enc =
+        base64::write::EncoderWriter::new(out, &base64::engine::general_purpose::STANDARD);
+    let n = io::copy(content, &mut enc)?;
+    enc.finish()?;
+    Ok(n)
+}
+
+/// A writer that counts and hashes what passes through it.
+pub(crate) struct DigestWriter<W: Write> {
+    inner: W,
+    size: u64,
+    digest: ring::digest::Context,
+}
+
+impl<W: Write> DigestWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            size: 0,
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        }
+    }
+
+    /// The size, the SHA-256 and the inner writer.
+    pub(crate) fn finish(self) -> (u64, [u8; 32], W) {
+        let mut sha = [0; 32];
+        sha.copy_from_slice(self.digest.finish().as_ref());
+        (self.size, sha, self.inner)
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.digest.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A file inside a ZIP attachment, from the central directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZipEntry {
+    pub name: String,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+}
+
+/// The files a ZIP holds, read from its central directory alone (no decompression);
+/// `None` when `data` is not a ZIP this reader understands.
+pub fn zip_entries(data: &[u8]) -> Option<Vec<ZipEntry>> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const CDH: &[u8] = b"PK\x01\x02";
+    if data.len() < 22 {
+        return None;
+    }
+    let u16_at = |b: &[u8], i: usize| -> Option<u16> {
+        Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?))
+    };
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    // The end record is within the last 22 + 65535 bytes (its comment is at most 64 KiB).
+    let lowest = data.len().saturating_sub(22 + 65_535);
+    let eocd = (lowest..=data.len() - 22)
+        .rev()
+        .find(|&i| &data[i..i + 4] == EOCD)?;
+    let count = u16_at(data, eocd + 10)? as usize;
+    let cd_offset = u32_at(data, eocd + 16)? as usize;
+    let mut entries = Vec::with_capacity(count.min(4096));
+    let mut at = cd_offset;
+    for _ in 0..count {
+        if data.get(at..at + 4)? != CDH {
+            return None;
+        }
+        let size = u32_at(data, at + 24)? as u64;
+        let name_len = u16_at(data, at + 28)? as usize;
+        let extra_len = u16_at(data, at + 30)? as usize;
+        let comment_len = u16_at(data, at + 32)? as usize;
+        let name = data.get(at + 46..at + 46 + name_len)?;
+        entries.push(ZipEntry {
+            name: String::from_utf8_lossy(name).into_owned(),
+            size,
+        });
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    Some(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_across_chunks_with_whitespace_and_missing_padding() {
+        let mut out = Vec::new();
+        let n = decode_base64(["aGVs", "bG8g\r\n d29y", "bGQ"].into_iter(), &mut out).unwrap();
+        assert_eq!(out, b"hello world");
+        assert_eq!(n, 11);
+    }
+
+    #[test]
+    fn decodes_more_than_one_step() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let text = base64::engine::general_purpose::STANDARD.encode(&data);
+        let mut out = Vec::new();
+        decode_base64(
+            text.as_bytes()
+                .chunks(1000)
+                .map(|c| std::str::from_utf8(c).unwrap()),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn rejects_non_base64_with_the_character() {
+        let err = decode_base64(
+            ["${__StringFromFile(test.txt)}"].into_iter(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("unexpected character '$' at character 1"),
+            "{err}"
+        );
+        let err = decode_base64(["aGVsbA=x"].into_iter(), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("after the '=' padding"), "{err}");
+    }
+}
