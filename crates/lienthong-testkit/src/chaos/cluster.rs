@@ -245,9 +245,15 @@ impl Cluster {
     /// SIGTERM: the node drains and stops; killed if it takes longer than
     /// [`TERM_WITHIN`]. Returns whether it stopped by itself.
     pub async fn terminate(&self, i: usize) -> anyhow::Result<bool> {
-        let mut p = self.nodes[i].process.lock().await;
-        let Some(mut child) = p.child.take() else {
-            return Ok(true);
+        // The process leaves the table before the wait, so that the progress line and
+        // crash watch are not held up by a slow drain; it counts as down from now.
+        let mut child = {
+            let mut p = self.nodes[i].process.lock().await;
+            p.paused = false;
+            let Some(child) = p.child.take() else {
+                return Ok(true);
+            };
+            child
         };
         if let Some(pid) = child.id() {
             signal(pid, "TERM").await?;
@@ -260,7 +266,6 @@ impl Cluster {
                 false
             }
         };
-        p.paused = false;
         Ok(clean)
     }
 
