@@ -297,6 +297,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Deletes a node's data directory (store, blobs, directory cache) while it is down:
+    /// a lost disk, outside the delivery contract. Used only to prove that the checker
+    /// sees what such a loss does.
+    pub async fn wipe(&self, i: usize) -> anyhow::Result<()> {
+        let p = self.nodes[i].process.lock().await;
+        anyhow::ensure!(p.child.is_none(), "node {} is running", self.nodes[i].id);
+        let data = &self.net.nodes[i].config.data_dir;
+        std::fs::remove_dir_all(data).with_context(|| format!("removing {}", data.display()))?;
+        Ok(())
+    }
+
     pub fn partition(&self, i: usize, on: bool) {
         self.nodes[i].proxy.control().set_partitioned(on);
     }

@@ -123,11 +123,14 @@ async fn hold(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 
 /// Runs the schedule until `stop`, then waits for every fault to heal. `window_end` is
 /// the earliest the schedule will be stopped: the long pause is placed to fit before it.
+/// `wipe_on_kill` deletes the data directory of every killed node before its restart: a
+/// fault outside the contract, to prove the checker reports the loss.
 pub async fn run(
     cluster: Arc<Cluster>,
     log: Arc<FaultLog>,
     mut stop: watch::Receiver<bool>,
     window_end: Instant,
+    wipe_on_kill: bool,
     seed: u64,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -187,7 +190,7 @@ pub async fn run(
                 return;
             }
             match kind {
-                Kind::Kill => kill(&cluster, &log, n, target, stop, &mut rng).await,
+                Kind::Kill => kill(&cluster, &log, n, target, stop, wipe_on_kill, &mut rng).await,
                 Kind::Term => term(&cluster, &log, n, target, stop, &mut rng).await,
                 Kind::Pause => {
                     let frozen = millis(&mut rng, 6000, 10000);
@@ -219,6 +222,7 @@ async fn kill(
     n: u32,
     i: usize,
     mut stop: watch::Receiver<bool>,
+    wipe: bool,
     rng: &mut fastrand::Rng,
 ) {
     let id = &cluster.nodes[i].id;
@@ -233,6 +237,14 @@ async fn kill(
         }
         Ok(None) => return,
         Err(e) => return log.fail(format!("SIGKILL {id}: {e:#}")),
+    }
+    if wipe {
+        match cluster.wipe(i).await {
+            Ok(()) => log.say(&format!(
+                "        SABOTAGE: wiped the data directory of {id}"
+            )),
+            Err(e) => log.fail(format!("wiping {id}: {e:#}")),
+        }
     }
     hold(down, &mut stop).await;
     restart(cluster, log, i).await;
