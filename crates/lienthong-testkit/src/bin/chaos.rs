@@ -52,6 +52,10 @@ struct Cli {
     /// 2: VN → 2 provinces → 2 communes each (7 nodes); 3: with districts (15 nodes).
     #[arg(long, default_value_t = 2)]
     tiers: u8,
+    /// Checks the checker: wipe a killed node's data directory before restarting it (a
+    /// lost disk, outside the contract). The run must fail with lost documents.
+    #[arg(long, hide = true)]
+    sabotage_wipe_on_kill: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         dir: cli.dir,
         shape: lienthong_testkit::Shape::new(cli.tiers),
         exe,
+        wipe_on_kill: cli.sabotage_wipe_on_kill,
     };
     let result = runtime.block_on(lienthong_testkit::chaos::run(opts));
     // Node children are killed on drop of the cluster; do not wait for stray blocking

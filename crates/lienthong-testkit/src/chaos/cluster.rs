@@ -245,9 +245,15 @@ impl Cluster {
     /// SIGTERM: the node drains and stops; killed if it takes longer than
     /// [`TERM_WITHIN`]. Returns whether it stopped by itself.
     pub async fn terminate(&self, i: usize) -> anyhow::Result<bool> {
-        let mut p = self.nodes[i].process.lock().await;
-        let Some(mut child) = p.child.take() else {
-            return Ok(true);
+        // The process leaves the table before the wait, so that the progress line and
+        // crash watch are not held up by a slow drain; it counts as down from now.
+        let mut child = {
+            let mut p = self.nodes[i].process.lock().await;
+            p.paused = false;
+            let Some(child) = p.child.take() else {
+                return Ok(true);
+            };
+            child
         };
         if let Some(pid) = child.id() {
             signal(pid, "TERM").await?;
@@ -260,7 +266,6 @@ impl Cluster {
                 false
             }
         };
-        p.paused = false;
         Ok(clean)
     }
 
@@ -289,6 +294,17 @@ impl Cluster {
             signal(pid, "CONT").await?;
         }
         p.paused = false;
+        Ok(())
+    }
+
+    /// Deletes a node's data directory (store, blobs, directory cache) while it is down:
+    /// a lost disk, outside the delivery contract. Used only to prove that the checker
+    /// sees what such a loss does.
+    pub async fn wipe(&self, i: usize) -> anyhow::Result<()> {
+        let p = self.nodes[i].process.lock().await;
+        anyhow::ensure!(p.child.is_none(), "node {} is running", self.nodes[i].id);
+        let data = &self.net.nodes[i].config.data_dir;
+        std::fs::remove_dir_all(data).with_context(|| format!("removing {}", data.display()))?;
         Ok(())
     }
 

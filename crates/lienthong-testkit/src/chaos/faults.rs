@@ -7,7 +7,7 @@
 //! | `kill` | SIGKILL the node process, restart it on the same data directory and port | down 0.2–3 s |
 //! | `term` | SIGTERM (graceful drain), restart | down 0.2–2 s |
 //! | `pause` | SIGSTOP, then SIGCONT: sockets stay open, nothing answers | 6–10 s, longer than the DMS call timeout |
-//! | `long-pause` | the same, longer than the relay links' HTTP/2 keep-alive (30 s) and its timeout (20 s), so that neighbours give the link up and dial again | 60 s; drawn only while that much of the fault window is left, one at a time |
+//! | `long-pause` | the same, longer than the relay links' HTTP/2 keep-alive (30 s) and its timeout (20 s), so that neighbours give the link up and dial again | 60 s; once per run, at a random time, when the fault window is long enough (`--fault-secs` ≥ 65) |
 //! | `partition` | the node's proxy refuses new connections and cuts open ones: neighbours cannot reach it | 2–8 s |
 //! | `delay` | 100 ms ± 50 ms per chunk on the proxies of a random half of the nodes | 5–15 s |
 //!
@@ -85,16 +85,14 @@ enum Kind {
     Kill,
     Term,
     Pause,
-    LongPause,
     Partition,
     Delay,
 }
 
-const WEIGHTS: [(Kind, u32); 6] = [
+const WEIGHTS: [(Kind, u32); 5] = [
     (Kind::Kill, 3),
     (Kind::Term, 1),
     (Kind::Pause, 2),
-    (Kind::LongPause, 1),
     (Kind::Partition, 3),
     (Kind::Delay, 2),
 ];
@@ -124,34 +122,37 @@ async fn hold(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 /// Runs the schedule until `stop`, then waits for every fault to heal. `window_end` is
-/// the earliest the schedule will be stopped: a long pause starts only if it fits before.
+/// the earliest the schedule will be stopped: the long pause is placed to fit before it.
+/// `wipe_on_kill` deletes the data directory of every killed node before its restart: a
+/// fault outside the contract, to prove the checker reports the loss.
 pub async fn run(
     cluster: Arc<Cluster>,
     log: Arc<FaultLog>,
     mut stop: watch::Receiver<bool>,
     window_end: Instant,
+    wipe_on_kill: bool,
     seed: u64,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let busy: Arc<Mutex<HashSet<usize>>> = Arc::default();
     let delaying = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let long_pausing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let mut n = 0u32;
+    // The long pause: at a random time that leaves it room before the window ends.
+    let room = window_end.saturating_duration_since(Instant::now());
+    let mut long_pause_at = (room >= LONG_PAUSE + Duration::from_secs(5)).then(|| {
+        let slack = (room - LONG_PAUSE - Duration::from_secs(4)).as_millis() as u64;
+        Instant::now() + Duration::from_secs(2) + Duration::from_millis(rng.u64(0..=slack))
+    });
     loop {
         if hold(millis(&mut rng, 500, 2500), &mut stop).await {
             break;
         }
         while tasks.try_join_next().is_some() {}
-        let mut kind = draw_kind(&mut rng);
+        let long = long_pause_at.is_some_and(|at| Instant::now() >= at);
+        let kind = draw_kind(&mut rng);
         let task_seed = rng.u64(..);
-        if let Kind::LongPause = kind
-            && (Instant::now() + LONG_PAUSE > window_end
-                || long_pausing.swap(true, std::sync::atomic::Ordering::SeqCst))
-        {
-            kind = Kind::Pause;
-        }
-        if let Kind::Delay = kind {
+        if !long && let Kind::Delay = kind {
             if delaying.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 continue;
             }
@@ -176,21 +177,24 @@ pub async fn run(
             b.insert(i);
             i
         };
+        if long {
+            long_pause_at = None;
+        }
         n += 1;
         let (cluster, log, stop, busy) = (cluster.clone(), log.clone(), stop.clone(), busy.clone());
-        let long_pausing = long_pausing.clone();
         tasks.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(task_seed);
+            if long {
+                pause(&cluster, &log, n, target, stop, LONG_PAUSE, "long-pause").await;
+                busy.lock().unwrap().remove(&target);
+                return;
+            }
             match kind {
-                Kind::Kill => kill(&cluster, &log, n, target, stop, &mut rng).await,
+                Kind::Kill => kill(&cluster, &log, n, target, stop, wipe_on_kill, &mut rng).await,
                 Kind::Term => term(&cluster, &log, n, target, stop, &mut rng).await,
                 Kind::Pause => {
                     let frozen = millis(&mut rng, 6000, 10000);
                     pause(&cluster, &log, n, target, stop, frozen, "pause").await
-                }
-                Kind::LongPause => {
-                    pause(&cluster, &log, n, target, stop, LONG_PAUSE, "long-pause").await;
-                    long_pausing.store(false, std::sync::atomic::Ordering::SeqCst);
                 }
                 Kind::Partition => partition(&cluster, &log, n, target, stop, &mut rng).await,
                 Kind::Delay => {}
@@ -218,6 +222,7 @@ async fn kill(
     n: u32,
     i: usize,
     mut stop: watch::Receiver<bool>,
+    wipe: bool,
     rng: &mut fastrand::Rng,
 ) {
     let id = &cluster.nodes[i].id;
@@ -232,6 +237,14 @@ async fn kill(
         }
         Ok(None) => return,
         Err(e) => return log.fail(format!("SIGKILL {id}: {e:#}")),
+    }
+    if wipe {
+        match cluster.wipe(i).await {
+            Ok(()) => log.say(&format!(
+                "        SABOTAGE: wiped the data directory of {id}"
+            )),
+            Err(e) => log.fail(format!("wiping {id}: {e:#}")),
+        }
     }
     hold(down, &mut stop).await;
     restart(cluster, log, i).await;

@@ -42,7 +42,10 @@
 //!    by at-least-once hand-off) are printed as information.
 //!
 //! `--seed` replays the same workload and fault schedule (the interleaving with traffic
-//! still depends on timing). `--no-faults` gives a baseline. On failure, or with
+//! still depends on timing). `--no-faults` gives a baseline. The hidden
+//! `--sabotage-wipe-on-kill` deletes a killed node's data directory before its restart —
+//! a lost disk, outside the contract — and so checks the checker: that run must fail
+//! with lost documents. On failure, or with
 //! `--keep-dir`, the run directory (configs, data, node logs in `logs/`) is kept.
 
 pub mod check;
@@ -98,6 +101,9 @@ pub struct Options {
     pub shape: Shape,
     /// The chaos binary, re-executed as `chaos node --config FILE` for each node.
     pub exe: PathBuf,
+    /// Sabotage: delete a killed node's data directory before restarting it (a lost
+    /// disk). The run must then fail; this proves the checker sees losses.
+    pub wipe_on_kill: bool,
 }
 
 /// Runs the suite; returns whether the contract held. Prints as it goes and ends with the
@@ -270,6 +276,7 @@ async fn exercise(
             log.clone(),
             faults_stop,
             faults_until,
+            opts.wipe_on_kill,
             opts.seed ^ 0x0003,
         ))
     });
@@ -310,9 +317,8 @@ async fn exercise(
         if sending.is_finished() && settled(&ledger) {
             break true;
         }
-        if (t.acked, t.delivered, t.activity, t.resends)
-            != (last.acked, last.delivered, last.activity, last.resends)
-        {
+        // Re-sends are not progress: a sender retrying forever must not hold the run.
+        if (t.acked, t.delivered, t.activity) != (last.acked, last.delivered, last.activity) {
             last = t;
             last_move = Instant::now();
         } else if last_move.elapsed() >= stall {
