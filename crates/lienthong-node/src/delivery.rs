@@ -311,9 +311,13 @@ pub async fn dead_letter(
 
 /// The sending agency of a stored document or status notice.
 fn sender_of(node: &Node, id: &DocumentId) -> Result<Option<AgencyCode>, Error> {
-    let Some(m) = node.store().message(id)? else {
-        return Ok(None);
-    };
+    match node.store().message(id)? {
+        Some(m) => sender_in(&m),
+        None => Ok(None),
+    }
+}
+
+fn sender_in(m: &StoredMessage) -> Result<Option<AgencyCode>, Error> {
     Ok(match m.envelope.kind {
         MessageKind::Document => Some(
             stored::decode_document(&m.envelope.encoded)?
@@ -411,7 +415,7 @@ pub fn to_pb(node: &Node, letter: &DeadLetter) -> pb::DeadLetter {
                 MessageKind::Status => "status",
                 MessageKind::Event => "event",
             };
-            let sender = sender_of(node, &letter.id).ok().flatten();
+            let sender = sender_in(&m).ok().flatten();
             (kind, sender.map(|s| s.to_string()).unwrap_or_default())
         }
         _ => ("unknown", String::new()),

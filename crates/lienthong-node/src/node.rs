@@ -626,7 +626,6 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
-        self.check_disk_space()?;
         for (attachment, content) in document.attachments.iter().zip(contents) {
             self.store.put_blob(attachment.sha256, content).await?;
         }
@@ -765,7 +764,11 @@ impl Node {
             Some(existing) => self
                 .duplicate_or_conflict(id, existing, content_digest)
                 .map(Checked::Duplicate),
-            None => Ok(Checked::New { content_digest }),
+            // Only a new message needs room; duplicates are answered from the store.
+            None => {
+                self.check_disk_space()?;
+                Ok(Checked::New { content_digest })
+            }
         }
     }
 
@@ -877,7 +880,6 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
-        self.check_disk_space()?;
         let (receipt, hop) = self.stamp(&notice.id, content_digest, &origin)?;
         notice.trace.push(hop);
         let d = self.directory.current();
