@@ -525,9 +525,13 @@ pub async fn node_process(config: PathBuf) -> anyhow::Result<()> {
             use tokio::io::AsyncReadExt;
             let mut stdin = tokio::io::stdin();
             let mut buf = [0u8; 64];
-            while let Ok(n) = stdin.read(&mut buf).await {
-                if n == 0 {
-                    break;
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    // SIGTERM's handler interrupts the blocking read: not a closed pipe.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
                 }
             }
         };
