@@ -23,7 +23,8 @@
 //!    the other province so that paths cross the national gateway, `--concurrency` at a
 //!    time, each retried with the same sealed bytes until a receipt comes back. Every
 //!    agency's DMS takes its inbox out (half subscribe, half poll), fetching, verifying and
-//!    acknowledging each document.
+//!    acknowledging each document; while faults are on, a DMS sometimes crashes between
+//!    fetch and ack and must be shown the entry again.
 //!    Sending is paced (`--rate`; by default the documents are spread over the fault
 //!    window) so that faults hit documents at every stage of their path.
 //! 3. **Faults** ([`faults`]): while documents are sent and for at least `--fault-secs`,
@@ -223,7 +224,9 @@ async fn exercise(
     let (stop_faults, faults_stop) = watch::channel(false);
     let (stop_watch, watch_stop) = watch::channel(false);
 
-    // Receivers: alternately subscribing and polling.
+    // Receivers: alternately subscribing and polling; crashing between fetch and ack now
+    // and then while faults are on.
+    let dms_crashes = Arc::new(std::sync::atomic::AtomicBool::new(opts.faults));
     let mut receivers = tokio::task::JoinSet::new();
     for (i, code) in agencies.iter().enumerate() {
         let mode = if i % 2 == 0 {
@@ -236,6 +239,7 @@ async fn exercise(
             mode,
             ledger.clone(),
             receivers_stop.clone(),
+            dms_crashes.clone(),
             opts.seed ^ (0x5eed_0000 + i as u64),
         );
         receivers.spawn(r.run());
@@ -295,6 +299,7 @@ async fn exercise(
             break;
         }
     }
+    dms_crashes.store(false, Ordering::Relaxed);
     if let Some(faulting) = faulting {
         log.say("stopping faults");
         let _ = stop_faults.send(true);
@@ -385,9 +390,10 @@ async fn exercise(
             .sum::<u64>(),
     );
     println!(
-        "chaos: information: {} re-sends by senders, {} receipts answered as duplicates, {} redeliveries of unacknowledged entries (at-least-once, allowed)",
+        "chaos: information: {} re-sends by senders, {} receipts answered as duplicates, {} DMS crashes between fetch and ack, {} redeliveries of unacknowledged entries (at-least-once, allowed)",
         t.resends,
         docs.values().filter(|d| d.receipt_was_duplicate).count(),
+        ledger.dms_crashes.load(Ordering::Relaxed),
         t.redeliveries
     );
     check::print_bad(&verdict, &docs, &senders, &node_of).await;
@@ -412,6 +418,7 @@ async fn exercise(
         && verdict.duplicated.is_empty()
         && verdict.unacked.is_empty()
         && verdict.receipt_mismatch.is_empty()
+        && verdict.never_acked.is_empty()
         && anomalies.is_empty()
         && crashes.is_empty()
         && fault_failures.is_empty()
