@@ -42,12 +42,29 @@
 //!    events the nodes hold for it. Redeliveries of a not-yet-acknowledged entry (allowed
 //!    by at-least-once hand-off) are printed as information.
 //!
+//! The run fails as well on anything else that should not happen: a document not
+//! acknowledged to its sender when the drain ends, a fetched receipt that differs from the
+//! sender's, an inbox entry that cannot be fetched, a node that exits by itself or will not
+//! restart, an entry left in an inbox.
+//!
 //! `--seed` replays the same workload and fault schedule (the interleaving with traffic
 //! still depends on timing). `--no-faults` gives a baseline. The hidden
 //! `--sabotage-wipe-on-kill` deletes a killed node's data directory before its restart —
 //! a lost disk, outside the contract — and so checks the checker: that run must fail
-//! with lost documents. On failure, or with
-//! `--keep-dir`, the run directory (configs, data, node logs in `logs/`) is kept.
+//! with lost documents. On failure, or with `--keep-dir`, the run directory (configs,
+//! data, node logs in `logs/`) is kept.
+//!
+//! ## What it does not cover
+//! - A partition is inbound: a node's proxy stops its neighbours from reaching it, while
+//!   its own dials go out through the neighbours' proxies. Overlapping faults (up to
+//!   [`faults::MAX_BUSY`] nodes at once) cut both directions of a link now and then.
+//! - DMS connections bypass the proxies: the workload is never partitioned from its own
+//!   node, only slowed down by it being killed or paused.
+//! - Disk faults (full disk, failed fsync, torn writes beyond what SIGKILL gives), clock
+//!   skew and power loss (sled's `flush` is weaker than fsync on Linux, STACK.md) are not
+//!   injected.
+//! - It asserts no retry timings: the other side of the contract (back-off, circuits,
+//!   expiry) may change; only the drain's `--stall-secs` bounds how long recovery takes.
 
 pub mod check;
 pub mod cluster;
