@@ -31,6 +31,9 @@ pub struct Verdict {
     pub unacked: Vec<String>,
     /// Delivered, but the receipt that came with it differs from the sender's.
     pub receipt_mismatch: Vec<String>,
+    /// Fetched by a recipient whose acknowledgement never went through: after a DMS
+    /// crash between fetch and ack, the entry was not shown again.
+    pub never_acked: Vec<String>,
 }
 
 impl Verdict {
@@ -62,6 +65,9 @@ impl Verdict {
             }
             if d.duplicated() {
                 v.duplicated.push(id.clone());
+            }
+            if d.copies.values().any(|c| c.fetched > 0 && !c.acked) {
+                v.never_acked.push(id.clone());
             }
         }
         v
@@ -206,6 +212,10 @@ pub async fn print_bad(
         ("DUPLICATED (delivered twice)", &verdict.duplicated),
         ("NOT ACKNOWLEDGED to the sender", &verdict.unacked),
         ("RECEIPT MISMATCH", &verdict.receipt_mismatch),
+        (
+            "FETCHED, NEVER ACKNOWLEDGED (not shown again after a DMS crash)",
+            &verdict.never_acked,
+        ),
     ];
     let mut shown = 0;
     for (title, ids) in groups {
@@ -296,15 +306,27 @@ mod tests {
                 "unacked".to_string(),
                 record(4, false, Some(fetched(vec![5], 0))),
             ),
+            (
+                "crashed".to_string(),
+                record(
+                    5,
+                    true,
+                    Some(Copy {
+                        acked: false,
+                        ..fetched(vec![6], 0)
+                    }),
+                ),
+            ),
         ]);
         let v = Verdict::judge(&docs);
         assert_eq!(v.lost, ["lost"]);
         assert_eq!(v.duplicated, ["twice", "again"]);
         assert_eq!(v.unacked, ["unacked"]);
+        assert_eq!(v.never_acked, ["crashed"]);
         assert!(v.receipt_mismatch.is_empty());
         assert_eq!(
             v.final_line(),
-            "sent=5 acked=4 delivered=4 lost=1 duplicated=2"
+            "sent=6 acked=5 delivered=5 lost=1 duplicated=2"
         );
     }
 }

@@ -23,7 +23,8 @@
 //!    the other province so that paths cross the national gateway, `--concurrency` at a
 //!    time, each retried with the same sealed bytes until a receipt comes back. Every
 //!    agency's DMS takes its inbox out (half subscribe, half poll), fetching, verifying and
-//!    acknowledging each document.
+//!    acknowledging each document; while faults are on, a DMS sometimes crashes between
+//!    fetch and ack and must be shown the entry again.
 //!    Sending is paced (`--rate`; by default the documents are spread over the fault
 //!    window) so that faults hit documents at every stage of their path.
 //! 3. **Faults** ([`faults`]): while documents are sent and for at least `--fault-secs`,
@@ -41,12 +42,29 @@
 //!    events the nodes hold for it. Redeliveries of a not-yet-acknowledged entry (allowed
 //!    by at-least-once hand-off) are printed as information.
 //!
+//! The run fails as well on anything else that should not happen: a document not
+//! acknowledged to its sender when the drain ends, a fetched receipt that differs from the
+//! sender's, an inbox entry that cannot be fetched, a node that exits by itself or will not
+//! restart, an entry left in an inbox.
+//!
 //! `--seed` replays the same workload and fault schedule (the interleaving with traffic
 //! still depends on timing). `--no-faults` gives a baseline. The hidden
 //! `--sabotage-wipe-on-kill` deletes a killed node's data directory before its restart —
 //! a lost disk, outside the contract — and so checks the checker: that run must fail
-//! with lost documents. On failure, or with
-//! `--keep-dir`, the run directory (configs, data, node logs in `logs/`) is kept.
+//! with lost documents. On failure, or with `--keep-dir`, the run directory (configs,
+//! data, node logs in `logs/`) is kept.
+//!
+//! ## What it does not cover
+//! - A partition is inbound: a node's proxy stops its neighbours from reaching it, while
+//!   its own dials go out through the neighbours' proxies. Overlapping faults (up to
+//!   [`faults::MAX_BUSY`] nodes at once) cut both directions of a link now and then.
+//! - DMS connections bypass the proxies: the workload is never partitioned from its own
+//!   node, only slowed down by it being killed or paused.
+//! - Disk faults (full disk, failed fsync, torn writes beyond what SIGKILL gives), clock
+//!   skew and power loss (sled's `flush` is weaker than fsync on Linux, STACK.md) are not
+//!   injected.
+//! - It asserts no retry timings: the other side of the contract (back-off, circuits,
+//!   expiry) may change; only the drain's `--stall-secs` bounds how long recovery takes.
 
 pub mod check;
 pub mod cluster;
@@ -223,7 +241,9 @@ async fn exercise(
     let (stop_faults, faults_stop) = watch::channel(false);
     let (stop_watch, watch_stop) = watch::channel(false);
 
-    // Receivers: alternately subscribing and polling.
+    // Receivers: alternately subscribing and polling; crashing between fetch and ack now
+    // and then while faults are on.
+    let dms_crashes = Arc::new(std::sync::atomic::AtomicBool::new(opts.faults));
     let mut receivers = tokio::task::JoinSet::new();
     for (i, code) in agencies.iter().enumerate() {
         let mode = if i % 2 == 0 {
@@ -236,6 +256,7 @@ async fn exercise(
             mode,
             ledger.clone(),
             receivers_stop.clone(),
+            dms_crashes.clone(),
             opts.seed ^ (0x5eed_0000 + i as u64),
         );
         receivers.spawn(r.run());
@@ -295,6 +316,7 @@ async fn exercise(
             break;
         }
     }
+    dms_crashes.store(false, Ordering::Relaxed);
     if let Some(faulting) = faulting {
         log.say("stopping faults");
         let _ = stop_faults.send(true);
@@ -385,9 +407,10 @@ async fn exercise(
             .sum::<u64>(),
     );
     println!(
-        "chaos: information: {} re-sends by senders, {} receipts answered as duplicates, {} redeliveries of unacknowledged entries (at-least-once, allowed)",
+        "chaos: information: {} re-sends by senders, {} receipts answered as duplicates, {} DMS crashes between fetch and ack, {} redeliveries of unacknowledged entries (at-least-once, allowed)",
         t.resends,
         docs.values().filter(|d| d.receipt_was_duplicate).count(),
+        ledger.dms_crashes.load(Ordering::Relaxed),
         t.redeliveries
     );
     check::print_bad(&verdict, &docs, &senders, &node_of).await;
@@ -412,6 +435,7 @@ async fn exercise(
         && verdict.duplicated.is_empty()
         && verdict.unacked.is_empty()
         && verdict.receipt_mismatch.is_empty()
+        && verdict.never_acked.is_empty()
         && anomalies.is_empty()
         && crashes.is_empty()
         && fault_failures.is_empty()
@@ -525,9 +549,13 @@ pub async fn node_process(config: PathBuf) -> anyhow::Result<()> {
             use tokio::io::AsyncReadExt;
             let mut stdin = tokio::io::stdin();
             let mut buf = [0u8; 64];
-            while let Ok(n) = stdin.read(&mut buf).await {
-                if n == 0 {
-                    break;
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    // SIGTERM's handler interrupts the blocking read: not a closed pipe.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
                 }
             }
         };

@@ -17,6 +17,12 @@
 //!   *redelivery*, which at-least-once hand-off allows (information only);
 //! - a second entry (another cursor) for the same document, or any entry after the
 //!   acknowledgement succeeded: a *duplicate*, which the contract forbids.
+//!
+//! While faults are on, a receiver also **crashes** now and then (one entry in
+//! [`DMS_CRASH_ONE_IN`]) between fetching a document and acknowledging it: it drops the
+//! entry and its stream and starts over from its last acknowledged cursor. The node must
+//! show that entry again (a redelivery); a copy fetched but never acknowledged fails the
+//! run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,6 +47,8 @@ const IDLE_RESUBSCRIBE: Duration = Duration::from_secs(8);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// While faults are on, a receiver crashes between fetch and ack once in this many entries.
+pub const DMS_CRASH_ONE_IN: u32 = 50;
 /// A document refused this many times for a reason that is not transient is given up:
 /// the node said the message itself is wrong.
 const MAX_REFUSALS: u32 = 10;
@@ -134,6 +142,8 @@ pub struct Tally {
 pub struct Ledger {
     docs: Mutex<HashMap<String, DocRecord>>,
     redeliveries: Mutex<usize>,
+    /// Receivers that crashed between fetch and ack.
+    pub dms_crashes: std::sync::atomic::AtomicUsize,
     /// Things that should not happen and are neither loss nor duplication.
     pub anomalies: Mutex<Vec<String>>,
 }
@@ -456,6 +466,15 @@ impl std::fmt::Display for ReceiveMode {
     }
 }
 
+/// How handling one inbox entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Done,
+    /// The simulated DMS crash between fetch and ack.
+    Crashed,
+    Stopping,
+}
+
 /// One agency's DMS taking documents out of its inbox until `stop`.
 #[derive(Debug)]
 pub struct Receiver {
@@ -464,6 +483,8 @@ pub struct Receiver {
     pub ledger: Arc<Ledger>,
     pub stop: watch::Receiver<bool>,
     pub rng: fastrand::Rng,
+    /// Whether to crash between fetch and ack now and then (while faults are on).
+    pub crashes: Arc<std::sync::atomic::AtomicBool>,
     /// Cursors of entries not to handle again in a polling pass: duplicates and entries
     /// that could not be read (each is counted once).
     skip: HashSet<u64>,
@@ -475,6 +496,7 @@ impl Receiver {
         mode: ReceiveMode,
         ledger: Arc<Ledger>,
         stop: watch::Receiver<bool>,
+        crashes: Arc<std::sync::atomic::AtomicBool>,
         seed: u64,
     ) -> Self {
         Receiver {
@@ -482,6 +504,7 @@ impl Receiver {
             mode,
             ledger,
             stop,
+            crashes,
             rng: fastrand::Rng::with_seed(seed),
             skip: HashSet::new(),
         }
@@ -542,10 +565,12 @@ impl Receiver {
                     _ => break,
                 };
                 let at = entry.cursor;
-                if !self.handle(entry).await {
-                    break; // stopping
+                match self.handle(entry).await {
+                    Handled::Done => cursor = cursor.max(at),
+                    // Start over after the last acknowledged entry.
+                    Handled::Crashed => break,
+                    Handled::Stopping => return,
                 }
-                cursor = cursor.max(at);
             }
         }
     }
@@ -571,14 +596,23 @@ impl Receiver {
                 let Some(last) = entries.last().map(|e| e.cursor) else {
                     break;
                 };
+                let mut crashed = false;
                 for entry in entries {
                     if self.skip.contains(&entry.cursor) {
                         continue;
                     }
                     handled += 1;
-                    if !self.handle(entry).await {
-                        return;
+                    match self.handle(entry).await {
+                        Handled::Done => {}
+                        Handled::Crashed => {
+                            crashed = true;
+                            break;
+                        }
+                        Handled::Stopping => return,
                     }
+                }
+                if crashed {
+                    break; // a new pass from the start
                 }
                 after = last;
             }
@@ -592,8 +626,8 @@ impl Receiver {
         }
     }
 
-    /// Fetches, notes and acknowledges one entry. Returns false when stopping.
-    async fn handle(&mut self, entry: pb::InboxEntry) -> bool {
+    /// Fetches, notes and acknowledges one entry.
+    async fn handle(&mut self, entry: pb::InboxEntry) -> Handled {
         let agency = self.client.agency().clone();
         let id = entry.id.clone();
         let shown = self.ledger.shown(&agency, &id, entry.cursor);
@@ -651,11 +685,19 @@ impl Receiver {
                 }
                 _ => {
                     if self.stopped() {
-                        return false;
+                        return Handled::Stopping;
                     }
                     self.pause(attempt).await;
                 }
             }
+        }
+        if self.crashes.load(std::sync::atomic::Ordering::Relaxed)
+            && self.rng.u32(0..DMS_CRASH_ONE_IN) == 0
+        {
+            self.ledger
+                .dms_crashes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Handled::Crashed;
         }
         // Acknowledge. A NotFound after an attempt that may have gone through means it
         // did; on the first attempt it is worth a note.
@@ -678,7 +720,7 @@ impl Receiver {
                 _ => {
                     uncertain = true;
                     if self.stopped() {
-                        return false;
+                        return Handled::Stopping;
                     }
                     self.pause(attempt).await;
                 }
@@ -687,7 +729,7 @@ impl Receiver {
         self.ledger.update(&id, |d| {
             d.copies.entry(agency.clone()).or_default().acked = true;
         });
-        true
+        Handled::Done
     }
 }
 
