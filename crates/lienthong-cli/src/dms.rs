@@ -33,8 +33,13 @@ pub struct SendArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
     /// Recipient agency code; repeat for several (e.g. --to 000.00.14.H41 --to 000.00.20.H41).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "edxml")]
     pub to: Vec<String>,
+    /// Send an edXML (QCVN 102:2016) message instead: a document (with its attachments,
+    /// header and business block as written) or a status message. It is signed with this
+    /// profile's key; its From must be the profile's agency.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "subject", "files", "priority", "number", "notation", "id"])]
+    pub edxml: Option<PathBuf>,
     /// Trích yếu — the document's abstract.
     #[arg(long, default_value = "")]
     pub subject: String,
@@ -57,6 +62,9 @@ pub struct SendArgs {
 
 pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let client = args.profile.client()?;
+    if let Some(file) = &args.edxml {
+        return send_edxml(&client, file).await;
+    }
     let to = args
         .to
         .iter()
@@ -78,15 +86,103 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
     let (receipt, duplicate) = client.send(&mut document, &attachments).await?;
+    print_receipt(&document.id, &receipt, duplicate);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `send` prints once the node has the message: the receipt, then the id alone on
+/// the last line (for scripts).
+fn print_receipt(id: &DocumentId, receipt: &lienthong_core::Receipt, duplicate: bool) {
     println!(
         "{} {} accepted by node {} at {} (receipt verified{})",
         if duplicate { "re-sent" } else { "sent" },
-        document.id,
+        id,
         receipt.node,
         format_time(receipt.accepted_at),
         if duplicate { ", original receipt" } else { "" }
     );
-    println!("{}", document.id);
+    println!("{id}");
+}
+
+/// `FILE:LINE: reason`, the shape `lienthong edxml check` uses, as a usage error.
+fn unusable(file: &Path, e: &lienthong_edxml::Error) -> anyhow::Error {
+    let reason = match e {
+        lienthong_edxml::Error::Parse(p) => format!("{} (column {})", p.reason, p.column),
+        other => other.to_string(),
+    };
+    UsageError(format!(
+        "{}:{}: {reason}",
+        file.display(),
+        e.line().unwrap_or(0)
+    ))
+    .into()
+}
+
+/// `send --edxml FILE`: a document is imported with every header, business and attachment
+/// field as written (what lienthong does not model travels in `edxml_preserved`), signed
+/// with the profile's key and sent; a status message becomes a status notice.
+async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+    let message = lienthong_edxml::parse(&bytes)
+        .map_err(|e| unusable(file, &lienthong_edxml::Error::from(e)))?;
+    let now = lienthong_core::now_millis();
+    let not_ours = |from: &AgencyCode| {
+        UsageError(format!(
+            "{}: From/OrganId is {from} but this profile is agency {}; a DMS sends only as \
+             its own agency",
+            file.display(),
+            client.agency()
+        ))
+    };
+    match message {
+        lienthong_edxml::Message::Document(edoc) => {
+            // Strict: every From and To must be a routable agency code.
+            let mut document = edoc.to_core(now).map_err(|e| unusable(file, &e))?;
+            let from = document.sender()?.clone();
+            if from != *client.agency() {
+                return Err(not_ours(&from).into());
+            }
+            let mut contents = Vec::with_capacity(edoc.attachments.len());
+            for a in &edoc.attachments {
+                if !a.has_content() {
+                    return Err(UsageError(format!(
+                        "{}: attachment {:?} ({}) has no content in AttachmentEncoded; \
+                         include its base64 or leave its Reference out",
+                        file.display(),
+                        a.name,
+                        a.content_id
+                    ))
+                    .into());
+                }
+                contents.push(bytes::Bytes::from(a.content.clone()));
+            }
+            document
+                .validate()
+                .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+            let sealed = client.seal_described(&mut document, &contents)?;
+            let (receipt, duplicate) = client.send_sealed(sealed).await?;
+            print_receipt(&document.id, &receipt, duplicate);
+        }
+        lienthong_edxml::Message::Status(status) => {
+            let notice = status.to_core(now).map_err(|e| unusable(file, &e))?;
+            let from = notice.sender()?.clone();
+            if from != *client.agency() {
+                return Err(not_ours(&from).into());
+            }
+            let (receipt, duplicate) = client.send_status(notice.clone()).await?;
+            println!(
+                "status {} for {} {} to {}; accepted by node {} at {}",
+                notice.code,
+                notice.response_for.document_id,
+                if duplicate { "re-sent" } else { "sent" },
+                notice.to,
+                receipt.node,
+                format_time(receipt.accepted_at)
+            );
+            println!("{}", notice.id);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,27 +200,49 @@ pub struct InboxArgs {
     /// (<dir>/<id>/ with the attachments and a summary).
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Acknowledge each entry after it was saved (requires --save).
-    #[arg(long, requires = "save")]
+    /// Fetch each entry, verify it end to end, and write it as an edXML message
+    /// (QCVN 102:2016) to <dir>/<id>.edxml: documents with their attachments, status
+    /// notices as status messages; an imported message comes back as it was sent.
+    #[arg(long, value_name = "DIR")]
+    pub export_edxml: Option<PathBuf>,
+    /// Acknowledge each entry after it was saved or exported (requires --save or
+    /// --export-edxml); without it the entries stay in the inbox.
+    #[arg(long)]
     pub ack: bool,
 }
 
 pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
+    if args.ack && args.save.is_none() && args.export_edxml.is_none() {
+        return Err(UsageError(
+            "--ack needs --save DIR or --export-edxml DIR: an entry is acknowledged only \
+             once it is written somewhere"
+                .into(),
+        )
+        .into());
+    }
     let client = args.profile.client()?;
     let handle = |entry: pb::InboxEntry| {
         let client = client.clone();
         let save = args.save.clone();
+        let export = args.export_edxml.clone();
         let ack = args.ack;
         async move {
             print_entry(&entry);
+            if save.is_none() && export.is_none() {
+                return anyhow::Ok(());
+            }
+            let incoming = client.fetch(&entry.id).await?;
             if let Some(dir) = save {
-                let incoming = client.fetch(&entry.id).await?;
                 let path = save_incoming(&dir, &incoming)?;
                 println!("    saved and verified: {}", path.display());
-                if ack {
-                    client.ack(&entry.id).await?;
-                    println!("    acknowledged");
-                }
+            }
+            if let Some(dir) = export {
+                let path = export_edxml(&dir, &incoming)?;
+                println!("    exported as edXML: {}", path.display());
+            }
+            if ack {
+                client.ack(&entry.id).await?;
+                println!("    acknowledged");
             }
             anyhow::Ok(())
         }
@@ -212,6 +330,34 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
             Ok(out)
         }
     }
+}
+
+/// Writes a verified message as edXML to `dir/<id>.edxml`; returns the file. An imported
+/// message is given back from its `edxml_preserved` part with the bus's hops appended to
+/// its TraceHeaderList.
+pub fn export_edxml(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> {
+    let (id, message) = match incoming {
+        Incoming::Document(v) => {
+            let mut edoc = lienthong_edxml::EdxmlDocument::from_core(&v.document)
+                .with_context(|| format!("exporting document {}", v.document.id))?;
+            // from_core describes the attachments in the document's order; the verified
+            // contents follow the same order.
+            for (a, bytes) in edoc.attachments.iter_mut().zip(&v.contents) {
+                a.content = bytes.to_vec();
+            }
+            (&v.document.id, lienthong_edxml::Message::Document(edoc))
+        }
+        Incoming::Status { notice, .. } => {
+            let status = lienthong_edxml::EdxmlStatus::from_core(notice)
+                .with_context(|| format!("exporting status notice {}", notice.id))?;
+            (&notice.id, lienthong_edxml::Message::Status(status))
+        }
+    };
+    let xml = lienthong_edxml::write(&message).with_context(|| format!("writing {id} as edXML"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{}.edxml", sanitize(id.as_str())));
+    std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// A file-system-safe name: ids may contain `/` and `,`.

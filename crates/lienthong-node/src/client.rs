@@ -232,6 +232,18 @@ impl DmsClient {
         Ok(lienthong_proto::document_to_pb(document, Some(&contents)))
     }
 
+    /// Signs `document` as it is described (attachment descriptions included, as an edXML
+    /// import made them) and returns the wire message carrying `contents`, which must be
+    /// the attachments' bytes in order.
+    pub fn seal_described(
+        &self,
+        document: &mut Document,
+        contents: &[Bytes],
+    ) -> Result<pb::Document, Error> {
+        document.signature = Some(self.sign(&canonical::document_bytes(document))?);
+        Ok(lienthong_proto::document_to_pb(document, Some(contents)))
+    }
+
     /// Sends a sealed document; returns the node's receipt, verified, and whether the node
     /// had it already.
     pub async fn send_sealed(

@@ -1,0 +1,324 @@
+//! `lienthong send --edxml` and `lienthong inbox --export-edxml`, running the built binary
+//! against an in-process node over real mutual TLS. The edXML fixtures are written here,
+//! shaped like the messages DMSs exchange (CRLF, stray bytes before the declaration, a
+//! namespace prefix of their own, `cid:` ids, an element lienthong does not model).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use lienthong_testkit::TestNetwork;
+
+const SENDER: &str = "000.00.00.H41";
+const RECIPIENT: &str = "000.00.14.H41";
+const DOC_ID: &str = "000.00.00.H41,2026/11/24,15/UBND-VP";
+/// base64 of the attachment's bytes.
+const PDF_B64: &str = "JVBERi0xLjcgY29uZyB2YW4gMTUgdGh1IG5naGllbQ==";
+const PDF: &[u8] = b"%PDF-1.7 cong van 15 thu nghiem";
+
+fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn document_xml(from: &str) -> String {
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+  <ns1:edXMLEnvelope xmlns:ns1="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <ns1:edXMLHeader>
+      <ns1:MessageHeader>
+        <ns1:From>
+          <ns1:OrganId>{from}</ns1:OrganId>
+          <ns1:OrganName>UBND tỉnh Nghệ An</ns1:OrganName>
+        </ns1:From>
+        <ns1:To>
+          <ns1:OrganId>{RECIPIENT}</ns1:OrganId>
+          <ns1:OrganName>Sở Thông tin và Truyền thông</ns1:OrganName>
+        </ns1:To>
+        <ns1:Code>
+          <ns1:CodeNumber>15</ns1:CodeNumber>
+          <ns1:CodeNotation>UBND-VP</ns1:CodeNotation>
+        </ns1:Code>
+        <ns1:PromulgationInfo>
+          <ns1:Place>Vinh</ns1:Place>
+          <ns1:PromulgationDate>2026/11/24</ns1:PromulgationDate>
+        </ns1:PromulgationInfo>
+        <ns1:DocumentType>
+          <ns1:Type>2</ns1:Type>
+          <ns1:TypeName>Công văn</ns1:TypeName>
+        </ns1:DocumentType>
+        <ns1:Subject>V/v thử nghiệm nhập edXML</ns1:Subject>
+        <ns1:OtherInfo>
+          <ns1:Priority>1</ns1:Priority>
+        </ns1:OtherInfo>
+        <ns1:ResponseFor/>
+        <ns1:MaHoSoRieng>HS-2026-0042</ns1:MaHoSoRieng>
+        <ns1:DocumentId>{DOC_ID}</ns1:DocumentId>
+      </ns1:MessageHeader>
+      <ns1:TraceHeaderList>
+        <ns1:TraceHeader>
+          <ns1:OrganId>{from}</ns1:OrganId>
+          <ns1:Timestamp>2026/11/24 09:30:00</ns1:Timestamp>
+        </ns1:TraceHeader>
+      </ns1:TraceHeaderList>
+    </ns1:edXMLHeader>
+    <ns1:edXMLBody>
+      <ns1:edXMLManifest version="1.0">
+        <ns1:Reference>
+          <ns1:ContentId>cid:cv15</ns1:ContentId>
+          <ns1:AttachmentName>cong-van-15.pdf</ns1:AttachmentName>
+        </ns1:Reference>
+      </ns1:edXMLManifest>
+    </ns1:edXMLBody>
+  </ns1:edXMLEnvelope>
+  <ns1:AttachmentEncoded xmlns:ns1="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <ns1:Attachment>
+      <ns1:ContentId>cv15</ns1:ContentId>
+      <ns1:AttachmentName>cong-van-15.pdf</ns1:AttachmentName>
+      <ns1:ContentType>application/pdf</ns1:ContentType>
+      <ns1:ContentTransferEncoded>{PDF_B64}</ns1:ContentTransferEncoded>
+    </ns1:Attachment>
+  </ns1:AttachmentEncoded>
+</edXML>
+"#
+    );
+    // Stray bytes before the declaration and CRLF, as some DMSs write them.
+    format!("\u{feff}{}", xml.replace('\n', "\r\n"))
+}
+
+fn status_xml(code: &str, description: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+  <edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <edXML:edXMLHeader>
+      <edXML:MessageHeader>
+        <edXML:From>
+          <edXML:OrganId>{RECIPIENT}</edXML:OrganId>
+          <edXML:OrganName>Sở Thông tin và Truyền thông</edXML:OrganName>
+        </edXML:From>
+        <edXML:ResponseFor>
+          <edXML:OrganId>{SENDER}</edXML:OrganId>
+          <edXML:Code>15/UBND-VP</edXML:Code>
+          <edXML:PromulgationDate>2026/11/24</edXML:PromulgationDate>
+          <edXML:DocumentId>{DOC_ID}</edXML:DocumentId>
+        </edXML:ResponseFor>
+        <edXML:StatusCode>{code}</edXML:StatusCode>
+        <edXML:Description>{description}</edXML:Description>
+        <edXML:Timestamp>2026/11/24 10:05:02</edXML:Timestamp>
+      </edXML:MessageHeader>
+    </edXML:edXMLHeader>
+  </edXML:edXMLEnvelope>
+</edXML>
+"#
+    )
+}
+
+/// Runs the binary off the runtime's threads (the node runs on them).
+async fn lienthong(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(&args)
+            .output()
+            .expect("the lienthong binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn args(parts: &[&str], profile: &Path) -> Vec<String> {
+    let mut out: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+    out.push("-p".into());
+    out.push(profile.display().to_string());
+    out
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn exported(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_an_edxml_document_and_exports_it_back_as_it_was_written() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let original = document_xml(SENDER);
+    let file = write(work.path(), "cv15.edxml", &original);
+
+    let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("sent {DOC_ID} accepted by node H41")),
+        "{stdout}"
+    );
+
+    // The recipient lists it and exports it; without --ack it stays in the inbox.
+    let export = work.path().join("export");
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap()],
+        recipient,
+    ))
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("exported as edXML:"), "{stdout}");
+    assert!(!stdout.contains("acknowledged"), "{stdout}");
+    let files = exported(&export);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].ends_with("000.00.00.H41_2026_11_24_15_UBND-VP.edxml"),
+        "{files:?}"
+    );
+
+    // Everything the DMS wrote comes back, the unknown element and the attachment bytes
+    // included; the bus only appended its hop to the trace.
+    let before = match lienthong_edxml::parse(original.as_bytes()).unwrap() {
+        lienthong_edxml::Message::Document(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let after = match lienthong_edxml::parse(&std::fs::read(&files[0]).unwrap()).unwrap() {
+        lienthong_edxml::Message::Document(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(after.header, before.header);
+    assert_eq!(after.business, before.business);
+    assert_eq!(after.extras, before.extras);
+    assert_eq!(after.attachments, before.attachments);
+    assert_eq!(after.attachments[0].content, PDF);
+    assert_eq!(after.trace[..before.trace.len()], before.trace[..]);
+    assert_eq!(after.trace.last().unwrap().organ_id, "H41");
+
+    // Sending the same file again is a re-send with the original receipt.
+    let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+    assert!(
+        text(&out.stdout).contains("re-sent"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // With --ack the entry is acknowledged after it was written.
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+        recipient,
+    ))
+    .await;
+    assert!(text(&out.stdout).contains("acknowledged"));
+    let out = lienthong(args(&["inbox"], recipient)).await;
+    assert!(
+        text(&out.stdout).contains("is empty"),
+        "{}",
+        text(&out.stdout)
+    );
+    t.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_an_edxml_status_message_as_a_status_notice_and_exports_it() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let doc = write(work.path(), "cv15.edxml", &document_xml(SENDER));
+    let out = lienthong(args(&["send", "--edxml", doc.to_str().unwrap()], sender)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let status = write(
+        work.path(),
+        "status03.edxml",
+        &status_xml("03", "Đã vào sổ"),
+    );
+    let out = lienthong(args(
+        &["send", "--edxml", status.to_str().unwrap()],
+        recipient,
+    ))
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "status 03 (accepted and registered) for {DOC_ID} sent"
+        )),
+        "{stdout}"
+    );
+
+    let export = work.path().join("export");
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap()],
+        sender,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let files = exported(&export);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let lienthong_edxml::Message::Status(back) =
+        lienthong_edxml::parse(&std::fs::read(&files[0]).unwrap()).unwrap()
+    else {
+        panic!("not a status message")
+    };
+    assert_eq!(back.status_code, "03");
+    assert_eq!(back.description, "Đã vào sổ");
+    assert_eq!(back.response_for.document_id, DOC_ID);
+    assert_eq!(back.from.organ_id, RECIPIENT);
+    t.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_an_unusable_edxml_file_with_its_line_and_reason() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let sender = &t.net.profiles[0].1;
+    let work = tempfile::tempdir().unwrap();
+
+    // Cut off in the middle: the parser's line and reason, exit code 64.
+    let full = document_xml(SENDER);
+    let cut = write(work.path(), "cut.edxml", &full[..full.len() / 2]);
+    let out = lienthong(args(&["send", "--edxml", cut.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:", cut.display())),
+        "names the file: {stderr}"
+    );
+
+    // A recipient that is no agency code: the line of its OrganId.
+    let bad_to = write(
+        work.path(),
+        "bad-to.edxml",
+        &document_xml(SENDER).replace(
+            &format!("<ns1:OrganId>{RECIPIENT}</ns1:OrganId>"),
+            "<ns1:OrganId>vxp.saas.03</ns1:OrganId>",
+        ),
+    );
+    let out = lienthong(args(&["send", "--edxml", bad_to.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:11:", bad_to.display())) && stderr.contains("vxp.saas.03"),
+        "{stderr}"
+    );
+
+    // From another agency than the profile's: refused before anything is sent.
+    let other = write(work.path(), "other.edxml", &document_xml("000.00.20.H41"));
+    let out = lienthong(args(&["send", "--edxml", other.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("only as its own agency"), "{stderr}");
+    let recipient = t.client(1).unwrap();
+    assert!(recipient.list_inbox(0, 10).await.unwrap().is_empty());
+    t.stop().await.unwrap();
+}
