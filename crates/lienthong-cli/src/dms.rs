@@ -286,8 +286,17 @@ fn print_entry(e: &pb::InboxEntry) {
     } else {
         "document"
     };
+    let business = if e.business_state.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  [{} by {}]",
+            e.business_state.to_uppercase(),
+            e.superseded_by
+        )
+    };
     println!(
-        "[{:>6}] {kind} {}  from {}  priority {}  {}",
+        "[{:>6}] {kind} {}  from {}  priority {}  {}{business}",
         e.cursor, e.id, e.from, e.priority, e.subject
     );
 }
@@ -428,9 +437,58 @@ pub struct TrackArgs {
 
 pub async fn track(args: TrackArgs) -> anyhow::Result<ExitCode> {
     let client = args.profile.client()?;
-    let (events, statuses) = client.track(&args.id).await?;
+    let r = client
+        .rpc()
+        .track(pb::TrackRequest {
+            id: args.id.clone(),
+        })
+        .await?
+        .into_inner();
+    let events = r
+        .events
+        .iter()
+        .cloned()
+        .map(TryInto::try_into)
+        .collect::<Result<Vec<TransportEvent>, _>>()?;
+    let statuses = r
+        .statuses
+        .iter()
+        .cloned()
+        .map(TryInto::try_into)
+        .collect::<Result<Vec<StatusNotice>, _>>()?;
     print!("{}", format_track(&args.id, &events, &statuses));
+    print!("{}", format_business(&r));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The business state `track` prints after the transport events: the document's own
+/// (revoked, replaced, updated) and, per recipient, the latest transport event next to
+/// the latest business status.
+pub fn format_business(r: &pb::TrackResponse) -> String {
+    let mut out = String::new();
+    if !r.business_state.is_empty() {
+        out.push_str(&format!(
+            "business: {} by {}\n",
+            r.business_state.to_uppercase(),
+            r.superseded_by
+        ));
+    }
+    for rs in &r.recipients {
+        let transport = if rs.transport.is_empty() {
+            "-"
+        } else {
+            &rs.transport
+        };
+        let status = match StatusCode::parse(&rs.status_code) {
+            Ok(code) => format!("status {code}"),
+            Err(_) => "no status yet".to_string(),
+        };
+        out.push_str(&format!(
+            "  recipient {:<16} transport {:<13} business {status}\n",
+            rs.agency, transport
+        ));
+    }
+    out
 }
 
 /// The text `track` prints.

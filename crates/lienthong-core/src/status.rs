@@ -91,6 +91,64 @@ impl StatusCode {
     pub fn sent_by_original_sender(self) -> bool {
         self == StatusCode::WithdrawRequest
     }
+
+    /// Whether the code reports the recipient's progress (01–06), as opposed to the
+    /// change dialogue (13, 15, 16).
+    pub fn is_progress(self) -> bool {
+        !matches!(
+            self,
+            StatusCode::WithdrawRequest | StatusCode::ChangeAgreed | StatusCode::ChangeRefused
+        )
+    }
+
+    /// Whether 15 or 16: an answer to a withdraw request (13) or an update.
+    pub fn answers_a_change(self) -> bool {
+        matches!(self, StatusCode::ChangeAgreed | StatusCode::ChangeRefused)
+    }
+
+    /// The allowed transitions of a recipient's progress: whether it may report `self`
+    /// when the latest progress status it reported for the document is `previous`.
+    ///
+    /// Progress goes forward, 01 → 03 → 04 → 05 → 06, steps may be skipped and a code
+    /// repeated; 02 (rejected: the document is not taken in) may come first or after 01
+    /// only; after 02 or 06 the document is closed for that recipient. The error is the
+    /// rule that was broken, in one sentence.
+    pub fn may_follow(self, previous: Option<StatusCode>) -> Result<(), String> {
+        debug_assert!(self.is_progress());
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        let refuse = |why: &str| {
+            Err(format!(
+                "status {} cannot follow {previous}: {why}",
+                self.code()
+            ))
+        };
+        match (previous, self) {
+            (StatusCode::Rejected, _) => refuse("a rejected document is closed for its recipient"),
+            (StatusCode::Done, _) => refuse("a done document is closed for its recipient"),
+            (StatusCode::Arrived, StatusCode::Rejected) => Ok(()),
+            (_, StatusCode::Rejected) => refuse(
+                "02 refuses to take a document in, which is only possible before it is \
+                 accepted and registered (03)",
+            ),
+            _ if self.rank() >= previous.rank() => Ok(()),
+            _ => refuse("progress only goes forward (01, 03, 04, 05, 06)"),
+        }
+    }
+
+    /// The place of a progress code in 01, 03, 04, 05, 06.
+    fn rank(self) -> u8 {
+        match self {
+            StatusCode::Arrived => 1,
+            StatusCode::Accepted => 3,
+            StatusCode::Assigned => 4,
+            StatusCode::Processing => 5,
+            StatusCode::Done => 6,
+            StatusCode::Rejected => 2,
+            _ => 0,
+        }
+    }
 }
 
 impl fmt::Display for StatusCode {
@@ -203,10 +261,15 @@ pub enum TransportEventKind {
     Retried,
     /// Dropped from the dead letters by an operator, with a reason.
     Dropped,
+    /// Not something the bus did but a lifecycle index entry: the message whose id is the
+    /// detail (a status notice about this document, or a revoke, update or replace of it)
+    /// was admitted at this node. A node's lifecycle state of a document is read from the
+    /// messages these entries name; `track` shows that state rather than the entries.
+    Lifecycle,
 }
 
 impl TransportEventKind {
-    pub const ALL: [TransportEventKind; 10] = [
+    pub const ALL: [TransportEventKind; 11] = [
         TransportEventKind::Accepted,
         TransportEventKind::Forwarded,
         TransportEventKind::Delivered,
@@ -217,6 +280,7 @@ impl TransportEventKind {
         TransportEventKind::DeadLettered,
         TransportEventKind::Retried,
         TransportEventKind::Dropped,
+        TransportEventKind::Lifecycle,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -231,6 +295,7 @@ impl TransportEventKind {
             TransportEventKind::DeadLettered => "dead-lettered",
             TransportEventKind::Retried => "retried",
             TransportEventKind::Dropped => "dropped",
+            TransportEventKind::Lifecycle => "lifecycle",
         }
     }
 }
@@ -267,6 +332,33 @@ mod tests {
         for bad in ["07", "14", "", "xx"] {
             let e = StatusCode::parse(bad).unwrap_err();
             assert!(e.to_string().contains("01-06, 13, 15 and 16"), "{e}");
+        }
+    }
+
+    #[test]
+    fn progress_goes_forward_and_closes_after_02_or_06() {
+        use StatusCode::*;
+        for (previous, next) in [
+            (None, Arrived),
+            (None, Rejected),
+            (None, Done),
+            (Some(Arrived), Rejected),
+            (Some(Arrived), Accepted),
+            (Some(Accepted), Processing),
+            (Some(Processing), Processing),
+            (Some(Assigned), Done),
+        ] {
+            next.may_follow(previous)
+                .unwrap_or_else(|e| panic!("{previous:?} → {next:?}: {e}"));
+        }
+        for (previous, next, why) in [
+            (Rejected, Accepted, "rejected document is closed"),
+            (Done, Processing, "done document is closed"),
+            (Accepted, Rejected, "before it is accepted and registered"),
+            (Processing, Accepted, "only goes forward"),
+        ] {
+            let e = next.may_follow(Some(previous)).unwrap_err();
+            assert!(e.contains(why), "{previous:?} → {next:?}: {e}");
         }
     }
 

@@ -51,6 +51,15 @@ fn entry_pb(item: InboxItem) -> pb::InboxEntry {
         from: item.from.to_string(),
         subject: item.subject,
         received_at_unix_ms: item.received_at,
+        business_state: item
+            .business
+            .as_ref()
+            .map(|(mark, _)| mark.as_str().to_string())
+            .unwrap_or_default(),
+        superseded_by: item
+            .business
+            .map(|(_, by)| by.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -196,11 +205,39 @@ impl AgencyService for AgencyApi {
     ) -> Result<Response<pb::TrackResponse>, Status> {
         let caller = self.caller(&req)?;
         let id = document_id(&req.into_inner().id)?;
-        let (events, statuses) = self.node.track(&caller, &id)?;
+        let tracked = self.node.track(&caller, &id)?;
+        let (business_state, superseded_by) = tracked
+            .business
+            .mark()
+            .map(|(mark, by)| (mark.as_str().to_string(), by.to_string()))
+            .unwrap_or_default();
         Ok(Response::new(pb::TrackResponse {
             id: id.to_string(),
-            events: events.iter().map(Into::into).collect(),
-            statuses: statuses.iter().map(Into::into).collect(),
+            events: tracked.events.iter().map(Into::into).collect(),
+            statuses: tracked.statuses.iter().map(Into::into).collect(),
+            business_state,
+            superseded_by,
+            recipients: tracked
+                .recipients
+                .iter()
+                .map(|r| pb::RecipientState {
+                    agency: r.agency.to_string(),
+                    transport: r
+                        .transport
+                        .map(|k| k.as_str().to_string())
+                        .unwrap_or_default(),
+                    status_code: r
+                        .status
+                        .as_ref()
+                        .map(|s| s.code.code().to_string())
+                        .unwrap_or_default(),
+                    status_id: r
+                        .status
+                        .as_ref()
+                        .map(|s| s.notice.to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
         }))
     }
 }

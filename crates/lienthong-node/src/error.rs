@@ -20,6 +20,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request breaks a rule about the state of what it refers to (the document
+    /// lifecycle: a status out of order, a revoke of an unknown document …).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("invalid message: {0}")]
     Wire(#[from] lienthong_proto::Error),
     #[error("store: {0}")]
@@ -46,6 +50,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) | Error::Wire(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,

@@ -19,6 +19,7 @@ pub mod config;
 pub mod delivery;
 pub mod directory;
 pub mod error;
+pub mod lifecycle;
 pub mod node;
 pub mod relay;
 pub mod server;

@@ -33,6 +33,7 @@ use crate::Error;
 use crate::config::{DeliveryConfig, Limits, NetworkConfig, NodeConfig};
 use crate::delivery::Links;
 use crate::directory::{self, DirectoryHolder};
+use crate::lifecycle::{BusinessMark, BusinessState, LatestStatus};
 
 /// A message taken out of the store for a DMS.
 #[derive(Debug)]
@@ -58,6 +59,8 @@ pub struct InboxItem {
     /// Trích yếu for documents; code and document id for status notices.
     pub subject: String,
     pub received_at: UnixMillis,
+    /// For a document: revoked, replaced or updated, and by which message.
+    pub business: Option<(BusinessMark, DocumentId)>,
 }
 
 /// Where a message came from.
@@ -569,6 +572,13 @@ impl Node {
                 d.version, self.id
             )));
         }
+        // A re-send is answered from the store (original receipt or ALREADY_EXISTS), not
+        // judged again against a lifecycle that has moved on since.
+        if message.document.business.business_type != lienthong_core::BusinessType::New
+            && self.store.message(&message.document.id)?.is_none()
+        {
+            self.check_document_lifecycle(caller, &message.document)?;
+        }
         let (receipt, outcome) = self
             .admit_document(message, recipients, Origin::Agency(caller.clone()))
             .await?;
@@ -626,6 +636,10 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
+        // A revoke, update or replace is indexed under the documents it references before
+        // it is stored (see `lifecycle`); an unreadable reference marks nothing.
+        let targets = crate::lifecycle::references(&document).unwrap_or_default();
+        self.index_lifecycle(&document.id, &targets).await?;
         for (attachment, content) in document.attachments.iter().zip(contents) {
             self.store.put_blob(attachment.sha256, content).await?;
         }
@@ -829,8 +843,9 @@ impl Node {
         let recipients = original.recipients()?;
         if notice.code.sent_by_original_sender() {
             if sender != original_sender {
-                return Err(Error::PermissionDenied(format!(
-                    "status {} may only be sent by the document's sender {original_sender}",
+                return Err(Error::FailedPrecondition(format!(
+                    "lifecycle: status {} (withdraw request) may only be sent by the \
+                     document's original sender {original_sender}",
                     notice.code.code()
                 )));
             }
@@ -854,6 +869,9 @@ impl Node {
                     notice.to
                 )));
             }
+        }
+        if self.store.message(&notice.id)?.is_none() {
+            self.check_status_lifecycle(caller, &notice, &original)?;
         }
         let (receipt, outcome) = self
             .admit_status(notice, Origin::Agency(caller.clone()))
@@ -880,6 +898,10 @@ impl Node {
             Checked::Duplicate(receipt) => return Ok((receipt, RelayOutcome::Duplicate)),
             Checked::New { content_digest } => content_digest,
         };
+        // Indexed under its document before it is stored (see `lifecycle`).
+        if let Ok(document_id) = notice.document_id() {
+            self.index_lifecycle(&notice.id, &[document_id]).await?;
+        }
         let (receipt, hop) = self.stamp(&notice.id, content_digest, &origin)?;
         notice.trace.push(hop);
         let d = self.directory.current();
@@ -998,7 +1020,7 @@ impl Node {
 
     // ---- receiving -------------------------------------------------------------------
 
-    fn load_document(&self, id: &DocumentId) -> Result<Option<Document>, Error> {
+    pub(crate) fn load_document(&self, id: &DocumentId) -> Result<Option<Document>, Error> {
         match self.store.message(id)? {
             Some(m) if m.envelope.kind == MessageKind::Document => {
                 Ok(Some(stored::decode_document(&m.envelope.encoded)?))
@@ -1023,15 +1045,19 @@ impl Node {
                     entry.id
                 ))));
             };
-            let (from, subject) = match entry.kind {
+            let (from, subject, business) = match entry.kind {
                 MessageKind::Document => {
                     let d = stored::decode_document(&m.envelope.encoded)?;
-                    (d.sender()?.clone(), d.header.subject)
+                    let business = self
+                        .business_state(&entry.id)?
+                        .mark()
+                        .map(|(mark, by)| (mark, by.clone()));
+                    (d.sender()?.clone(), d.header.subject, business)
                 }
                 MessageKind::Status => {
                     let n = stored::decode_status(&m.envelope.encoded)?;
                     let subject = format!("status {} for {}", n.code, n.response_for.document_id);
-                    (n.sender()?.clone(), subject)
+                    (n.sender()?.clone(), subject, None)
                 }
                 MessageKind::Event => {
                     return Err(Error::Store(lienthong_store::Error::Corrupt(format!(
@@ -1045,6 +1071,7 @@ impl Node {
                 from,
                 subject,
                 received_at: m.envelope.received_at,
+                business,
             });
         }
         Ok(items)
@@ -1144,13 +1171,11 @@ impl Node {
         Ok(())
     }
 
-    /// The transport events of `id` and the status notices received for it.
-    pub fn track(
-        &self,
-        caller: &AgencyCode,
-        id: &DocumentId,
-    ) -> Result<(Vec<TransportEvent>, Vec<StatusNotice>), Error> {
-        self.load(id)?
+    /// The transport events of `id`, the status notices received for it, and its
+    /// business state per recipient.
+    pub fn track(&self, caller: &AgencyCode, id: &DocumentId) -> Result<Tracked, Error> {
+        let fetched = self
+            .load(id)?
             .filter(|f| self.party_to(caller, f))
             .ok_or_else(|| self.not_found(id))?;
         let mut events = Vec::new();
@@ -1160,6 +1185,9 @@ impl Node {
             // A hand-off retried after a broken link may bring an event twice.
             if events.contains(&event) {
                 continue;
+            }
+            if event.kind == TransportEventKind::Lifecycle {
+                continue; // index entries: shown as the business state below
             }
             if event.kind == TransportEventKind::StatusReceived {
                 let notice_id = DocumentId::parse(&event.detail)?;
@@ -1171,8 +1199,58 @@ impl Node {
         }
         // Events arrive from every node on the path, not in the order they happened.
         events.sort_by_key(|e| e.at);
-        Ok((events, statuses))
+        let business = self.business_state(id)?;
+        let recipients = match &fetched {
+            Fetched::Document { document, .. } if document.sender()? == caller => {
+                document.recipients()?
+            }
+            Fetched::Document { .. } => vec![caller.clone()],
+            Fetched::Status { notice, .. } => vec![notice.to.clone()],
+        };
+        let recipients = recipients
+            .into_iter()
+            .map(|agency| RecipientState {
+                transport: events
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        e.agency.as_ref() == Some(&agency)
+                            && e.kind != TransportEventKind::StatusReceived
+                    })
+                    .map(|e| e.kind),
+                status: business.latest.get(&agency).cloned(),
+                agency,
+            })
+            .collect();
+        Ok(Tracked {
+            events,
+            statuses,
+            business,
+            recipients,
+        })
     }
+}
+
+/// What [`Node::track`] answers.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// Transport events, by time.
+    pub events: Vec<TransportEvent>,
+    /// Status notices about the document that reached this node's agencies.
+    pub statuses: Vec<StatusNotice>,
+    pub business: BusinessState,
+    /// The document's recipients (for its sender; else the caller alone).
+    pub recipients: Vec<RecipientState>,
+}
+
+/// Where a document stands for one recipient: transport and business.
+#[derive(Debug, Clone)]
+pub struct RecipientState {
+    pub agency: AgencyCode,
+    /// The latest transport event about it.
+    pub transport: Option<TransportEventKind>,
+    /// The latest business status about it.
+    pub status: Option<LatestStatus>,
 }
 
 /// What [`Node::check_message`] decided.

@@ -542,6 +542,7 @@ fn event_kind_pb(k: core::TransportEventKind) -> pb::TransportEventKind {
         K::DeadLettered => P::DeadLettered,
         K::Retried => P::Retried,
         K::Dropped => P::Dropped,
+        K::Lifecycle => P::Lifecycle,
     }
 }
 
