@@ -168,6 +168,39 @@ pub fn references(document: &Document) -> Result<Vec<DocumentId>, Error> {
     Ok(out)
 }
 
+/// Locks striped by document id: a lifecycle check and the admission it allows run under
+/// the locks of the documents concerned, so that two concurrent messages cannot both pass
+/// a rule only one of them may (two answers to one withdraw request, a revoke and a
+/// replace of one document). Documents that share a stripe only wait for each other.
+#[derive(Debug)]
+pub(crate) struct LifecycleLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for LifecycleLocks {
+    fn default() -> Self {
+        LifecycleLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl LifecycleLocks {
+    /// Holds the stripes of `ids`, taken in stripe order (no deadlock between callers).
+    pub(crate) async fn lock(&self, ids: &[DocumentId]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                let digest = lienthong_core::sign::sha256(id.as_str().as_bytes());
+                digest[0] as usize % self.0.len()
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.0[s].lock().await);
+        }
+        guards
+    }
+}
+
 fn business_name(t: BusinessType) -> &'static str {
     match t {
         BusinessType::New => "new document (0)",

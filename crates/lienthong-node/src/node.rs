@@ -33,7 +33,7 @@ use crate::Error;
 use crate::config::{DeliveryConfig, Limits, NetworkConfig, NodeConfig};
 use crate::delivery::Links;
 use crate::directory::{self, DirectoryHolder};
-use crate::lifecycle::{BusinessMark, BusinessState, LatestStatus};
+use crate::lifecycle::{BusinessMark, BusinessState, LatestStatus, LifecycleLocks};
 
 /// A message taken out of the store for a DMS.
 #[derive(Debug)]
@@ -103,6 +103,8 @@ pub struct Node {
     started: Instant,
     /// Turns true when the node begins shutting down; long-lived streams end then.
     stopping: watch::Sender<bool>,
+    /// Serializes lifecycle checks with the admission they allow, per document.
+    lifecycle_locks: LifecycleLocks,
 }
 
 impl Node {
@@ -182,6 +184,7 @@ impl Node {
             disk: DiskGuard::new(config.data_dir.clone(), config.limits.min_free_disk_bytes),
             started: Instant::now(),
             stopping: watch::channel(false).0,
+            lifecycle_locks: LifecycleLocks::default(),
         })
     }
 
@@ -573,10 +576,12 @@ impl Node {
             )));
         }
         // A re-send is answered from the store (original receipt or ALREADY_EXISTS), not
-        // judged again against a lifecycle that has moved on since.
-        if message.document.business.business_type != lienthong_core::BusinessType::New
-            && self.store.message(&message.document.id)?.is_none()
-        {
+        // judged again against a lifecycle that has moved on since. The check and the
+        // admission hold the referenced documents' locks, so two concurrent revokes of
+        // one document cannot both pass.
+        let targets = crate::lifecycle::references(&message.document)?;
+        let _guard = self.lifecycle_locks.lock(&targets).await;
+        if !targets.is_empty() && self.store.message(&message.document.id)?.is_none() {
             self.check_document_lifecycle(caller, &message.document)?;
         }
         let (receipt, outcome) = self
@@ -870,6 +875,11 @@ impl Node {
                 )));
             }
         }
+        // As for documents: the check and the admission under the document's lock.
+        let _guard = self
+            .lifecycle_locks
+            .lock(std::slice::from_ref(&document_id))
+            .await;
         if self.store.message(&notice.id)?.is_none() {
             self.check_status_lifecycle(caller, &notice, &original)?;
         }

@@ -217,6 +217,41 @@ async fn rejects_change_answer_without_a_withdraw_request_or_update() {
     t.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_answers_to_one_withdraw_request_accept_exactly_one() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
+    let d = send_new(&a, &[&b], "Công văn").await;
+    status(&a, &b, &d, StatusCode::WithdrawRequest, "xin rút lại")
+        .await
+        .unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(32));
+    let answers: Vec<_> = (0..32)
+        .map(|i| {
+            let (a, b, d, start) = (a.clone(), b.clone(), d.clone(), start.clone());
+            let code = if i % 2 == 0 {
+                StatusCode::ChangeAgreed
+            } else {
+                StatusCode::ChangeRefused
+            };
+            tokio::spawn(async move {
+                start.wait().await;
+                status(&b, &a, &d, code, &format!("lần {i}")).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for answer in answers {
+        match answer.await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}"),
+        }
+    }
+    assert_eq!(accepted, 1, "one withdraw request, one answer");
+    t.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn accepts_change_answer_to_an_update() {
     init();
