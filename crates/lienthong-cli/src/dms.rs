@@ -286,15 +286,23 @@ fn print_entry(e: &pb::InboxEntry) {
     } else {
         "document"
     };
-    let business = if e.business_state.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let verb = match e.business_type {
+        1 => "revokes",
+        2 => "updates",
+        3 => "replaces",
+        _ => "",
+    };
+    let mut business = String::new();
+    if !verb.is_empty() {
+        business.push_str(&format!("  ({verb} {})", e.references.join(", ")));
+    }
+    if !e.business_state.is_empty() {
+        business.push_str(&format!(
             "  [{} by {}]",
             e.business_state.to_uppercase(),
             e.superseded_by
-        )
-    };
+        ));
+    }
     println!(
         "[{:>6}] {kind} {}  from {}  priority {}  {}{business}",
         e.cursor, e.id, e.from, e.priority, e.subject

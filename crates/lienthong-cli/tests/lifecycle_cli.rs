@@ -55,6 +55,12 @@ async fn inbox_flags_a_revoked_document_and_track_shows_business_next_to_transpo
         line.ends_with(&format!("[REVOKED by {}]", r.id)),
         "{stdout}"
     );
+    // The revoke's own line says what it revokes.
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&format!("] document {} ", r.id)))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.ends_with(&format!("(revokes {})", d.id)), "{stdout}");
 
     let out = lienthong(vec![
         "track".into(),

@@ -60,6 +60,8 @@ fn entry_pb(item: InboxItem) -> pb::InboxEntry {
             .business
             .map(|(_, by)| by.to_string())
             .unwrap_or_default(),
+        business_type: item.business_type as u32,
+        references: item.references.iter().map(|r| r.to_string()).collect(),
     }
 }
 

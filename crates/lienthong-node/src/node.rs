@@ -61,6 +61,10 @@ pub struct InboxItem {
     pub received_at: UnixMillis,
     /// For a document: revoked, replaced or updated, and by which message.
     pub business: Option<(BusinessMark, DocumentId)>,
+    /// For a document: its business type, and the documents a revoke, update or
+    /// replace refers to.
+    pub business_type: lienthong_core::BusinessType,
+    pub references: Vec<DocumentId>,
 }
 
 /// Where a message came from.
@@ -1055,6 +1059,8 @@ impl Node {
                     entry.id
                 ))));
             };
+            let mut business_type = lienthong_core::BusinessType::New;
+            let mut references = Vec::new();
             let (from, subject, business) = match entry.kind {
                 MessageKind::Document => {
                     let d = stored::decode_document(&m.envelope.encoded)?;
@@ -1062,6 +1068,8 @@ impl Node {
                         .business_state(&entry.id)?
                         .mark()
                         .map(|(mark, by)| (mark, by.clone()));
+                    business_type = d.business.business_type;
+                    references = crate::lifecycle::references(&d).unwrap_or_default();
                     (d.sender()?.clone(), d.header.subject, business)
                 }
                 MessageKind::Status => {
@@ -1082,6 +1090,8 @@ impl Node {
                 subject,
                 received_at: m.envelope.received_at,
                 business,
+                business_type,
+                references,
             });
         }
         Ok(items)

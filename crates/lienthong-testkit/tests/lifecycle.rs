@@ -358,9 +358,11 @@ async fn revoke_marks_the_original_revoked_in_inbox_subscription_and_track() {
         let entry = wait_for_entry(recipient, d.id.as_str(), |_| true).await;
         assert_eq!(entry.business_state, "revoked");
         assert_eq!(entry.superseded_by, r.id.as_str());
-        // The revoke itself is an ordinary entry.
+        // The revoke's own entry says what it revokes.
         let entry = wait_for_entry(recipient, r.id.as_str(), |_| true).await;
         assert_eq!(entry.business_state, "");
+        assert_eq!(entry.business_type, 1);
+        assert_eq!(entry.references, [d.id.to_string()]);
     }
     // A subscription shows the same.
     let mut stream = b
