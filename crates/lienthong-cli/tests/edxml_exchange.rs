@@ -322,3 +322,99 @@ async fn refuses_an_unusable_edxml_file_with_its_line_and_reason() {
     assert!(recipient.list_inbox(0, 10).await.unwrap().is_empty());
     t.stop().await.unwrap();
 }
+
+/// A revoke of [`DOC_ID`] from [`SENDER`] to `to`, with its Bussiness block where many
+/// DMSs put it: inside the TraceHeaderList.
+fn revoke_xml(id: &str, to: &[&str]) -> String {
+    let to: String = to
+        .iter()
+        .map(|t| format!("<edXML:To><edXML:OrganId>{t}</edXML:OrganId></edXML:To>\n"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+  <edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <edXML:edXMLHeader>
+      <edXML:MessageHeader>
+        <edXML:From><edXML:OrganId>{SENDER}</edXML:OrganId></edXML:From>
+        {to}
+        <edXML:Subject>Thu hồi công văn 15/UBND-VP</edXML:Subject>
+        <edXML:DocumentId>{id}</edXML:DocumentId>
+      </edXML:MessageHeader>
+      <edXML:TraceHeaderList>
+        <edXML:Bussiness>
+          <edXML:DocumentId>{DOC_ID}</edXML:DocumentId>
+          <edXML:BussinessDocType>1</edXML:BussinessDocType>
+          <edXML:BussinessDocReason>Ban hành nhầm</edXML:BussinessDocReason>
+        </edXML:Bussiness>
+      </edXML:TraceHeaderList>
+    </edXML:edXMLHeader>
+  </edXML:edXMLEnvelope>
+</edXML>
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edxml_revoke_must_reach_every_recipient_and_marks_the_original_revoked() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let doc = write(work.path(), "cv15.edxml", &document_xml(SENDER));
+    let out = lienthong(args(&["send", "--edxml", doc.to_str().unwrap()], sender)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // To a recipient the original never had, and not to the one it had: refused by the
+    // node, with the rule.
+    let revoke_id = "000.00.00.H41,2026/11/25,16/UBND-VP";
+    let wrong = write(
+        work.path(),
+        "wrong.edxml",
+        &revoke_xml(revoke_id, &["000.00.20.H41"]),
+    );
+    let out = lienthong(args(&["send", "--edxml", wrong.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("FailedPrecondition")
+            && stderr.contains("must reach every recipient")
+            && stderr.contains(&format!("add {RECIPIENT} to To")),
+        "{stderr}"
+    );
+
+    let revoke = write(
+        work.path(),
+        "revoke.edxml",
+        &revoke_xml(revoke_id, &[RECIPIENT]),
+    );
+    let out = lienthong(args(&["send", "--edxml", revoke.to_str().unwrap()], sender)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lienthong(args(&["inbox"], recipient)).await;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("[REVOKED by {revoke_id}]")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("(revokes {DOC_ID})")), "{stdout}");
+
+    // Exported, the revoke keeps its Bussiness block.
+    let export = work.path().join("export");
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap()],
+        recipient,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = export.join("000.00.00.H41_2026_11_25_16_UBND-VP.edxml");
+    let lienthong_edxml::Message::Document(back) =
+        lienthong_edxml::parse(&std::fs::read(&path).unwrap()).unwrap()
+    else {
+        panic!("not a document")
+    };
+    let business = back.business.expect("the Bussiness block");
+    assert_eq!(business.doc_type, "1");
+    assert_eq!(business.document_id, DOC_ID);
+    assert_eq!(business.reason, "Ban hành nhầm");
+    t.stop().await.unwrap();
+}
