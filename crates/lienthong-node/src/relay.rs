@@ -162,7 +162,7 @@ async fn admit(node: &Node, from: &NodeId, item: pb::RelayItem) -> Result<RelayO
 
 /// What an outbox entry becomes when its turn comes.
 enum Prepared {
-    Item(Box<pb::RelayItem>),
+    Item(Box<pb::RelayItem>, MessageKind),
     Undeliverable(Undeliverable),
 }
 
@@ -193,7 +193,7 @@ async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared,
         Err(e) => return corrupt(e),
     }
     match item_for(node, entry, &stored_message, seq).await {
-        Ok(item) => Ok(Prepared::Item(Box::new(item))),
+        Ok(item) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
         Err(e) => corrupt(e),
     }
 }
@@ -344,7 +344,7 @@ async fn serve_link(
         s.retry_at = None;
     });
 
-    let mut in_flight: HashMap<u64, OutboxEntry> = HashMap::new();
+    let mut in_flight: HashMap<u64, (OutboxEntry, MessageKind)> = HashMap::new();
     // The last key read per priority on this connection: a refill reads only entries
     // after it, so nothing is read twice (new entries of a priority sort after its old
     // ones). A new connection starts from the head and re-sends whatever is still
@@ -379,14 +379,14 @@ async fn serve_link(
                 {
                     seq += 1;
                     *cursor = Some(entry.key.clone());
-                    let item = match prepare(node, &entry, seq).await? {
-                        Prepared::Item(item) => *item,
+                    let (item, kind) = match prepare(node, &entry, seq).await? {
+                        Prepared::Item(item, kind) => (*item, kind),
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;
                             continue;
                         }
                     };
-                    in_flight.insert(seq, entry);
+                    in_flight.insert(seq, (entry, kind));
                     tx.send(item)
                         .await
                         .map_err(|_| Error::Transport(format!("stream to {hop} closed")))?;
@@ -400,10 +400,10 @@ async fn serve_link(
                     Ok(None) => return Err(Error::Transport(format!("{hop} closed the stream"))),
                     Err(s) => return Err(Error::Transport(format!("stream to {hop}: {s}"))),
                 };
-                let Some(entry) = in_flight.remove(&ack.seq) else { continue };
+                let Some((entry, kind)) = in_flight.remove(&ack.seq) else { continue };
                 *delivered = true;
                 let (node, hop) = (node.clone(), hop.clone());
-                finishing.spawn(async move { finish(&node, &hop, entry, ack).await });
+                finishing.spawn(async move { finish(&node, &hop, entry, kind, ack).await });
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
@@ -435,11 +435,13 @@ fn is_transient(code: i32) -> bool {
     )
 }
 
-/// After the neighbour answered: the entry leaves the outbox and the sender hears of it.
+/// After the neighbour answered: the entry leaves the outbox and the hand-off is recorded,
+/// in one write.
 async fn finish(
     node: &Node,
     hop: &NodeId,
     entry: OutboxEntry,
+    kind: MessageKind,
     ack: pb::RelayAck,
 ) -> Result<(), Error> {
     let refused = ack.refused_code != 0;
@@ -460,24 +462,22 @@ async fn finish(
         delivery::dead_letter(node, hop, &entry, why).await?;
         return Ok(());
     }
-    node.store().outbox_remove(hop, &entry.key).await?;
-    if matches!(
-        node.store().message(&entry.id)?.map(|m| m.envelope.kind),
-        None | Some(MessageKind::Event)
-    ) {
-        return Ok(());
-    }
     // A hand-off is recorded here; the sender's home node learns every hop from the
-    // trace that comes back with the delivery.
-    let events = entry
-        .recipients
-        .iter()
-        .map(|r| {
-            let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
-            stored::encode_event(&e).into()
-        })
-        .collect();
-    node.store().append_events(&entry.id, events).await?;
+    // trace that comes back with the delivery. Transport events have no log of their own.
+    let events = match kind {
+        MessageKind::Event => Vec::new(),
+        MessageKind::Document | MessageKind::Status => entry
+            .recipients
+            .iter()
+            .map(|r| {
+                let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
+                stored::encode_event(&e).into()
+            })
+            .collect(),
+    };
+    node.store()
+        .outbox_remove(hop, &entry.key, &entry.id, events)
+        .await?;
     Ok(())
 }
 

@@ -225,9 +225,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>>;
 
-    /// Removes an outbox entry once the next hop has durably acknowledged it. Removing an
-    /// entry that is already gone is a no-op (a retry after a crash).
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()>;
+    /// Removes an outbox entry once the next hop has durably acknowledged it, and appends
+    /// `events` to the log of message `id` in the same write. Removing an entry that is
+    /// already gone (a retry after a crash) writes nothing, events included.
+    async fn outbox_remove(
+        &self,
+        hop: &NodeId,
+        key: &[u8],
+        id: &DocumentId,
+        events: Vec<Bytes>,
+    ) -> Result<()>;
 
     fn queue_depths(&self) -> Result<QueueDepths>;
 

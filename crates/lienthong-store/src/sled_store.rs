@@ -320,9 +320,19 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
+    async fn outbox_remove(
+        &self,
+        hop: &NodeId,
+        key: &[u8],
+        id: &DocumentId,
+        events: Vec<Bytes>,
+    ) -> Result<()> {
         self.check_outbox_key(hop, key)?;
-        let write = Write::OutboxRemove { key: key.to_vec() };
+        let write = Write::OutboxRemove {
+            key: key.to_vec(),
+            id: id.clone(),
+            events,
+        };
         self.writer.write(write).await.map(drop)
     }
 

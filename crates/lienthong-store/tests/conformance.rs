@@ -472,7 +472,9 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
     assert_eq!(first_two, out[..2].to_vec());
     assert!(s.outbox(&hop("H20"), 100).unwrap().is_empty());
 
-    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    s.outbox_remove(&hop("H41"), &out[1].key, &out[1].id, vec![event("to H41")])
+        .await
+        .unwrap();
     let order: Vec<_> = s
         .outbox(&hop("H41"), 100)
         .unwrap()
@@ -480,9 +482,16 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
         .map(|e| e.id.to_string())
         .collect();
     assert_eq!(order, vec!["b", "f", "c", "a", "e"]);
+    assert_eq!(
+        s.events(&out[1].id).unwrap(),
+        vec![event("d:accepted"), event("to H41")]
+    );
     // Removing again (a retry) is harmless.
-    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    s.outbox_remove(&hop("H41"), &out[1].key, &out[1].id, vec![event("to H41")])
+        .await
+        .unwrap();
     assert_eq!(s.outbox(&hop("H41"), 100).unwrap().len(), 5);
+    assert_eq!(s.events(&out[1].id).unwrap().len(), 2, "no event twice");
     assert_eq!(s.outbox(&hop("G22"), 100).unwrap().len(), 1);
 }
 
@@ -557,8 +566,12 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
             .unwrap()
     );
     let key = s.outbox(&hop("H20-C1"), 1).unwrap()[0].key.clone();
-    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
-    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
+    s.outbox_remove(&hop("H20-C1"), &key, &doc_id("z"), vec![])
+        .await
+        .unwrap();
+    s.outbox_remove(&hop("H20-C1"), &key, &doc_id("z"), vec![])
+        .await
+        .unwrap();
     assert_eq!(
         nonzero(s.queue_depths().unwrap()),
         QueueDepths {

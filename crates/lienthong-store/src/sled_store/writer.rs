@@ -50,8 +50,11 @@ pub(crate) enum Write {
         id: DocumentId,
         events: Vec<Bytes>,
     },
+    /// An outbox entry leaves, and events about the hand-off are appended.
     OutboxRemove {
         key: Vec<u8>,
+        id: DocumentId,
+        events: Vec<Bytes>,
     },
     /// An outbox entry becomes a dead letter.
     DeadLetter {
@@ -301,9 +304,15 @@ impl Applier {
                 }
                 Ok(Written::Done)
             }
-            Write::OutboxRemove { key } => {
+            Write::OutboxRemove { key, id, events } => {
                 // Removing an absent key (a retry) writes nothing.
-                self.take(group, &key)?;
+                if self.take(group, &key)? {
+                    for event in events {
+                        group
+                            .batch
+                            .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                    }
+                }
                 Ok(Written::Done)
             }
             Write::DeadLetter {
