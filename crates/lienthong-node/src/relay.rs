@@ -352,6 +352,10 @@ async fn serve_link(
     let mut cursors: [Option<Bytes>; 4] = Default::default();
     let mut seq = 0u64;
     let mut finishing = tokio::task::JoinSet::new();
+    // A neighbour that stops answering (frozen, or its disk stuck) while items are in
+    // flight: give the connection up after `ack_timeout_ms` without an acknowledgement.
+    let ack_timeout = Duration::from_millis(node.delivery().ack_timeout_ms);
+    let mut answered_by = tokio::time::Instant::now() + ack_timeout;
     // Set on shutdown: no new items; the link ends once those in flight are answered.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
@@ -386,6 +390,9 @@ async fn serve_link(
                             continue;
                         }
                     };
+                    if in_flight.is_empty() {
+                        answered_by = tokio::time::Instant::now() + ack_timeout;
+                    }
                     in_flight.insert(seq, (entry, kind));
                     tx.send(item)
                         .await
@@ -402,6 +409,7 @@ async fn serve_link(
                 };
                 let Some((entry, kind)) = in_flight.remove(&ack.seq) else { continue };
                 *delivered = true;
+                answered_by = tokio::time::Instant::now() + ack_timeout;
                 let (node, hop) = (node.clone(), hop.clone());
                 finishing.spawn(async move { finish(&node, &hop, entry, kind, ack).await });
             }
@@ -412,6 +420,13 @@ async fn serve_link(
             }
             _ = signal.changed(), if draining.is_none() && in_flight.len() < SEND_WINDOW => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if in_flight.is_empty() => {}
+            _ = tokio::time::sleep_until(answered_by), if !in_flight.is_empty() && draining.is_none() => {
+                return Err(Error::Transport(format!(
+                    "{hop} acknowledged nothing for {} ms with {} items in flight",
+                    ack_timeout.as_millis(),
+                    in_flight.len()
+                )));
+            }
             _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {}
             _ = stop.changed(), if draining.is_none() => {
                 draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);

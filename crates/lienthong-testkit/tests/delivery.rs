@@ -25,6 +25,7 @@ async fn start(dir: &std::path::Path, poll_ms: u64) -> RunningNetwork {
         c.delivery.circuit_failures = 3;
         c.delivery.circuit_open_ms = 300;
         c.delivery.expiry_sweep_ms = 100;
+        c.delivery.ack_timeout_ms = 400;
     };
     RunningNetwork::start_with(dir, Shape::new(2), 0, poll_ms, quick)
         .await
@@ -670,5 +671,100 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
     let mut want: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     want.sort();
     assert_eq!(got, want);
+    net.stop().await.unwrap();
+}
+
+/// A neighbour that takes hand-off items and never acknowledges them: a frozen process, or
+/// one whose disk hangs. It listens on the address of the node it stands in for, with that
+/// node's certificate.
+struct Silent;
+
+#[tonic::async_trait]
+impl pb::relay_service_server::RelayService for Silent {
+    type HandoffStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::RelayAck, tonic::Status>> + Send>,
+    >;
+
+    async fn handoff(
+        &self,
+        req: tonic::Request<tonic::Streaming<pb::RelayItem>>,
+    ) -> Result<tonic::Response<Self::HandoffStream>, tonic::Status> {
+        let mut items = req.into_inner();
+        tokio::spawn(async move { while let Ok(Some(_)) = items.message().await {} });
+        Ok(tonic::Response::new(Box::pin(tokio_stream::pending())))
+    }
+}
+
+/// Serves [`Silent`] in place of node `id` until the returned sender is dropped.
+async fn stand_in_silently(net: &RunningNetwork, id: &str) -> tokio::sync::oneshot::Sender<()> {
+    let config = &net.net.node(id).config;
+    let files = lienthong_pki::TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+        crls: Vec::new(),
+    };
+    let tls = lienthong_pki::server_config(&files).unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        let _ = stopped_tx.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (incoming, _accept) = lienthong_node::transport::tls_incoming(
+        listener,
+        tls,
+        Duration::from_secs(5),
+        until(stopped_rx.clone()),
+    );
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::relay_service_server::RelayServiceServer::new(Silent))
+            .serve_with_incoming_shutdown(incoming, until(stopped_rx)),
+    );
+    stop
+}
+
+/// A neighbour that stops acknowledging does not hold a link for long: after
+/// `ack_timeout_ms` without an answer the link reconnects and retries, and once the real
+/// neighbour is back the document goes through, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_gives_up_a_neighbour_that_stops_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let silent = stand_in_silently(&net, "VN").await;
+
+    let sender = net.client("000.00.00.H41").unwrap();
+    let mut doc = sender.new_document(vec![code("000.00.00.H42")], "Gửi vào im lặng");
+    sender.send(&mut doc, &[]).await.unwrap();
+    let admin = net.admin("H41").unwrap();
+    let link = eventually("the link gives the silent neighbour up", || {
+        let mut admin = admin.clone();
+        async move {
+            let queues = admin.queues(pb::QueuesRequest {}).await.ok()?.into_inner();
+            let link = queues.links.into_iter().find(|l| l.peer == "VN")?;
+            link.last_error
+                .contains("acknowledged nothing")
+                .then_some(link)
+        }
+    })
+    .await;
+    assert!(link.consecutive_failures >= 1, "{link:?}");
+
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    let ids = eventually("the document arrives once VN answers", || async {
+        let ids = inbox_ids(&recipient).await;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, vec![doc.id.to_string()]);
     net.stop().await.unwrap();
 }
