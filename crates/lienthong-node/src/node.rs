@@ -1043,14 +1043,32 @@ impl Node {
         }
     }
 
-    /// Entries of `agency`'s inbox after `after`, with sender and subject.
+    /// Entries of `agency`'s inbox after `after`, urgent first, with sender and subject.
     pub fn inbox(
         &self,
         agency: &AgencyCode,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxItem>, Error> {
-        let entries = self.store.inbox(agency, after, limit)?;
+        self.describe_inbox(self.store.inbox(agency, after, limit)?)
+    }
+
+    /// Entries of one priority lane of `agency`'s inbox after `after`, in cursor order.
+    pub fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, Error> {
+        self.describe_inbox(self.store.inbox_lane(agency, priority, after, limit)?)
+    }
+
+    /// Inbox entries with the sender and subject of their messages.
+    fn describe_inbox(
+        &self,
+        entries: Vec<lienthong_store::InboxEntry>,
+    ) -> Result<Vec<InboxItem>, Error> {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(m) = self.store.message(&entry.id)? else {

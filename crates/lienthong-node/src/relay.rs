@@ -162,7 +162,7 @@ async fn admit(node: &Node, from: &NodeId, item: pb::RelayItem) -> Result<RelayO
 
 /// What an outbox entry becomes when its turn comes.
 enum Prepared {
-    Item(Box<pb::RelayItem>),
+    Item(Box<pb::RelayItem>, MessageKind),
     Undeliverable(Undeliverable),
 }
 
@@ -193,7 +193,7 @@ async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared,
         Err(e) => return corrupt(e),
     }
     match item_for(node, entry, &stored_message, seq).await {
-        Ok(item) => Ok(Prepared::Item(Box::new(item))),
+        Ok(item) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
         Err(e) => corrupt(e),
     }
 }
@@ -344,7 +344,7 @@ async fn serve_link(
         s.retry_at = None;
     });
 
-    let mut in_flight: HashMap<u64, OutboxEntry> = HashMap::new();
+    let mut in_flight: HashMap<u64, (OutboxEntry, MessageKind)> = HashMap::new();
     // The last key read per priority on this connection: a refill reads only entries
     // after it, so nothing is read twice (new entries of a priority sort after its old
     // ones). A new connection starts from the head and re-sends whatever is still
@@ -352,6 +352,10 @@ async fn serve_link(
     let mut cursors: [Option<Bytes>; 4] = Default::default();
     let mut seq = 0u64;
     let mut finishing = tokio::task::JoinSet::new();
+    // A neighbour that stops answering (frozen, or its disk stuck) while items are in
+    // flight: give the connection up after `ack_timeout_ms` without an acknowledgement.
+    let ack_timeout = Duration::from_millis(node.delivery().ack_timeout_ms);
+    let mut answered_by = tokio::time::Instant::now() + ack_timeout;
     // Set on shutdown: no new items; the link ends once those in flight are answered.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
@@ -379,14 +383,17 @@ async fn serve_link(
                 {
                     seq += 1;
                     *cursor = Some(entry.key.clone());
-                    let item = match prepare(node, &entry, seq).await? {
-                        Prepared::Item(item) => *item,
+                    let (item, kind) = match prepare(node, &entry, seq).await? {
+                        Prepared::Item(item, kind) => (*item, kind),
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;
                             continue;
                         }
                     };
-                    in_flight.insert(seq, entry);
+                    if in_flight.is_empty() {
+                        answered_by = tokio::time::Instant::now() + ack_timeout;
+                    }
+                    in_flight.insert(seq, (entry, kind));
                     tx.send(item)
                         .await
                         .map_err(|_| Error::Transport(format!("stream to {hop} closed")))?;
@@ -400,10 +407,11 @@ async fn serve_link(
                     Ok(None) => return Err(Error::Transport(format!("{hop} closed the stream"))),
                     Err(s) => return Err(Error::Transport(format!("stream to {hop}: {s}"))),
                 };
-                let Some(entry) = in_flight.remove(&ack.seq) else { continue };
+                let Some((entry, kind)) = in_flight.remove(&ack.seq) else { continue };
                 *delivered = true;
+                answered_by = tokio::time::Instant::now() + ack_timeout;
                 let (node, hop) = (node.clone(), hop.clone());
-                finishing.spawn(async move { finish(&node, &hop, entry, ack).await });
+                finishing.spawn(async move { finish(&node, &hop, entry, kind, ack).await });
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
@@ -412,6 +420,13 @@ async fn serve_link(
             }
             _ = signal.changed(), if draining.is_none() && in_flight.len() < SEND_WINDOW => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if in_flight.is_empty() => {}
+            _ = tokio::time::sleep_until(answered_by), if !in_flight.is_empty() && draining.is_none() => {
+                return Err(Error::Transport(format!(
+                    "{hop} acknowledged nothing for {} ms with {} items in flight",
+                    ack_timeout.as_millis(),
+                    in_flight.len()
+                )));
+            }
             _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {}
             _ = stop.changed(), if draining.is_none() => {
                 draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);
@@ -435,11 +450,13 @@ fn is_transient(code: i32) -> bool {
     )
 }
 
-/// After the neighbour answered: the entry leaves the outbox and the sender hears of it.
+/// After the neighbour answered: the entry leaves the outbox and the hand-off is recorded,
+/// in one write.
 async fn finish(
     node: &Node,
     hop: &NodeId,
     entry: OutboxEntry,
+    kind: MessageKind,
     ack: pb::RelayAck,
 ) -> Result<(), Error> {
     let refused = ack.refused_code != 0;
@@ -460,24 +477,22 @@ async fn finish(
         delivery::dead_letter(node, hop, &entry, why).await?;
         return Ok(());
     }
-    node.store().outbox_remove(hop, &entry.key).await?;
-    if matches!(
-        node.store().message(&entry.id)?.map(|m| m.envelope.kind),
-        None | Some(MessageKind::Event)
-    ) {
-        return Ok(());
-    }
     // A hand-off is recorded here; the sender's home node learns every hop from the
-    // trace that comes back with the delivery.
-    let events = entry
-        .recipients
-        .iter()
-        .map(|r| {
-            let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
-            stored::encode_event(&e).into()
-        })
-        .collect();
-    node.store().append_events(&entry.id, events).await?;
+    // trace that comes back with the delivery. Transport events have no log of their own.
+    let events = match kind {
+        MessageKind::Event => Vec::new(),
+        MessageKind::Document | MessageKind::Status => entry
+            .recipients
+            .iter()
+            .map(|r| {
+                let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
+                stored::encode_event(&e).into()
+            })
+            .collect(),
+    };
+    node.store()
+        .outbox_remove(hop, &entry.key, &entry.id, events)
+        .await?;
     Ok(())
 }
 

@@ -40,8 +40,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type Digest = [u8; 32];
 
 /// Position in an inbox; strictly increasing in the order entries were added, and never 0,
-/// so that 0 means "before the first entry". A subscriber resumes by asking for entries
-/// after the last cursor it saw.
+/// so that 0 means "before the first entry". Entries are served by priority lane (urgent
+/// first) and within a lane in cursor order.
 pub type Cursor = u64;
 
 /// Whether a stored message is an official document, a status notice, or a transport
@@ -174,10 +174,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>>;
 
     /// Up to `limit` entries of `agency`'s inbox with a cursor greater than `after`
-    /// (all when `None`), in cursor order.
+    /// (all when `None`): higher priority first, then in cursor order.
     fn inbox(
         &self,
         agency: &AgencyCode,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>>;
+
+    /// Up to `limit` entries of `agency`'s inbox with priority `priority` and a cursor
+    /// greater than `after`, in cursor order. The entries of a priority appear in cursor
+    /// order, so a reader that remembers the last cursor it read per priority never
+    /// misses one.
+    fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Vec<InboxEntry>>;
@@ -213,9 +225,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>>;
 
-    /// Removes an outbox entry once the next hop has durably acknowledged it. Removing an
-    /// entry that is already gone is a no-op (a retry after a crash).
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()>;
+    /// Removes an outbox entry once the next hop has durably acknowledged it, and appends
+    /// `events` to the log of message `id` in the same write. Removing an entry that is
+    /// already gone (a retry after a crash) writes nothing, events included.
+    async fn outbox_remove(
+        &self,
+        hop: &NodeId,
+        key: &[u8],
+        id: &DocumentId,
+        events: Vec<Bytes>,
+    ) -> Result<()>;
 
     fn queue_depths(&self) -> Result<QueueDepths>;
 

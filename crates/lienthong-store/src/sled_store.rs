@@ -187,14 +187,32 @@ impl Store for SledStore {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Vec<InboxEntry>> {
+        let mut entries = Vec::new();
+        for priority in (0..=3u8).rev() {
+            let room = limit - entries.len();
+            if room == 0 {
+                break;
+            }
+            entries.extend(self.inbox_lane(agency, priority, after, room)?);
+        }
+        Ok(entries)
+    }
+
+    fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
         let start = match after {
             None => 0,
             Some(Cursor::MAX) => return Ok(Vec::new()),
             Some(c) => c + 1,
         };
-        let prefix = codec::inbox_prefix(agency);
+        let prefix = codec::inbox_lane_prefix(agency, priority);
         let mut entries = Vec::new();
-        for item in self.tree.range(codec::inbox_key(agency, start)..) {
+        for item in self.tree.range(codec::inbox_key(agency, priority, start)..) {
             if entries.len() >= limit {
                 break;
             }
@@ -302,9 +320,19 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
+    async fn outbox_remove(
+        &self,
+        hop: &NodeId,
+        key: &[u8],
+        id: &DocumentId,
+        events: Vec<Bytes>,
+    ) -> Result<()> {
         self.check_outbox_key(hop, key)?;
-        let write = Write::OutboxRemove { key: key.to_vec() };
+        let write = Write::OutboxRemove {
+            key: key.to_vec(),
+            id: id.clone(),
+            events,
+        };
         self.writer.write(write).await.map(drop)
     }
 
