@@ -170,20 +170,60 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
             if from != *client.agency() {
                 return Err(not_ours(&from).into());
             }
-            let (receipt, duplicate) = client.send_status(notice.clone()).await?;
-            println!(
-                "status {} for {} {} to {}; accepted by node {} at {}",
-                notice.code,
-                notice.response_for.document_id,
-                if duplicate { "re-sent" } else { "sent" },
-                notice.to,
-                receipt.node,
-                format_time(receipt.accepted_at)
-            );
-            println!("{}", notice.id);
+            for notice in addressed(client, notice).await? {
+                let (receipt, duplicate) = client.send_status(notice.clone()).await?;
+                println!(
+                    "status {} for {} {} to {}; accepted by node {} at {}",
+                    notice.code,
+                    notice.response_for.document_id,
+                    if duplicate { "re-sent" } else { "sent" },
+                    notice.to,
+                    receipt.node,
+                    format_time(receipt.accepted_at)
+                );
+                println!("{}", notice.id);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The notices to send for an imported status message. A withdraw request (13) from the
+/// document's sender names the document in ResponseFor, whose OrganId is then the
+/// sender itself: it goes to every recipient of the document (read back from the node),
+/// one notice each, with ids derived from the imported one so that a re-send
+/// deduplicates. Any other notice goes as it is.
+async fn addressed(client: &DmsClient, notice: StatusNotice) -> anyhow::Result<Vec<StatusNotice>> {
+    if notice.code != StatusCode::WithdrawRequest || notice.to != *client.agency() {
+        return Ok(vec![notice]);
+    }
+    let document = notice.document_id()?;
+    let Incoming::Document(original) = client.fetch(document.as_str()).await? else {
+        return Err(UsageError(format!("{document} is a status notice, not a document")).into());
+    };
+    original
+        .document
+        .recipients()?
+        .into_iter()
+        .map(|to| {
+            let h = hex::encode(
+                &lienthong_core::sign::sha256(format!("{}/{to}", notice.id).as_bytes())[..16],
+            );
+            let id = format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            );
+            Ok(StatusNotice {
+                id: DocumentId::parse(&id)?,
+                to,
+                ..notice.clone()
+            })
+        })
+        .collect()
 }
 
 #[derive(Args, Debug)]

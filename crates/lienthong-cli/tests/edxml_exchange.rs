@@ -86,6 +86,10 @@ fn document_xml(from: &str) -> String {
 }
 
 fn status_xml(code: &str, description: &str) -> String {
+    status_xml_from(RECIPIENT, code, description)
+}
+
+fn status_xml_from(from: &str, code: &str, description: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
@@ -93,8 +97,7 @@ fn status_xml(code: &str, description: &str) -> String {
     <edXML:edXMLHeader>
       <edXML:MessageHeader>
         <edXML:From>
-          <edXML:OrganId>{RECIPIENT}</edXML:OrganId>
-          <edXML:OrganName>Sở Thông tin và Truyền thông</edXML:OrganName>
+          <edXML:OrganId>{from}</edXML:OrganId>
         </edXML:From>
         <edXML:ResponseFor>
           <edXML:OrganId>{SENDER}</edXML:OrganId>
@@ -274,6 +277,31 @@ async fn sends_an_edxml_status_message_as_a_status_notice_and_exports_it() {
     assert_eq!(back.description, "Đã vào sổ");
     assert_eq!(back.response_for.document_id, DOC_ID);
     assert_eq!(back.from.organ_id, RECIPIENT);
+
+    // A withdraw request from the sender names its own document in ResponseFor: it goes
+    // to each recipient of the document, and only then may the recipient answer 15.
+    let w = write(
+        work.path(),
+        "status13.edxml",
+        &status_xml_from(SENDER, "13", "Xin rút lại để sửa"),
+    );
+    let out = lienthong(args(&["send", "--edxml", w.to_str().unwrap()], sender)).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(&format!("sent to {RECIPIENT}")), "{stdout}");
+    let answer = write(work.path(), "status15.edxml", &status_xml("15", "Đồng ý"));
+    let out = lienthong(args(
+        &["send", "--edxml", answer.to_str().unwrap()],
+        recipient,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lienthong(args(&["send", "--edxml", w.to_str().unwrap()], sender)).await;
+    assert!(
+        text(&out.stdout).contains("re-sent"),
+        "{}",
+        text(&out.stdout)
+    );
     t.stop().await.unwrap();
 }
 
