@@ -451,6 +451,44 @@ async fn lifecycle_state_survives_a_restart() {
     t.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn an_index_entry_whose_message_was_never_stored_marks_nothing() {
+    init();
+    let mut t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
+    let d = send_new(&a, &[&b], "Công văn").await;
+    // What a crash between the index write and the revoke's own write leaves behind.
+    t.node.take().unwrap().stop().await.unwrap();
+    let ghost = lienthong_core::DocumentId::generate();
+    {
+        use lienthong_store::Store;
+        let store = lienthong_store::SledStore::open(&t.net.config.data_dir).unwrap();
+        let entry = lienthong_core::TransportEvent {
+            kind: lienthong_core::TransportEventKind::Lifecycle,
+            at: lienthong_core::now_millis(),
+            node: lienthong_core::NodeId::parse("H41").unwrap(),
+            agency: None,
+            detail: ghost.to_string(),
+        };
+        store
+            .append_event(&d.id, lienthong_proto::stored::encode_event(&entry).into())
+            .await
+            .unwrap();
+    }
+    t.restart().await.unwrap();
+    let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
+    let entry = wait_for_entry(&b, d.id.as_str(), |_| true).await;
+    assert_eq!(entry.business_state, "", "no revoke is stored");
+    // The revoke the DMS sends again (it holds no receipt) then counts, once.
+    let mut r = successor(&a, &[&b], BusinessType::Revoke, &d);
+    r.id = ghost;
+    a.send(&mut r, &[]).await.unwrap();
+    let entry = wait_for_entry(&b, d.id.as_str(), |_| true).await;
+    assert_eq!(entry.business_state, "revoked");
+    assert_eq!(entry.superseded_by, r.id.as_str());
+    t.stop().await.unwrap();
+}
+
 // ---- across the two-tier network -------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
