@@ -445,7 +445,8 @@ pub struct StatusArgs {
     /// Description; the reason for 02, 13 and 16.
     #[arg(long, default_value = "")]
     pub description: String,
-    /// The agency the notice is for; by default the document's sender.
+    /// The agency the notice is for; by default the document's sender, or for 13 (sent
+    /// by the document's sender) every recipient of the document.
     #[arg(long)]
     pub to: Option<String>,
 }
@@ -467,12 +468,16 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let mut notice = StatusNotice::new(client.agency().clone(), to.clone(), &document, code);
     notice.description = args.description.clone();
-    let (receipt, _) = client.send_status(notice.clone()).await?;
-    println!(
-        "status {code} for {document} sent to {to}; accepted by node {} at {}",
-        receipt.node,
-        format_time(receipt.accepted_at)
-    );
+    // A 13 without --to names the caller's own document: one per recipient.
+    for notice in addressed(&client, notice).await? {
+        let (receipt, _) = client.send_status(notice.clone()).await?;
+        println!(
+            "status {code} for {document} sent to {}; accepted by node {} at {}",
+            notice.to,
+            receipt.node,
+            format_time(receipt.accepted_at)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

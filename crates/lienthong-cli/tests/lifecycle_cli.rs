@@ -87,3 +87,56 @@ async fn inbox_flags_a_revoked_document_and_track_shows_business_next_to_transpo
     );
     t.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_command_reports_the_rule_a_notice_breaks() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b, c) = (
+        t.client(0).unwrap(),
+        t.client(1).unwrap(),
+        t.client(2).unwrap(),
+    );
+    let mut d = a.new_document(vec![b.agency().clone(), c.agency().clone()], "Công văn");
+    a.send(&mut d, &[]).await.unwrap();
+    let profile = |i: usize| t.net.profiles[i].1.display().to_string();
+    let status = |i: usize, code: &str| {
+        vec![
+            "status".to_string(),
+            "-p".into(),
+            profile(i),
+            "--document".into(),
+            d.id.to_string(),
+            "--code".into(),
+            code.into(),
+        ]
+    };
+
+    // 15 with nothing to answer: the node's rule, and a failure exit.
+    let out = lienthong(status(1, "15")).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("error: FailedPrecondition: lifecycle: status 15 answers a withdraw request"),
+        "{stderr}"
+    );
+
+    // The sender's 13 without --to goes to every recipient; then 15 is an answer.
+    let out = lienthong(status(0, "13")).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sent to 000.00.14.H41"), "{stdout}");
+    assert!(stdout.contains("sent to 000.00.20.H41"), "{stdout}");
+    let out = lienthong(status(1, "15")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.stop().await.unwrap();
+}
