@@ -139,6 +139,16 @@ pub struct OutboxEntry {
     pub recipients: Vec<AgencyCode>,
 }
 
+/// An outbox entry the next hop acknowledged, and what to log about the hand-off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handed {
+    /// [`OutboxEntry::key`].
+    pub key: Bytes,
+    pub id: DocumentId,
+    /// Appended to the message's log with the removal.
+    pub events: Vec<Bytes>,
+}
+
 /// Queue depths, for the admin API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueDepths {
@@ -225,16 +235,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>>;
 
-    /// Removes an outbox entry once the next hop has durably acknowledged it, and appends
-    /// `events` to the log of message `id` in the same write. Removing an entry that is
-    /// already gone (a retry after a crash) writes nothing, events included.
-    async fn outbox_remove(
-        &self,
-        hop: &NodeId,
-        key: &[u8],
-        id: &DocumentId,
-        events: Vec<Bytes>,
-    ) -> Result<()>;
+    /// Removes outbox entries once the next hop has durably acknowledged them, and
+    /// appends each one's events to its message's log, all in one write. An entry that is
+    /// already gone (a retry after a crash) is skipped, its events too.
+    async fn outbox_remove(&self, hop: &NodeId, handed: Vec<Handed>) -> Result<()>;
 
     fn queue_depths(&self) -> Result<QueueDepths>;
 

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use crate::{
-    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, InboxEntry, OutboxEntry,
-    QueueDepths, Result, Store, StoredMessage,
+    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, Handed, InboxEntry,
+    OutboxEntry, QueueDepths, Result, Store, StoredMessage,
 };
 use blob::BlobDir;
 use writer::{Write, Writer, Written};
@@ -320,19 +320,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn outbox_remove(
-        &self,
-        hop: &NodeId,
-        key: &[u8],
-        id: &DocumentId,
-        events: Vec<Bytes>,
-    ) -> Result<()> {
-        self.check_outbox_key(hop, key)?;
-        let write = Write::OutboxRemove {
-            key: key.to_vec(),
-            id: id.clone(),
-            events,
-        };
+    async fn outbox_remove(&self, hop: &NodeId, handed: Vec<Handed>) -> Result<()> {
+        for h in &handed {
+            self.check_outbox_key(hop, &h.key)?;
+        }
+        let write = Write::OutboxRemove { handed };
         self.writer.write(write).await.map(drop)
     }
 

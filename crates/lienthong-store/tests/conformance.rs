@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 use lienthong_store::{
-    AcceptOutcome, Delivery, Digest, Envelope, Error, InboxEntry, MessageKind, QueueDepths,
+    AcceptOutcome, Delivery, Digest, Envelope, Error, Handed, InboxEntry, MessageKind, QueueDepths,
     SledStore, Store,
 };
 
@@ -77,6 +77,14 @@ fn ids_of_outbox<S: Store>(s: &S, node: &str) -> Vec<String> {
         .into_iter()
         .map(|e| e.id.to_string())
         .collect()
+}
+
+fn handed(entry: &lienthong_store::OutboxEntry, event_text: &str) -> Handed {
+    Handed {
+        key: entry.key.clone(),
+        id: entry.id.clone(),
+        events: vec![event(event_text)],
+    }
 }
 
 fn ids(entries: &[InboxEntry]) -> Vec<&str> {
@@ -472,7 +480,7 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
     assert_eq!(first_two, out[..2].to_vec());
     assert!(s.outbox(&hop("H20"), 100).unwrap().is_empty());
 
-    s.outbox_remove(&hop("H41"), &out[1].key, &out[1].id, vec![event("to H41")])
+    s.outbox_remove(&hop("H41"), vec![handed(&out[1], "to H41")])
         .await
         .unwrap();
     let order: Vec<_> = s
@@ -487,7 +495,7 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
         vec![event("d:accepted"), event("to H41")]
     );
     // Removing again (a retry) is harmless.
-    s.outbox_remove(&hop("H41"), &out[1].key, &out[1].id, vec![event("to H41")])
+    s.outbox_remove(&hop("H41"), vec![handed(&out[1], "to H41")])
         .await
         .unwrap();
     assert_eq!(s.outbox(&hop("H41"), 100).unwrap().len(), 5);
@@ -566,12 +574,26 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
             .unwrap()
     );
     let key = s.outbox(&hop("H20-C1"), 1).unwrap()[0].key.clone();
-    s.outbox_remove(&hop("H20-C1"), &key, &doc_id("z"), vec![])
-        .await
-        .unwrap();
-    s.outbox_remove(&hop("H20-C1"), &key, &doc_id("z"), vec![])
-        .await
-        .unwrap();
+    s.outbox_remove(
+        &hop("H20-C1"),
+        vec![Handed {
+            key: key.clone(),
+            id: doc_id("z"),
+            events: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+    s.outbox_remove(
+        &hop("H20-C1"),
+        vec![Handed {
+            key: key.clone(),
+            id: doc_id("z"),
+            events: vec![],
+        }],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         nonzero(s.queue_depths().unwrap()),
         QueueDepths {

@@ -24,7 +24,7 @@ use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use super::codec;
 use super::commit::{Applied, Committer, Reply};
-use crate::{Digest, Envelope, Error, Result};
+use crate::{Digest, Envelope, Error, Handed, Result};
 
 /// Most writes in one group: bounds a batch's size and the wait of the first writer.
 const MAX_GROUP: usize = 512;
@@ -50,11 +50,9 @@ pub(crate) enum Write {
         id: DocumentId,
         events: Vec<Bytes>,
     },
-    /// An outbox entry leaves, and events about the hand-off are appended.
+    /// Outbox entries leave, and events about their hand-off are appended.
     OutboxRemove {
-        key: Vec<u8>,
-        id: DocumentId,
-        events: Vec<Bytes>,
+        handed: Vec<Handed>,
     },
     /// An outbox entry becomes a dead letter.
     DeadLetter {
@@ -304,13 +302,15 @@ impl Applier {
                 }
                 Ok(Written::Done)
             }
-            Write::OutboxRemove { key, id, events } => {
-                // Removing an absent key (a retry) writes nothing.
-                if self.take(group, &key)? {
-                    for event in events {
-                        group
-                            .batch
-                            .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+            Write::OutboxRemove { handed } => {
+                for Handed { key, id, events } in handed {
+                    // Removing an absent key (a retry) writes nothing.
+                    if self.take(group, &key)? {
+                        for event in events {
+                            group
+                                .batch
+                                .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                        }
                     }
                 }
                 Ok(Written::Done)
