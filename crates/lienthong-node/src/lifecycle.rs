@@ -29,6 +29,10 @@
 //! - a revoke, update or replace references documents its sender sent through this node,
 //!   not already revoked or replaced, and reaches every one of their recipients (refused
 //!   otherwise: the recipient list is signed, so the node cannot complete it).
+//!
+//! A check and the admission it allows run under the documents' `LifecycleLocks`, so
+//! two concurrent messages cannot both pass a rule only one of them may; a re-send of a
+//! stored message is answered from the store and not checked again.
 
 use std::collections::BTreeMap;
 
