@@ -589,13 +589,17 @@ impl Node {
                 None => by_message.push((id, encoded)),
             }
         }
+        let mut logs = Vec::with_capacity(by_message.len());
         for (id, mut events) in by_message {
             let logged = self.store.events(&id)?;
             events.retain(|e| !logged.contains(e));
             events.dedup();
             if !events.is_empty() {
-                self.store.append_events(&id, events).await?;
+                logs.push((id, events));
             }
+        }
+        if !logs.is_empty() {
+            self.store.append_event_logs(logs).await?;
         }
         Ok(())
     }

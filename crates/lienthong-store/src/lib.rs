@@ -208,8 +208,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// atomically. Returns `false` (and writes nothing) if it was not in that inbox.
     async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool>;
 
+    /// Appends events (opaque bytes) to the logs of several messages, each in order, in
+    /// one durable write.
+    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()>;
+
     /// Appends events (opaque bytes) to a message's log, in order, in one durable write.
-    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()>;
+    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
+        self.append_event_logs(vec![(id.clone(), events)]).await
+    }
 
     /// Appends one event (opaque bytes) to a message's log.
     async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {

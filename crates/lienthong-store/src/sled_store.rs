@@ -243,12 +243,11 @@ impl Store for SledStore {
         }
     }
 
-    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
-        let write = Write::AppendEvents {
-            id: id.clone(),
-            events,
-        };
-        self.writer.write(write).await.map(drop)
+    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()> {
+        self.writer
+            .write(Write::AppendEvents { logs })
+            .await
+            .map(drop)
     }
 
     fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>> {

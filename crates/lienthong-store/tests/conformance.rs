@@ -463,6 +463,17 @@ pub async fn events_are_returned_in_append_order<S: Store>(open: &dyn Fn() -> S)
     }
     assert_eq!(s.events(&id).unwrap(), expected);
     assert_eq!(s.events(&doc_id("d2")).unwrap().len(), 5);
+
+    // Several logs in one write, each in its order.
+    s.append_event_logs(vec![
+        (id.clone(), vec![event("x1"), event("x2")]),
+        (doc_id("d2"), vec![event("y1")]),
+    ])
+    .await
+    .unwrap();
+    expected.extend([event("x1"), event("x2")]);
+    assert_eq!(s.events(&id).unwrap(), expected);
+    assert_eq!(s.events(&doc_id("d2")).unwrap().last(), Some(&event("y1")));
 }
 
 pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn() -> S) {

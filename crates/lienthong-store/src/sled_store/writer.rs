@@ -47,8 +47,7 @@ pub(crate) enum Write {
         event: Bytes,
     },
     AppendEvents {
-        id: DocumentId,
-        events: Vec<Bytes>,
+        logs: Vec<(DocumentId, Vec<Bytes>)>,
     },
     /// Outbox entries leave, and events about their hand-off are appended.
     OutboxRemove {
@@ -293,12 +292,14 @@ impl Applier {
                 group.wrote = true;
                 Ok(Written::Acked(true))
             }
-            Write::AppendEvents { id, events } => {
-                for event in events {
-                    group
-                        .batch
-                        .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
-                    group.wrote = true;
+            Write::AppendEvents { logs } => {
+                for (id, events) in logs {
+                    for event in events {
+                        group
+                            .batch
+                            .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                        group.wrote = true;
+                    }
                 }
                 Ok(Written::Done)
             }
