@@ -30,6 +30,9 @@ pub enum Error {
     Transport(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request needs something done first (e.g. an attachment uploaded).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl From<lienthong_core::Error> for Error {
@@ -50,6 +53,10 @@ impl From<Error> for Status {
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,
             Error::Store(lienthong_store::Error::DigestMismatch { .. }) => Code::InvalidArgument,
+            Error::FailedPrecondition(_)
+            | Error::Store(
+                lienthong_store::Error::Gap { .. } | lienthong_store::Error::Incomplete { .. },
+            ) => Code::FailedPrecondition,
             Error::Store(_) | Error::Io(_) => Code::Unavailable,
             Error::Config(_) | Error::Pki(_) | Error::Transport(_) => Code::Internal,
         };

@@ -95,6 +95,26 @@ impl RelayService for RelayApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn push_blob(
+        &self,
+        req: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.node
+            .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
+        let status = crate::attachments::receive(&self.node, req.into_inner()).await?;
+        Ok(Response::new(status))
+    }
+
+    async fn blob_status(
+        &self,
+        req: Request<pb::BlobStatusRequest>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.node
+            .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
+        let status = crate::attachments::status(&self.node, &req.into_inner().sha256).await?;
+        Ok(Response::new(status))
+    }
 }
 
 /// Admits one relayed item and says how it went.
@@ -168,7 +188,12 @@ enum Prepared {
 
 /// Builds the hand-off item for an outbox entry, unless the message expired or its stored
 /// copy no longer matches its digest.
-async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared, Error> {
+async fn prepare(
+    node: &Arc<Node>,
+    hop: &NodeId,
+    entry: &OutboxEntry,
+    seq: u64,
+) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
         .message(&entry.id)?
@@ -192,16 +217,19 @@ async fn prepare(node: &Node, entry: &OutboxEntry, seq: u64) -> Result<Prepared,
         Ok(_) => {}
         Err(e) => return corrupt(e),
     }
-    match item_for(node, entry, &stored_message, seq).await {
+    match item_for(node, hop, entry, &stored_message, seq).await {
         Ok(item) => Ok(Prepared::Item(Box::new(item))),
         Err(e) => corrupt(e),
     }
 }
 
 /// The hand-off item for a stored message; [`lienthong_store::Error::Corrupt`] if the
-/// message or an attachment does not match its digest.
+/// message or an attachment does not match its digest. Attachments too large to travel
+/// inline are pushed to `hop` first, in chunks (resuming where `hop` stands), and the
+/// item carries no content for them.
 async fn item_for(
-    node: &Node,
+    node: &Arc<Node>,
+    hop: &NodeId,
     entry: &OutboxEntry,
     stored_message: &lienthong_store::StoredMessage,
     seq: u64,
@@ -224,9 +252,18 @@ async fn item_for(
             if lienthong_core::canonical::document_digest(&document) != envelope.content_digest {
                 return Err(corrupt("document"));
             }
+            let inline = crate::attachments::inline_flags(
+                &document.attachments,
+                node.limits().max_message_bytes,
+            );
             let mut contents = Vec::with_capacity(document.attachments.len());
-            for a in &document.attachments {
-                contents.push(node.store().blob(a.sha256).await?);
+            for (a, inline) in document.attachments.iter().zip(inline) {
+                if inline {
+                    contents.push(node.store().blob(a.sha256).await?);
+                } else {
+                    crate::attachments::push(node, hop, a).await?;
+                    contents.push(Bytes::new());
+                }
             }
             (
                 pb::relay_item::Message::Document(document_to_pb(&document, Some(&contents))),
@@ -379,7 +416,7 @@ async fn serve_link(
                 {
                     seq += 1;
                     *cursor = Some(entry.key.clone());
-                    let item = match prepare(node, &entry, seq).await? {
+                    let item = match prepare(node, hop, &entry, seq).await? {
                         Prepared::Item(item) => *item,
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;

@@ -1,0 +1,271 @@
+//! Large attachments end to end over real mTLS and real sled: chunked uploads that resume
+//! after a broken stream, blobs pushed node to node across four hops when they are larger
+//! than a gRPC message may be, and chunked, resumable downloads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lienthong_core::AgencyCode;
+use lienthong_core::sign::sha256;
+use lienthong_node::client::{
+    AttachmentSource, DmsClient, FileAttachment, Incoming, OutgoingAttachment,
+};
+use lienthong_proto::pb;
+use lienthong_testkit::{RunningNetwork, Shape};
+
+/// The nodes' largest gRPC message: every large attachment here is bigger.
+const MAX_MESSAGE: usize = 1024 * 1024;
+/// The DMS's upload chunks.
+const CHUNK: usize = 256 * 1024;
+/// commune of Nghệ An → H41 → VN → H42 → commune of Hà Tĩnh.
+const SENDER: &str = "001.00.20.H41";
+const RECIPIENT: &str = "001.00.20.H42";
+const PATH: [&str; 5] = ["H41-C1", "H41", "VN", "H42", "H42-C1"];
+
+async fn start(dir: &Path) -> RunningNetwork {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let shape = Shape {
+        tiers: 2,
+        fanout: 1,
+    };
+    RunningNetwork::start_with(dir, shape, 0, 100, |c| {
+        c.limits.max_message_bytes = MAX_MESSAGE;
+    })
+    .await
+    .unwrap()
+}
+
+/// A file of `len` pseudo-random bytes (so that no chunk repeats another).
+fn write_file(path: &Path, len: usize) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(len as u64);
+    let data: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+    std::fs::write(path, &data).unwrap();
+    data.into()
+}
+
+/// Polls `client`'s inbox until `id` is in it.
+async fn wait_for_entry(client: &DmsClient, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !client
+        .list_inbox(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.id == id)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never reached {}",
+            client.agency()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn blob_file(net: &RunningNetwork, node: &str, digest: &[u8; 32]) -> PathBuf {
+    net.net
+        .node(node)
+        .config
+        .data_dir
+        .join("blobs")
+        .join(hex::encode(digest))
+}
+
+/// Sends the first `chunks` chunks of `file` on an upload stream, waits until the node
+/// reports them durable, then breaks the stream (the call is dropped mid-stream, as when
+/// a connection dies). Returns the durable offset the node reports afterwards.
+async fn upload_then_break(client: &DmsClient, file: &FileAttachment, chunks: usize) -> u64 {
+    let data = std::fs::read(&file.path).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunk>(chunks);
+    for i in 0..chunks {
+        tx.send(pb::BlobChunk {
+            sha256: Bytes::copy_from_slice(&file.sha256),
+            size: file.size,
+            offset: (i * CHUNK) as u64,
+            data: Bytes::copy_from_slice(&data[i * CHUNK..(i + 1) * CHUNK]),
+        })
+        .await
+        .unwrap();
+    }
+    let mut rpc = client.rpc();
+    // `tx` stays open: the stream never ends by itself.
+    let call = tokio::spawn(async move {
+        rpc.upload_attachment(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let want = (chunks * CHUNK) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = client.attachment_status(&file.sha256).await.unwrap();
+        assert!(!s.complete);
+        if s.durable_bytes >= want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never held the chunks sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    call.abort();
+    drop(tx);
+    let _ = call.await;
+    let s = client.attachment_status(&file.sha256).await.unwrap();
+    assert!(!s.complete, "a broken upload must not complete the blob");
+    s.durable_bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
+    let recipient = net.client(RECIPIENT).unwrap();
+
+    // 3 MiB and a bit: more than three gRPC messages' worth.
+    let path = dir.path().join("quyet-dinh-phu-luc.pdf");
+    let data = write_file(&path, 3 * MAX_MESSAGE + 12_345);
+    let file = FileAttachment::from_file(&path).unwrap();
+    assert_eq!(file.sha256, sha256(&data));
+    // A document naming the attachment before its bytes are there is refused.
+    let mut early = sender.new_document(vec![AgencyCode::parse(RECIPIENT).unwrap()], "sớm");
+    let err = sender
+        .send_sealed(
+            sender
+                .seal_sources(&mut early, &[AttachmentSource::File(file.clone())])
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+
+    // The upload breaks after 5 chunks: exactly those are durable.
+    let held = upload_then_break(&sender, &file, 5).await;
+    assert_eq!(held, (5 * CHUNK) as u64);
+    let before = std::fs::read_dir(
+        net.net
+            .node("H41-C1")
+            .config
+            .data_dir
+            .join("blobs")
+            .join("partial"),
+    )
+    .unwrap()
+    .count();
+    assert_eq!(before, 1, "the partial upload is kept for resumption");
+    assert!(!blob_file(&net, "H41-C1", &file.sha256).exists());
+
+    // Sending resumes from there: only the rest travels again.
+    let mut document = sender.new_document(
+        vec![AgencyCode::parse(RECIPIENT).unwrap()],
+        "Quyết định kèm phụ lục lớn",
+    );
+    let (receipt, duplicate, reports) = sender
+        .send_sources(&mut document, &[AttachmentSource::File(file.clone())])
+        .await
+        .unwrap();
+    assert!(!duplicate);
+    assert_eq!(receipt.node.as_str(), "H41-C1");
+    let report = &reports[0];
+    assert_eq!(report.resumed_from, (5 * CHUNK) as u64);
+    assert_eq!(report.bytes_sent, file.size - report.resumed_from);
+    assert!(report.bytes_sent < file.size);
+    assert_eq!(report.attempts, 1);
+
+    // Four hops later the recipient's node holds it; every node on the path has the blob
+    // under its digest (pushed in chunks: it is larger than a message may be).
+    let id = document.id.to_string();
+    wait_for_entry(&recipient, &id).await;
+    for node in PATH {
+        let blob = blob_file(&net, node, &file.sha256);
+        assert_eq!(
+            std::fs::read(&blob).map(|b| sha256(&b)).ok(),
+            Some(file.sha256),
+            "blob at {node}"
+        );
+    }
+
+    // FetchDocument leaves the content out: `size` > 0 with no bytes.
+    let raw = recipient
+        .rpc()
+        .fetch_document(pb::FetchDocumentRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::fetch_document_response::Message::Document(d)) = raw.message else {
+        panic!("not a document");
+    };
+    assert_eq!(d.attachments[0].size, file.size);
+    assert!(d.attachments[0].content.is_empty());
+
+    // A download interrupted after 1 MiB resumes from there, and the file is intact.
+    let out = dir.path().join("received");
+    std::fs::create_dir_all(&out).unwrap();
+    let attachment = &document.attachments[0];
+    let target = out.join("phu-luc.pdf");
+    std::fs::write(out.join("phu-luc.pdf.part"), &data[..MAX_MESSAGE]).unwrap();
+    let resumed = recipient
+        .fetch_attachment_to_file(&id, attachment, &target)
+        .await
+        .unwrap();
+    assert_eq!(resumed, MAX_MESSAGE as u64);
+    assert_eq!(sha256(&std::fs::read(&target).unwrap()), file.sha256);
+
+    // The whole fetch, verified end to end, to files.
+    let out2 = dir.path().join("received2");
+    std::fs::create_dir_all(&out2).unwrap();
+    let dest = |a: &lienthong_core::Attachment| out2.join(&a.name);
+    let Incoming::Document(v) = recipient.fetch_to_files(&id, &dest).await.unwrap() else {
+        panic!("not a document");
+    };
+    assert_eq!(v.document.id, document.id);
+    let written = std::fs::read(out2.join("quyet-dinh-phu-luc.pdf")).unwrap();
+    assert_eq!(sha256(&written), file.sha256);
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_larger_than_a_message_crosses_four_hops_next_to_inline_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
+    let recipient = net.client(RECIPIENT).unwrap();
+
+    let path = dir.path().join("ho-so.zip");
+    let large = write_file(&path, 2 * MAX_MESSAGE + 777);
+    let small = Bytes::from_static(b"%PDF-1.7 to trinh");
+    let sources = [
+        AttachmentSource::Inline(OutgoingAttachment {
+            name: "to-trinh.pdf".into(),
+            content_type: "application/pdf".into(),
+            bytes: small.clone(),
+        }),
+        AttachmentSource::File(FileAttachment::from_file(&path).unwrap()),
+    ];
+    let mut document = sender.new_document(
+        vec![AgencyCode::parse(RECIPIENT).unwrap()],
+        "Hồ sơ kèm tệp lớn",
+    );
+    let (_, _, reports) = sender.send_sources(&mut document, &sources).await.unwrap();
+    assert_eq!(reports[0].resumed_from, 0);
+    assert_eq!(reports[0].bytes_sent, large.len() as u64);
+    // Sending the same document again is a duplicate and uploads nothing.
+    let (_, duplicate, again) = sender.send_sources(&mut document, &sources).await.unwrap();
+    assert!(duplicate);
+    assert_eq!(again[0].bytes_sent, 0);
+
+    let id = document.id.to_string();
+    wait_for_entry(&recipient, &id).await;
+    // Fetched into memory: the small one inline, the large one streamed; both verified.
+    let Incoming::Document(v) = recipient.fetch(&id).await.unwrap() else {
+        panic!("not a document");
+    };
+    assert_eq!(v.contents[0], small);
+    assert_eq!(v.contents[1].len(), large.len());
+    assert_eq!(sha256(&v.contents[1]), sha256(&large));
+    // The trace names every hop.
+    let hops: Vec<&str> = v.document.trace.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(hops, PATH);
+    net.stop().await.unwrap();
+}
