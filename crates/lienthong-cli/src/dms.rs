@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lienthong_core::{AgencyCode, DocumentId, Priority, StatusCode, StatusNotice, TransportEvent};
-use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
+use lienthong_node::client::{AttachmentSource, ClientProfile, DmsClient, Incoming};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
 
@@ -71,13 +71,31 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Priority::from_u8(args.priority).map_err(|e| UsageError(e.to_string()))?;
     document.header.code.number = args.number.clone();
     document.header.code.notation = args.notation.clone();
+    // Files of 8 MiB and more are streamed in chunks (resuming after errors) before the
+    // document is sent; smaller ones travel inline.
     let attachments = args
         .files
         .iter()
-        .map(|f| OutgoingAttachment::from_file(f))
+        .map(|f| AttachmentSource::from_path(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
-    let (receipt, duplicate) = client.send(&mut document, &attachments).await?;
+    let (receipt, duplicate, uploads) = client.send_sources(&mut document, &attachments).await?;
+    for (file, report) in attachments
+        .iter()
+        .filter_map(|a| match a {
+            AttachmentSource::File(f) => Some(f),
+            AttachmentSource::Inline(_) => None,
+        })
+        .zip(&uploads)
+    {
+        println!(
+            "streamed {} ({} bytes): {} sent, resumed from byte {}",
+            file.path.display(),
+            file.size,
+            report.bytes_sent,
+            report.resumed_from
+        );
+    }
     println!(
         "{} {} accepted by node {} at {} (receipt verified{})",
         if duplicate { "re-sent" } else { "sent" },
@@ -118,7 +136,12 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         async move {
             print_entry(&entry);
             if let Some(dir) = save {
-                let incoming = client.fetch(&entry.id).await?;
+                // Large attachments stream straight to their files (resuming after errors).
+                let out = dir.join(sanitize(&entry.id));
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                let dest = |a: &lienthong_core::Attachment| out.join(sanitize(&a.name));
+                let incoming = client.fetch_to_files(&entry.id, &dest).await?;
                 let path = save_incoming(&dir, &incoming)?;
                 println!("    saved and verified: {}", path.display());
                 if ack {
@@ -181,6 +204,9 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
             let out = dir.join(sanitize(v.document.id.as_str()));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (a, bytes) in v.document.attachments.iter().zip(&v.contents) {
+                if bytes.is_empty() && a.size > 0 {
+                    continue; // streamed to its file by `fetch_to_files`
+                }
                 std::fs::write(out.join(sanitize(&a.name)), bytes)?;
             }
             let summary = format!(
