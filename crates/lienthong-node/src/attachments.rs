@@ -323,5 +323,7 @@ pub async fn push(
             hex::encode(digest)
         )));
     }
-    Ok(attachment.size - from)
+    let sent = attachment.size - from;
+    tracing::info!(node = %node.id(), %hop, digest = %hex::encode(digest), from, sent, "blob pushed");
+    Ok(sent)
 }

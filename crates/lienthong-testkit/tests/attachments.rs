@@ -269,3 +269,162 @@ async fn attachment_larger_than_a_message_crosses_four_hops_next_to_inline_ones(
     assert_eq!(hops, PATH);
     net.stop().await.unwrap();
 }
+
+/// The log lines of every node in this test process, to see what a link did.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init();
+        logs
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_between_nodes_broken_mid_way_resumes_from_the_neighbours_durable_offset() {
+    let logs = logs();
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
+    let recipient = net.client(RECIPIENT).unwrap();
+    let path = dir.path().join("ban-do.tif");
+    let data = write_file(&path, 3 * MAX_MESSAGE + 99);
+    let file = FileAttachment::from_file(&path).unwrap();
+    let digest = Bytes::copy_from_slice(&file.sha256);
+
+    // A push from H41-C1 to H41 breaks after 4 chunks (the test speaks for H41-C1 with its
+    // node certificate, as its link would, and drops the stream mid-way).
+    let commune = &net.net.node("H41-C1").config;
+    let province = &net.net.node("H41").config;
+    let channel = lienthong_node::transport::connect(
+        &format!("https://{}", province.listen),
+        &commune.tls_files(),
+        Some(lienthong_pki::Identity::Node(
+            lienthong_core::NodeId::parse("H41").unwrap(),
+        )),
+    )
+    .unwrap();
+    let relay = pb::relay_service_client::RelayServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::BlobChunk>(4);
+    for i in 0..4 {
+        tx.send(pb::BlobChunk {
+            sha256: digest.clone(),
+            size: file.size,
+            offset: (i * CHUNK) as u64,
+            data: data.slice(i * CHUNK..(i + 1) * CHUNK),
+        })
+        .await
+        .unwrap();
+    }
+    let mut pushing = relay.clone();
+    let call = tokio::spawn(async move {
+        pushing
+            .push_blob(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let held = (4 * CHUNK) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = relay
+            .clone()
+            .blob_status(pb::BlobStatusRequest {
+                sha256: digest.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if s.durable_bytes >= held {
+            assert!(!s.complete);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    call.abort();
+    drop(tx);
+    let _ = call.await;
+
+    // A DMS agency may not push between nodes.
+    let err = pb::relay_service_client::RelayServiceClient::new(
+        lienthong_node::transport::connect(
+            &format!("https://{}", province.listen),
+            &lienthong_node::client::ClientProfile::load(net.net.profile(SENDER))
+                .unwrap()
+                .tls_files(),
+            None,
+        )
+        .unwrap(),
+    )
+    .blob_status(pb::BlobStatusRequest {
+        sha256: digest.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    // Now the document goes for real: H41-C1's link finds H41 holding 4 chunks and sends
+    // only the rest; the next hops get the whole blob.
+    let mut document = sender.new_document(
+        vec![AgencyCode::parse(RECIPIENT).unwrap()],
+        "Bản đồ quy hoạch",
+    );
+    sender
+        .send_sources(&mut document, &[AttachmentSource::File(file.clone())])
+        .await
+        .unwrap();
+    let id = document.id.to_string();
+    wait_for_entry(&recipient, &id).await;
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let hex = hex::encode(file.sha256);
+    let pushed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("blob pushed") && l.contains(&hex))
+        .collect();
+    let first_hop = pushed
+        .iter()
+        .find(|l| l.contains("node=H41-C1"))
+        .unwrap_or_else(|| panic!("no push from H41-C1 logged:\n{}", pushed.join("\n")));
+    assert!(first_hop.contains(&format!("from={held}")), "{first_hop}");
+    assert!(
+        first_hop.contains(&format!("sent={}", file.size - held)),
+        "{first_hop}"
+    );
+    for node in ["H41", "VN", "H42"] {
+        assert!(
+            pushed
+                .iter()
+                .any(|l| l.contains(&format!("node={node} ")) && l.contains("from=0")),
+            "{node} pushed the whole blob on:\n{}",
+            pushed.join("\n")
+        );
+    }
+    let Incoming::Document(v) = recipient.fetch(&id).await.unwrap() else {
+        panic!("not a document");
+    };
+    assert_eq!(sha256(&v.contents[0]), file.sha256);
+    net.stop().await.unwrap();
+}
