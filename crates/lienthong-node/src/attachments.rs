@@ -136,7 +136,6 @@ pub async fn receive(
                 if node.store().blob_len(digest).await?.is_some() {
                     return status(node, &digest).await;
                 }
-                node.check_disk_space()?;
                 named = Some((digest, chunk.size));
             }
             Some((d, size)) if d != digest || size != chunk.size => {
@@ -146,6 +145,9 @@ pub async fn receive(
             }
             Some(_) => {}
         }
+        // Cheap (the free space is read at most every 250 ms): a long upload stops
+        // before it fills the disk.
+        node.check_disk_space()?;
         let size = chunk.size;
         let end = chunk.offset.saturating_add(chunk.data.len() as u64);
         if end > size {

@@ -25,7 +25,12 @@ pub(crate) struct BlobDir {
     partial: PathBuf,
     /// Distinguishes concurrent writers of the same blob in this process.
     next_tmp: AtomicU64,
+    /// Chunked writes and completions of one digest take turns (striped by digest), so
+    /// that no chunk lands in a file while it is being hashed or renamed.
+    stripes: [std::sync::Mutex<()>; STRIPES],
 }
+
+const STRIPES: usize = 16;
 
 pub(crate) fn sha256(data: &[u8]) -> Digest {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
@@ -50,6 +55,7 @@ impl BlobDir {
             tmp,
             partial,
             next_tmp: AtomicU64::new(0),
+            stripes: Default::default(),
         })
     }
 
@@ -117,6 +123,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 const HASH_BLOCK: usize = 1024 * 1024;
 
 impl BlobDir {
+    fn stripe(&self, digest: &Digest) -> std::sync::MutexGuard<'_, ()> {
+        self.stripes[digest[0] as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn partial_path(&self, digest: &Digest) -> PathBuf {
         self.partial.join(hex::encode(digest))
     }
@@ -142,10 +154,11 @@ impl BlobDir {
     /// Writes `data` at `offset` of the partial file of `digest`, fsyncs it, and returns
     /// the durable length. `offset` may not lie beyond the bytes held: a writer resumes at
     /// [`BlobDir::partial_len`] or earlier. Concurrent writers of one digest write the same
-    /// bytes at the same offsets; a writer that sends other bytes is caught when the blob
-    /// completes, since only a file that hashes to its name becomes visible.
+    /// bytes at the same offsets, one at a time; a writer that sends other bytes is caught
+    /// when the blob completes, since only a file that hashes to its name becomes visible.
     pub(crate) fn write_partial(&self, digest: &Digest, offset: u64, data: &[u8]) -> Result<u64> {
         use std::os::unix::fs::FileExt;
+        let _turn = self.stripe(digest);
         let path = self.partial_path(digest);
         let f = fs::OpenOptions::new()
             .create(true)
@@ -174,6 +187,7 @@ impl BlobDir {
     /// removed (the upload starts over) and [`Error::DigestMismatch`] returned.
     pub(crate) fn complete_partial(&self, digest: &Digest, size: u64) -> Result<()> {
         use std::io::Read;
+        let _turn = self.stripe(digest);
         if self.len(digest)?.is_some() {
             let _ = fs::remove_file(self.partial_path(digest));
             return Ok(());
