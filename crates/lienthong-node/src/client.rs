@@ -112,6 +112,9 @@ impl OutgoingAttachment {
 /// Attachments at least this large are streamed in chunks by [`AttachmentSource::from_path`]
 /// (and so by `lienthong send`) instead of travelling inline.
 pub const STREAM_THRESHOLD_BYTES: u64 = 8 * 1024 * 1024;
+/// The largest attachment [`DmsClient::fetch`] streams into memory; larger ones need
+/// [`DmsClient::fetch_to_files`].
+pub const FETCH_IN_MEMORY_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Attempts of a chunked upload or download before it gives up, each resuming where the
 /// last left off.
 const TRANSFER_ATTEMPTS: u32 = 8;
@@ -457,8 +460,8 @@ impl DmsClient {
     }
 
     /// Fetches a message and verifies it end to end. Attachments the node leaves out of
-    /// the fetch (large ones) are streamed into memory; for big files use
-    /// [`DmsClient::fetch_to_files`].
+    /// the fetch (large ones) are streamed into memory, up to
+    /// [`FETCH_IN_MEMORY_MAX_BYTES`] each; for big files use [`DmsClient::fetch_to_files`].
     pub async fn fetch(&self, id: &str) -> Result<Incoming, tonic::Status> {
         self.fetch_with(id, None).await
     }
@@ -508,6 +511,14 @@ impl DmsClient {
                         Some(dest) => {
                             self.fetch_attachment_to_file(id, a, &dest(a)).await?;
                             streamed[i] = true;
+                        }
+                        None if a.size > FETCH_IN_MEMORY_MAX_BYTES => {
+                            return Err(tonic::Status::failed_precondition(format!(
+                                "attachment {:?} has {} bytes, too many to fetch into memory; \
+                                 fetch it to a file (DmsClient::fetch_to_files, `lienthong \
+                                 inbox --save DIR`)",
+                                a.name, a.size
+                            )));
                         }
                         None => *content = self.fetch_attachment_bytes(id, a).await?,
                     }
