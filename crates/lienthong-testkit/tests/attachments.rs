@@ -139,6 +139,26 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    // A chunk that does not follow the bytes held is refused and changes nothing.
+    let mut rpc = sender.rpc();
+    let err = rpc
+        .upload_attachment(tokio_stream::iter([pb::BlobChunk {
+            sha256: Bytes::copy_from_slice(&file.sha256),
+            size: file.size,
+            offset: CHUNK as u64,
+            data: data.slice(CHUNK..2 * CHUNK),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        sender
+            .attachment_status(&file.sha256)
+            .await
+            .unwrap()
+            .durable_bytes,
+        0
+    );
 
     // The upload breaks after 5 chunks: exactly those are durable.
     let held = upload_then_break(&sender, &file, 5).await;
@@ -167,6 +187,10 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
         .unwrap();
     assert!(!duplicate);
     assert_eq!(receipt.node.as_str(), "H41-C1");
+    // Once complete, the node holds it verified.
+    let held = sender.attachment_status(&file.sha256).await.unwrap();
+    assert!(held.complete);
+    assert_eq!(held.durable_bytes, file.size);
     let report = &reports[0];
     assert_eq!(report.resumed_from, (5 * CHUNK) as u64);
     assert_eq!(report.bytes_sent, file.size - report.resumed_from);
@@ -247,9 +271,24 @@ async fn attachment_larger_than_a_message_crosses_four_hops_next_to_inline_ones(
         vec![AgencyCode::parse(RECIPIENT).unwrap()],
         "Hồ sơ kèm tệp lớn",
     );
+    // A document declaring another size for uploaded bytes is refused.
+    let AttachmentSource::File(large_file) = &sources[1] else {
+        unreachable!()
+    };
+    sender.upload_file(large_file).await.unwrap();
+    let mut wrong = large_file.clone();
+    wrong.size += 1;
+    let mut bad = sender.new_document(vec![AgencyCode::parse(RECIPIENT).unwrap()], "sai");
+    let err = sender
+        .send_sources(&mut bad, &[AttachmentSource::File(wrong)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
     let (_, _, reports) = sender.send_sources(&mut document, &sources).await.unwrap();
-    assert_eq!(reports[0].resumed_from, 0);
-    assert_eq!(reports[0].bytes_sent, large.len() as u64);
+    assert_eq!(reports[0].resumed_from, large.len() as u64);
+    assert_eq!(reports[0].bytes_sent, 0);
+    assert_eq!(reports[0].attempts, 0);
     // Sending the same document again is a duplicate and uploads nothing.
     let (_, duplicate, again) = sender.send_sources(&mut document, &sources).await.unwrap();
     assert!(duplicate);

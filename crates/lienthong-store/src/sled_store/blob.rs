@@ -3,7 +3,8 @@
 //!
 //! Large blobs arrive in chunks: they grow in `blobs/partial/<hex>`, fsynced after every
 //! write so that the length of the file is what a sender may resume from (kept across
-//! restarts), and are renamed under their final name only once complete and hashed.
+//! restarts), and are renamed under their final name only once complete and hashed. A
+//! partial file untouched for a week is removed when the store opens.
 //!
 //! These functions block; the store calls them from `spawn_blocking`.
 
@@ -31,6 +32,8 @@ pub(crate) struct BlobDir {
 }
 
 const STRIPES: usize = 16;
+/// A partial upload untouched for this long is removed when the store opens.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 pub(crate) fn sha256(data: &[u8]) -> Digest {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
@@ -44,6 +47,19 @@ impl BlobDir {
         fs::create_dir_all(&tmp)?;
         let partial = dir.join("partial");
         fs::create_dir_all(&partial)?;
+        // Uploads abandoned long ago will not resume: give their space back.
+        for entry in fs::read_dir(&partial)? {
+            let entry = entry?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > PARTIAL_MAX_AGE);
+            if stale && let Err(e) = fs::remove_file(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove abandoned partial blob");
+            }
+        }
         for entry in fs::read_dir(&tmp)? {
             let entry = entry?;
             if let Err(e) = fs::remove_file(entry.path()) {
