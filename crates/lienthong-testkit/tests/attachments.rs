@@ -119,7 +119,7 @@ async fn upload_then_break(client: &DmsClient, file: &FileAttachment, chunks: us
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let net = start(dir.path()).await;
+    let mut net = start(dir.path()).await;
     let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
     let recipient = net.client(RECIPIENT).unwrap();
 
@@ -175,6 +175,13 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
     .count();
     assert_eq!(before, 1, "the partial upload is kept for resumption");
     assert!(!blob_file(&net, "H41-C1", &file.sha256).exists());
+    // It survives a restart of the node.
+    net.restart_node("H41-C1").await.unwrap();
+    net.wait_for_directory(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let status = sender.attachment_status(&file.sha256).await.unwrap();
+    assert_eq!((status.durable_bytes, status.complete), (held, false));
 
     // Sending resumes from there: only the rest travels again.
     let mut document = sender.new_document(
