@@ -315,7 +315,16 @@ pub async fn push(
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     read?;
     let answer = result
-        .map_err(|s| Error::Transport(format!("pushing blob to {hop}: {s}")))?
+        .map_err(|s| match s.code() {
+            // The neighbour hashed exactly the bytes read here and they do not match the
+            // digest (TLS rules out damage in transit): this node's copy is damaged.
+            tonic::Code::InvalidArgument => Error::Store(lienthong_store::Error::Corrupt(format!(
+                "blob {} as stored here was refused by {hop}: {}",
+                hex::encode(digest),
+                s.message()
+            ))),
+            _ => Error::Transport(format!("pushing blob to {hop}: {s}")),
+        })?
         .into_inner();
     if !answer.complete {
         return Err(Error::Transport(format!(

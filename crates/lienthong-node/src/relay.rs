@@ -256,12 +256,25 @@ async fn item_for(
                 &document.attachments,
                 node.limits().max_message_bytes,
             );
+            // A blob missing from this node's store is damage to the store, like one that no
+            // longer matches its digest: the message is quarantined, not retried forever.
+            let missing = |e: lienthong_store::Error| match e {
+                lienthong_store::Error::NotFound(what) => Error::Store(
+                    lienthong_store::Error::Corrupt(format!("{what} is missing from the store")),
+                ),
+                e => e.into(),
+            };
             let mut contents = Vec::with_capacity(document.attachments.len());
             for (a, inline) in document.attachments.iter().zip(inline) {
                 if inline {
-                    contents.push(node.store().blob(a.sha256).await?);
+                    contents.push(node.store().blob(a.sha256).await.map_err(missing)?);
                 } else {
-                    crate::attachments::push(node, hop, a).await?;
+                    crate::attachments::push(node, hop, a)
+                        .await
+                        .map_err(|e| match e {
+                            Error::Store(e) => missing(e),
+                            e => e,
+                        })?;
                     contents.push(Bytes::new());
                 }
             }

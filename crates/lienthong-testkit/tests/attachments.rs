@@ -474,3 +474,58 @@ async fn push_between_nodes_broken_mid_way_resumes_from_the_neighbours_durable_o
     assert_eq!(sha256(&v.contents[0]), file.sha256);
     net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_damaged_on_disk_is_quarantined_not_pushed_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path()).await;
+    let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
+    let path = dir.path().join("hu-hong.pdf");
+    write_file(&path, 2 * MAX_MESSAGE + 5);
+    let file = FileAttachment::from_file(&path).unwrap();
+
+    // The parent is down: the document waits at H41-C1 while its blob is damaged there.
+    net.stop_node("H41").await.unwrap();
+    let mut document =
+        sender.new_document(vec![AgencyCode::parse(RECIPIENT).unwrap()], "Tệp hư hỏng");
+    sender
+        .send_sources(&mut document, &[AttachmentSource::File(file.clone())])
+        .await
+        .unwrap();
+    let blob = blob_file(&net, "H41-C1", &file.sha256);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[MAX_MESSAGE] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    net.start_node("H41").await.unwrap();
+
+    // H41 hashes what arrived, refuses it, and H41-C1 quarantines the document.
+    let mut admin = net.admin("H41-C1").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let list = admin
+            .list_dead_letters(pb::DeadLetterFilter::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .dead_letters;
+        if let Some(d) = list
+            .into_iter()
+            .find(|d| d.document_id == document.id.to_string())
+        {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the document was never quarantined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(dead.reason.contains("quarantined"), "{}", dead.reason);
+    assert!(
+        dead.reason.contains(&hex::encode(file.sha256)),
+        "{}",
+        dead.reason
+    );
+    assert!(!blob_file(&net, "H41", &file.sha256).exists());
+    net.stop().await.unwrap();
+}
