@@ -38,7 +38,8 @@ pub struct SendArgs {
     /// Trích yếu — the document's abstract.
     #[arg(long, default_value = "")]
     pub subject: String,
-    /// A file to attach; repeat for several.
+    /// A file to attach; repeat for several. Files of 8 MiB and more are streamed to the
+    /// node in chunks first (resuming after errors), so any size works.
     #[arg(long = "file", short = 'f')]
     pub files: Vec<PathBuf>,
     /// 0 thường, 1 khẩn, 2 thượng khẩn, 3 hỏa tốc.
