@@ -159,7 +159,9 @@ impl BlobDir {
     }
 
     /// Bytes of a chunked upload of `digest` held durably so far (0 when none started).
+    /// Taken in turn with writers, so a chunk written but not yet fsynced is not counted.
     pub(crate) fn partial_len(&self, digest: &Digest) -> Result<u64> {
+        let _turn = self.stripe(digest);
         match fs::metadata(self.partial_path(digest)) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
