@@ -50,6 +50,10 @@ pub enum BenchCommand {
         /// Size of each document's content, in bytes.
         #[arg(long, default_value_t = 1024)]
         size: usize,
+        /// Requests each sender keeps in flight on its connection (HTTP/2 streams);
+        /// 1 means each sender waits for an acknowledgement before sending the next.
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
     },
     /// A large attachment across 4 hops: 5 nodes as separate processes (commune →
     /// province → national → province → commune); the DMS streams the file in chunks to
@@ -92,7 +96,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             docs,
             concurrency,
             size,
-        } => accept(docs, concurrency.max(1), size).await,
+            in_flight,
+        } => accept(docs, concurrency.max(1), size, in_flight.max(1)).await,
         BenchCommand::Network {
             docs,
             concurrency,
@@ -276,7 +281,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn accept(docs: usize, concurrency: usize, size: usize) -> anyhow::Result<ExitCode> {
+async fn accept(
+    docs: usize,
+    concurrency: usize,
+    size: usize,
+    in_flight: usize,
+) -> anyhow::Result<ExitCode> {
     let dir = tempfile::Builder::new()
         .prefix("lienthong-bench-")
         .tempdir()?;
@@ -284,7 +294,7 @@ async fn accept(docs: usize, concurrency: usize, size: usize) -> anyhow::Result<
     let net = generate(dir.path(), listener.local_addr()?, &DEV_AGENCIES)?;
     let node = RunningNode::start(&net.config, listener).await?;
     println!(
-        "bench accept: {docs} signed documents of {size} B, {concurrency} senders over mTLS, durable acks"
+        "bench accept: {docs} signed documents of {size} B, {concurrency} senders over mTLS with {in_flight} request(s) in flight each, durable acks"
     );
 
     // Senders spread over the first three agencies, each sending to the next one.
@@ -319,15 +329,24 @@ async fn accept(docs: usize, concurrency: usize, size: usize) -> anyhow::Result<
     let run_phase = |phase: Vec<(DmsClient, Vec<pb::Document>)>| async move {
         let mut tasks = Vec::new();
         for (client, docs) in phase {
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(docs.len());
-                for d in docs {
-                    let t = Instant::now();
-                    client.send_sealed_unverified(d).await?;
-                    latencies.push(t.elapsed());
-                }
-                anyhow::Ok(latencies)
-            }));
+            // Each of a sender's `in_flight` streams takes every `in_flight`-th document;
+            // they share the sender's one connection.
+            let mut streams = vec![Vec::new(); in_flight];
+            for (i, d) in docs.into_iter().enumerate() {
+                streams[i % in_flight].push(d);
+            }
+            for docs in streams {
+                let client = client.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(docs.len());
+                    for d in docs {
+                        let t = Instant::now();
+                        client.send_sealed_unverified(d).await?;
+                        latencies.push(t.elapsed());
+                    }
+                    anyhow::Ok(latencies)
+                }));
+            }
         }
         let mut all = Vec::new();
         for t in tasks {

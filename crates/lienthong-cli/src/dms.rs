@@ -116,7 +116,8 @@ pub struct InboxArgs {
     /// Keep the subscription open and print entries as they arrive.
     #[arg(long)]
     pub watch: bool,
-    /// Start after this cursor (resume a subscription).
+    /// The last cursor seen: listing shows only newer entries; a subscription (--watch)
+    /// still resends every unacknowledged entry, flagging those at or before it.
     #[arg(long, default_value_t = 0)]
     pub after: u64,
     /// Fetch each entry, verify it end to end, and save it under this directory

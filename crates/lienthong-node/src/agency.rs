@@ -51,6 +51,7 @@ fn entry_pb(item: InboxItem) -> pb::InboxEntry {
         from: item.from.to_string(),
         subject: item.subject,
         received_at_unix_ms: item.received_at,
+        redelivered: false,
     }
 }
 
@@ -82,31 +83,48 @@ impl AgencyService for AgencyApi {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EntryStream>, Status> {
         let caller = self.caller(&req)?;
-        let mut cursor = req.into_inner().after_cursor;
+        let seen_up_to = req.into_inner().after_cursor;
         let mut signal = self.node.watch_inbox(&caller);
         let mut stopping = self.node.stopping();
         let node = self.node.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BATCH);
         tokio::spawn(async move {
+            // Every unacknowledged entry goes out once per subscription: the last cursor
+            // sent per priority lane (entries of a lane appear in cursor order). After
+            // each batch the urgent lanes are read again first, so an urgent entry that
+            // arrives behind a routine backlog overtakes it.
+            let mut sent: [Option<u64>; 4] = [None; 4];
             loop {
                 // Mark the signal seen before reading, so an entry stored meanwhile wakes
                 // the next wait instead of being missed.
                 signal.borrow_and_update();
-                let items = match node.inbox(&caller, Some(cursor), SUBSCRIBE_BATCH) {
-                    Ok(items) => items,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        return;
+                let mut batch = Vec::new();
+                for priority in (0..=3u8).rev() {
+                    let lane = &mut sent[priority as usize];
+                    batch = match node.inbox_lane(&caller, priority, *lane, SUBSCRIBE_BATCH) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::from(e))).await;
+                            return;
+                        }
+                    };
+                    if let Some(last) = batch.last() {
+                        *lane = Some(last.entry.cursor);
+                        break;
                     }
-                };
-                let full = items.len() == SUBSCRIBE_BATCH;
-                for item in items {
-                    cursor = item.entry.cursor;
-                    if tx.send(Ok(entry_pb(item))).await.is_err() {
+                }
+                let idle = batch.is_empty();
+                for item in batch {
+                    let redelivered = item.entry.cursor <= seen_up_to;
+                    let entry = pb::InboxEntry {
+                        redelivered,
+                        ..entry_pb(item)
+                    };
+                    if tx.send(Ok(entry)).await.is_err() {
                         return; // the DMS went away
                     }
                 }
-                if full {
+                if !idle {
                     continue;
                 }
                 tokio::select! {

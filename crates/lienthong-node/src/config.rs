@@ -150,6 +150,10 @@ pub struct DeliveryConfig {
     /// How often waiting outboxes are swept for expired messages, in milliseconds
     /// (default 10 000).
     pub expiry_sweep_ms: u64,
+    /// How long a link waits for the next acknowledgement while items are in flight
+    /// before it gives the connection up and reconnects, in milliseconds (default
+    /// 15 000): a frozen neighbour holds the link no longer than this.
+    pub ack_timeout_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -161,6 +165,7 @@ impl Default for DeliveryConfig {
             circuit_failures: 5,
             circuit_open_ms: 30_000,
             expiry_sweep_ms: 10_000,
+            ack_timeout_ms: 15_000,
         }
     }
 }
@@ -221,10 +226,14 @@ impl NodeConfig {
                 "delivery.retry_min_ms must be at least 1 and at most delivery.retry_max_ms".into(),
             ));
         }
-        if d.circuit_failures == 0 || d.expiry_sweep_ms == 0 || d.default_expiry_secs == 0 {
+        if d.circuit_failures == 0
+            || d.expiry_sweep_ms == 0
+            || d.default_expiry_secs == 0
+            || d.ack_timeout_ms == 0
+        {
             return Err(Error::Config(
-                "delivery.circuit_failures, delivery.expiry_sweep_ms and \
-                 delivery.default_expiry_secs must be at least 1"
+                "delivery.circuit_failures, delivery.expiry_sweep_ms, \
+                 delivery.default_expiry_secs and delivery.ack_timeout_ms must be at least 1"
                     .into(),
             ));
         }

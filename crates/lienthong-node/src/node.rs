@@ -505,23 +505,28 @@ impl Node {
         event: TransportEvent,
         trace: &[TraceEntry],
     ) -> Result<(), Error> {
-        let hop = match d.route(&self.id, sender) {
-            Ok(Route::Via(hop)) => hop,
-            _ => {
-                // Nowhere to send it: keep it here rather than lose it.
-                self.store
-                    .append_event(id, stored::encode_event(&event).into())
-                    .await?;
-                return Ok(());
-            }
-        };
         let relay_event = pb::RelayEvent {
             document_id: id.to_string(),
             sender: sender.to_string(),
             event: Some((&event).into()),
             trace: lienthong_proto::trace_to_pb(trace),
         };
-        let encoded = relay_event.encode_to_vec();
+        match d.route(&self.id, sender) {
+            Ok(Route::Via(hop)) => self.queue_events(hop, vec![relay_event]).await,
+            // Nowhere to send it: keep it here rather than lose it.
+            _ => self.keep_events(vec![relay_event]).await,
+        }
+    }
+
+    /// Stores `events` as one message in the outbox towards `hop`: the link packs the
+    /// events waiting there into one item, so a burst of deliveries costs a few writes
+    /// per hop on the way back, not one per document.
+    async fn queue_events(&self, hop: NodeId, events: Vec<pb::RelayEvent>) -> Result<(), Error> {
+        let senders = events
+            .iter()
+            .map(|e| AgencyCode::parse(&e.sender))
+            .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+        let encoded = pb::RelayEvents { events }.encode_to_vec();
         let digest = sha256(&encoded);
         let event_id = DocumentId::parse(&format!("ev-{}", hex::encode(&digest[..16])))?;
         let envelope = Envelope {
@@ -533,13 +538,59 @@ impl Node {
             received_at: now_millis(),
         };
         let delivery = Delivery {
-            outboxes: vec![(hop.clone(), vec![sender.clone()])],
+            outboxes: vec![(hop.clone(), senders.into_iter().collect())],
             ..Delivery::default()
         };
         self.store
             .accept(envelope, delivery, Bytes::new(), Vec::new())
             .await?;
         self.signal_hops(&[hop]);
+        Ok(())
+    }
+
+    /// Appends `events` to the logs of their messages here: at the sender's home node,
+    /// or wherever an event can go no further. A delivery's trace adds one "forwarded"
+    /// event per hop. An event already in the log (a re-sent pack) is not added again.
+    async fn keep_events(&self, events: Vec<pb::RelayEvent>) -> Result<(), Error> {
+        let mut by_message: Vec<(DocumentId, Vec<Bytes>)> = Vec::new();
+        for e in events {
+            let id = DocumentId::parse(&e.document_id)?;
+            let transport: TransportEvent = e
+                .event
+                .ok_or(lienthong_proto::Error::Missing { field: "event" })?
+                .try_into()?;
+            let trace = lienthong_proto::trace_from_pb(e.trace)?;
+            let mut encoded: Vec<Bytes> = trace
+                .windows(2)
+                .map(|pair| {
+                    stored::encode_event(&TransportEvent {
+                        kind: TransportEventKind::Forwarded,
+                        at: pair[1].at,
+                        node: pair[1].node.clone(),
+                        agency: transport.agency.clone(),
+                        detail: format!("received from {}", pair[0].node),
+                    })
+                    .into()
+                })
+                .collect();
+            encoded.push(stored::encode_event(&transport).into());
+            match by_message.iter_mut().find(|(m, _)| *m == id) {
+                Some((_, list)) => list.extend(encoded),
+                None => by_message.push((id, encoded)),
+            }
+        }
+        let mut logs = Vec::with_capacity(by_message.len());
+        for (id, mut events) in by_message {
+            let logged = self.store.events(&id)?;
+            events.retain(|e| !logged.contains(e));
+            events.dedup();
+            if !events.is_empty() {
+                logs.push((id, events));
+            }
+        }
+        if !logs.is_empty() {
+            self.store.append_event_logs(logs).await?;
+        }
         Ok(())
     }
 
@@ -964,48 +1015,40 @@ impl Node {
         Ok((receipt, RelayOutcome::Stored))
     }
 
-    /// Takes one relayed transport event: appended here if the sender is homed here, else
-    /// passed on towards its home. A delivery's hop trace becomes one "forwarded" event
-    /// per hop after the origin, at the time that hop received the document.
-    pub async fn admit_event(
+    /// Transport events relayed by `from`: those about messages whose sender is homed
+    /// here join their logs; the others go on, one message per next hop. An event whose
+    /// route leads back to `from` (directories disagree for a moment) stays here.
+    pub async fn admit_events(
         &self,
-        event: pb::RelayEvent,
+        pack: pb::RelayEvents,
         from: &NodeId,
     ) -> Result<RelayOutcome, Error> {
-        let document_id = DocumentId::parse(&event.document_id)?;
-        let sender = AgencyCode::parse(&event.sender)?;
-        let transport: TransportEvent = event
-            .event
-            .clone()
-            .ok_or(lienthong_proto::Error::Missing { field: "event" })?
-            .try_into()?;
-        let trace = lienthong_proto::trace_from_pb(event.trace)?;
         let d = self.directory.current();
-        if !self.is_homed_here(&d, &sender) {
-            if matches!(d.route(&self.id, &sender), Ok(Route::Via(h)) if &h == from) {
-                return Err(Error::InvalidArgument(format!(
-                    "event for {sender} would go back to {from}"
-                )));
+        let mut here = Vec::new();
+        let mut onwards: Vec<(NodeId, Vec<pb::RelayEvent>)> = Vec::new();
+        for event in pack.events {
+            let sender = AgencyCode::parse(&event.sender)?;
+            if self.is_homed_here(&d, &sender) {
+                here.push(event);
+                continue;
             }
-            self.forward_event(&d, &document_id, &sender, transport, &trace)
-                .await?;
-            return Ok(RelayOutcome::Stored);
+            match d.route(&self.id, &sender) {
+                Ok(Route::Via(hop)) if hop != *from => {
+                    match onwards.iter_mut().find(|(h, _)| *h == hop) {
+                        Some((_, events)) => events.push(event),
+                        None => onwards.push((hop, vec![event])),
+                    }
+                }
+                _ => {
+                    tracing::warn!(node = %self.id, %sender, %from, "no way on for a transport event; kept here");
+                    here.push(event);
+                }
+            }
         }
-        let mut events: Vec<Bytes> = trace
-            .windows(2)
-            .map(|pair| {
-                stored::encode_event(&TransportEvent {
-                    kind: TransportEventKind::Forwarded,
-                    at: pair[1].at,
-                    node: pair[1].node.clone(),
-                    agency: transport.agency.clone(),
-                    detail: format!("received from {}", pair[0].node),
-                })
-                .into()
-            })
-            .collect();
-        events.push(stored::encode_event(&transport).into());
-        self.store.append_events(&document_id, events).await?;
+        for (hop, events) in onwards {
+            self.queue_events(hop, events).await?;
+        }
+        self.keep_events(here).await?;
         Ok(RelayOutcome::Stored)
     }
 
@@ -1020,14 +1063,32 @@ impl Node {
         }
     }
 
-    /// Entries of `agency`'s inbox after `after`, with sender and subject.
+    /// Entries of `agency`'s inbox after `after`, urgent first, with sender and subject.
     pub fn inbox(
         &self,
         agency: &AgencyCode,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxItem>, Error> {
-        let entries = self.store.inbox(agency, after, limit)?;
+        self.describe_inbox(self.store.inbox(agency, after, limit)?)
+    }
+
+    /// Entries of one priority lane of `agency`'s inbox after `after`, in cursor order.
+    pub fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, Error> {
+        self.describe_inbox(self.store.inbox_lane(agency, priority, after, limit)?)
+    }
+
+    /// Inbox entries with the sender and subject of their messages.
+    fn describe_inbox(
+        &self,
+        entries: Vec<lienthong_store::InboxEntry>,
+    ) -> Result<Vec<InboxItem>, Error> {
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(m) = self.store.message(&entry.id)? else {

@@ -21,7 +21,7 @@ use lienthong_pki::Identity;
 use lienthong_proto::pb::relay_service_client::RelayServiceClient;
 use lienthong_proto::pb::relay_service_server::RelayService;
 use lienthong_proto::{DocumentWithContent, document_to_pb, pb, stored};
-use lienthong_store::{MessageKind, OutboxEntry};
+use lienthong_store::{Handed, MessageKind, OutboxEntry};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -175,25 +175,20 @@ async fn admit(node: &Node, from: &NodeId, item: pb::RelayItem) -> Result<RelayO
             };
             Ok(node.admit_status(n.try_into()?, origin).await?.1)
         }
-        Some(pb::relay_item::Message::Event(e)) => node.admit_event(e, from).await,
+        Some(pb::relay_item::Message::Events(pack)) => node.admit_events(pack, from).await,
         None => Err(lienthong_proto::Error::Missing { field: "message" }.into()),
     }
 }
 
 /// What an outbox entry becomes when its turn comes.
 enum Prepared {
-    Item(Box<pb::RelayItem>),
+    Item(Box<pb::RelayItem>, MessageKind),
     Undeliverable(Undeliverable),
 }
 
 /// Builds the hand-off item for an outbox entry, unless the message expired or its stored
 /// copy no longer matches its digest.
-async fn prepare(
-    node: &Arc<Node>,
-    hop: &NodeId,
-    entry: &OutboxEntry,
-    seq: u64,
-) -> Result<Prepared, Error> {
+async fn prepare(node: &Arc<Node>, hop: &NodeId, entry: &OutboxEntry) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
         .message(&entry.id)?
@@ -217,8 +212,8 @@ async fn prepare(
         Ok(_) => {}
         Err(e) => return corrupt(e),
     }
-    match item_for(node, hop, entry, &stored_message, seq).await {
-        Ok(item) => Ok(Prepared::Item(Box::new(item))),
+    match item_for(node, hop, entry, &stored_message).await {
+        Ok(item) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
         Err(e) => corrupt(e),
     }
 }
@@ -232,7 +227,6 @@ async fn item_for(
     hop: &NodeId,
     entry: &OutboxEntry,
     stored_message: &lienthong_store::StoredMessage,
-    seq: u64,
 ) -> Result<pb::RelayItem, Error> {
     let envelope = &stored_message.envelope;
     let corrupt = |what: &str| {
@@ -294,13 +288,13 @@ async fn item_for(
             )
         }
         MessageKind::Event => {
-            let event = pb::RelayEvent::decode(envelope.encoded.as_ref())
+            let pack = pb::RelayEvents::decode(envelope.encoded.as_ref())
                 .map_err(|e| lienthong_proto::Error::Decode(e.to_string()))?;
-            (pb::relay_item::Message::Event(event), None)
+            (pb::relay_item::Message::Events(pack), None)
         }
     };
     Ok(pb::RelayItem {
-        seq,
+        seq: 0, // numbered when sent ([`Window::send`])
         message: Some(message),
         id: entry.id.to_string(),
         recipients: entry.recipients.iter().map(|r| r.to_string()).collect(),
@@ -394,52 +388,75 @@ async fn serve_link(
         s.retry_at = None;
     });
 
-    let mut in_flight: HashMap<u64, OutboxEntry> = HashMap::new();
+    let mut window = Window {
+        in_flight: HashMap::new(),
+        seq: 0,
+        answered_by: tokio::time::Instant::now(),
+        ack_timeout: Duration::from_millis(node.delivery().ack_timeout_ms),
+    };
     // The last key read per priority on this connection: a refill reads only entries
     // after it, so nothing is read twice (new entries of a priority sort after its old
     // ones). A new connection starts from the head and re-sends whatever is still
     // unacknowledged; the neighbour deduplicates.
     let mut cursors: [Option<Bytes>; 4] = Default::default();
-    let mut seq = 0u64;
     let mut finishing = tokio::task::JoinSet::new();
     // Set on shutdown: no new items; the link ends once those in flight are answered.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
         if let Some(deadline) = draining {
-            if in_flight.is_empty() && finishing.is_empty() {
+            if window.in_flight.is_empty() && finishing.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(node = %node.id(), %hop, unanswered = in_flight.len(), "shutdown: items still unacknowledged; they stay queued");
+                tracing::warn!(node = %node.id(), %hop, unanswered = window.in_flight.len(), "shutdown: items still unacknowledged; they stay queued");
                 return Ok(());
             }
         }
         // Refill the window, urgent priorities first.
-        if draining.is_none() && in_flight.len() < SEND_WINDOW {
+        if draining.is_none() && window.in_flight.len() < SEND_WINDOW {
             signal.borrow_and_update();
             for priority in (0..=3u8).rev() {
-                let room = SEND_WINDOW - in_flight.len();
+                let room = SEND_WINDOW - window.in_flight.len();
                 if room == 0 {
                     break;
                 }
                 let cursor = &mut cursors[priority as usize];
+                // Transport events read one after another travel as one item.
+                let mut pack: Option<(pb::RelayItem, Vec<(OutboxEntry, MessageKind)>)> = None;
                 for entry in node
                     .store()
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
-                    seq += 1;
                     *cursor = Some(entry.key.clone());
-                    let item = match prepare(node, hop, &entry, seq).await? {
-                        Prepared::Item(item) => *item,
+                    let (item, kind) = match prepare(node, hop, &entry).await? {
+                        Prepared::Item(item, kind) => (*item, kind),
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;
                             continue;
                         }
                     };
-                    in_flight.insert(seq, entry);
-                    tx.send(item)
-                        .await
-                        .map_err(|_| Error::Transport(format!("stream to {hop} closed")))?;
+                    if kind == MessageKind::Event {
+                        match &mut pack {
+                            Some((packed, entries)) if entries.len() < EVENTS_PER_ITEM => {
+                                join_events(packed, item);
+                                entries.push((entry, kind));
+                            }
+                            _ => {
+                                if let Some((packed, entries)) = pack.take() {
+                                    window.send(&tx, hop, packed, entries).await?;
+                                }
+                                pack = Some((item, vec![(entry, kind)]));
+                            }
+                        }
+                        continue;
+                    }
+                    if let Some((packed, entries)) = pack.take() {
+                        window.send(&tx, hop, packed, entries).await?;
+                    }
+                    window.send(&tx, hop, item, vec![(entry, kind)]).await?;
+                }
+                if let Some((packed, entries)) = pack.take() {
+                    window.send(&tx, hop, packed, entries).await?;
                 }
             }
         }
@@ -450,18 +467,27 @@ async fn serve_link(
                     Ok(None) => return Err(Error::Transport(format!("{hop} closed the stream"))),
                     Err(s) => return Err(Error::Transport(format!("stream to {hop}: {s}"))),
                 };
-                let Some(entry) = in_flight.remove(&ack.seq) else { continue };
+                let Some(entries) = window.answered(ack.seq) else { continue };
                 *delivered = true;
                 let (node, hop) = (node.clone(), hop.clone());
-                finishing.spawn(async move { finish(&node, &hop, entry, ack).await });
+                finishing.spawn(async move { finish(&node, &hop, entries, ack).await });
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
                     result?;
                 }
             }
-            _ = signal.changed(), if draining.is_none() && in_flight.len() < SEND_WINDOW => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)), if in_flight.is_empty() => {}
+            _ = signal.changed(), if draining.is_none() && window.in_flight.len() < SEND_WINDOW => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)), if window.in_flight.is_empty() => {}
+            // A neighbour that stops answering (frozen, or its disk stuck) while items are
+            // in flight: give the connection up and reconnect after the back-off.
+            _ = tokio::time::sleep_until(window.answered_by), if !window.in_flight.is_empty() && draining.is_none() => {
+                return Err(Error::Transport(format!(
+                    "{hop} acknowledged nothing for {} ms with {} items in flight",
+                    window.ack_timeout.as_millis(),
+                    window.in_flight.len()
+                )));
+            }
             _ = tokio::time::sleep(Duration::from_millis(50)), if draining.is_some() => {}
             _ = stop.changed(), if draining.is_none() => {
                 draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);
@@ -485,11 +511,12 @@ fn is_transient(code: i32) -> bool {
     )
 }
 
-/// After the neighbour answered: the entry leaves the outbox and the sender hears of it.
+/// After the neighbour answered an item: its entries leave the outbox and the hand-off is
+/// recorded, in one write.
 async fn finish(
     node: &Node,
     hop: &NodeId,
-    entry: OutboxEntry,
+    entries: Vec<(OutboxEntry, MessageKind)>,
     ack: pb::RelayAck,
 ) -> Result<(), Error> {
     let refused = ack.refused_code != 0;
@@ -499,36 +526,97 @@ async fn finish(
     if refused && is_transient(ack.refused_code) {
         return Err(Error::Transport(format!(
             "{hop} could not take {} for now: {}",
-            entry.id, ack.refused_reason
+            ack.id, ack.refused_reason
         )));
     }
     if refused {
-        let why = Undeliverable::Refused {
-            by: hop.clone(),
-            reason: ack.refused_reason,
-        };
-        delivery::dead_letter(node, hop, &entry, why).await?;
-        return Ok(());
-    }
-    node.store().outbox_remove(hop, &entry.key).await?;
-    if matches!(
-        node.store().message(&entry.id)?.map(|m| m.envelope.kind),
-        None | Some(MessageKind::Event)
-    ) {
+        for (entry, _) in &entries {
+            let why = Undeliverable::Refused {
+                by: hop.clone(),
+                reason: ack.refused_reason.clone(),
+            };
+            delivery::dead_letter(node, hop, entry, why).await?;
+        }
         return Ok(());
     }
     // A hand-off is recorded here; the sender's home node learns every hop from the
-    // trace that comes back with the delivery.
-    let events = entry
-        .recipients
-        .iter()
-        .map(|r| {
-            let e = node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
-            stored::encode_event(&e).into()
+    // trace that comes back with the delivery. Transport events have no log of their own.
+    let handed = entries
+        .into_iter()
+        .map(|(entry, kind)| {
+            let events = match kind {
+                MessageKind::Event => Vec::new(),
+                MessageKind::Document | MessageKind::Status => entry
+                    .recipients
+                    .iter()
+                    .map(|r| {
+                        let e =
+                            node.event(TransportEventKind::Forwarded, Some(r), format!("to {hop}"));
+                        stored::encode_event(&e).into()
+                    })
+                    .collect(),
+            };
+            Handed {
+                key: entry.key,
+                id: entry.id,
+                events,
+            }
         })
         .collect();
-    node.store().append_events(&entry.id, events).await?;
+    node.store().outbox_remove(hop, handed).await?;
     Ok(())
+}
+
+/// Transport events packed into one hand-off item at most.
+const EVENTS_PER_ITEM: usize = 512;
+
+/// Adds the events of `item` to those of `pack`.
+fn join_events(pack: &mut pb::RelayItem, item: pb::RelayItem) {
+    if let (
+        Some(pb::relay_item::Message::Events(packed)),
+        Some(pb::relay_item::Message::Events(more)),
+    ) = (&mut pack.message, item.message)
+    {
+        packed.events.extend(more.events);
+        pack.recipients.extend(item.recipients);
+    }
+}
+
+/// The items a link has sent on its current connection and not yet seen answered.
+struct Window {
+    /// Sequence number → the outbox entries the item carries.
+    in_flight: HashMap<u64, Vec<(OutboxEntry, MessageKind)>>,
+    seq: u64,
+    /// When the link gives the connection up unless something is answered before.
+    answered_by: tokio::time::Instant,
+    ack_timeout: Duration,
+}
+
+impl Window {
+    async fn send(
+        &mut self,
+        tx: &mpsc::Sender<pb::RelayItem>,
+        hop: &NodeId,
+        mut item: pb::RelayItem,
+        entries: Vec<(OutboxEntry, MessageKind)>,
+    ) -> Result<(), Error> {
+        self.seq += 1;
+        item.seq = self.seq;
+        if self.in_flight.is_empty() {
+            self.answered_by = tokio::time::Instant::now() + self.ack_timeout;
+        }
+        self.in_flight.insert(self.seq, entries);
+        tx.send(item)
+            .await
+            .map_err(|_| Error::Transport(format!("stream to {hop} closed")))
+    }
+
+    /// The entries of item `seq`, once answered; `None` for an unknown one.
+    fn answered(&mut self, seq: u64) -> Option<Vec<(OutboxEntry, MessageKind)>> {
+        let entries = self.in_flight.remove(&seq)?;
+        self.answered_by = tokio::time::Instant::now() + self.ack_timeout;
+        Some(entries)
+    }
 }
 
 #[cfg(test)]

@@ -40,8 +40,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type Digest = [u8; 32];
 
 /// Position in an inbox; strictly increasing in the order entries were added, and never 0,
-/// so that 0 means "before the first entry". A subscriber resumes by asking for entries
-/// after the last cursor it saw.
+/// so that 0 means "before the first entry". Entries are served by priority lane (urgent
+/// first) and within a lane in cursor order.
 pub type Cursor = u64;
 
 /// Whether a stored message is an official document, a status notice, or a transport
@@ -139,6 +139,16 @@ pub struct OutboxEntry {
     pub recipients: Vec<AgencyCode>,
 }
 
+/// An outbox entry the next hop acknowledged, and what to log about the hand-off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handed {
+    /// [`OutboxEntry::key`].
+    pub key: Bytes,
+    pub id: DocumentId,
+    /// Appended to the message's log with the removal.
+    pub events: Vec<Bytes>,
+}
+
 /// Queue depths, for the admin API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueDepths {
@@ -174,10 +184,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>>;
 
     /// Up to `limit` entries of `agency`'s inbox with a cursor greater than `after`
-    /// (all when `None`), in cursor order.
+    /// (all when `None`): higher priority first, then in cursor order.
     fn inbox(
         &self,
         agency: &AgencyCode,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>>;
+
+    /// Up to `limit` entries of `agency`'s inbox with priority `priority` and a cursor
+    /// greater than `after`, in cursor order. The entries of a priority appear in cursor
+    /// order, so a reader that remembers the last cursor it read per priority never
+    /// misses one.
+    fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Vec<InboxEntry>>;
@@ -186,8 +208,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// atomically. Returns `false` (and writes nothing) if it was not in that inbox.
     async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool>;
 
+    /// Appends events (opaque bytes) to the logs of several messages, each in order, in
+    /// one durable write.
+    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()>;
+
     /// Appends events (opaque bytes) to a message's log, in order, in one durable write.
-    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()>;
+    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
+        self.append_event_logs(vec![(id.clone(), events)]).await
+    }
 
     /// Appends one event (opaque bytes) to a message's log.
     async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {
@@ -213,9 +241,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>>;
 
-    /// Removes an outbox entry once the next hop has durably acknowledged it. Removing an
-    /// entry that is already gone is a no-op (a retry after a crash).
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()>;
+    /// Removes outbox entries once the next hop has durably acknowledged them, and
+    /// appends each one's events to its message's log, all in one write. An entry that is
+    /// already gone (a retry after a crash) is skipped, its events too.
+    async fn outbox_remove(&self, hop: &NodeId, handed: Vec<Handed>) -> Result<()>;
 
     fn queue_depths(&self) -> Result<QueueDepths>;
 

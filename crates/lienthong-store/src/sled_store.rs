@@ -19,8 +19,8 @@ use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use crate::{
-    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, InboxEntry, OutboxEntry,
-    QueueDepths, Result, Store, StoredMessage,
+    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, Handed, InboxEntry,
+    OutboxEntry, QueueDepths, Result, Store, StoredMessage,
 };
 use blob::BlobDir;
 use writer::{Write, Writer, Written};
@@ -187,14 +187,32 @@ impl Store for SledStore {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<Vec<InboxEntry>> {
+        let mut entries = Vec::new();
+        for priority in (0..=3u8).rev() {
+            let room = limit - entries.len();
+            if room == 0 {
+                break;
+            }
+            entries.extend(self.inbox_lane(agency, priority, after, room)?);
+        }
+        Ok(entries)
+    }
+
+    fn inbox_lane(
+        &self,
+        agency: &AgencyCode,
+        priority: u8,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
         let start = match after {
             None => 0,
             Some(Cursor::MAX) => return Ok(Vec::new()),
             Some(c) => c + 1,
         };
-        let prefix = codec::inbox_prefix(agency);
+        let prefix = codec::inbox_lane_prefix(agency, priority);
         let mut entries = Vec::new();
-        for item in self.tree.range(codec::inbox_key(agency, start)..) {
+        for item in self.tree.range(codec::inbox_key(agency, priority, start)..) {
             if entries.len() >= limit {
                 break;
             }
@@ -225,12 +243,11 @@ impl Store for SledStore {
         }
     }
 
-    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
-        let write = Write::AppendEvents {
-            id: id.clone(),
-            events,
-        };
-        self.writer.write(write).await.map(drop)
+    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()> {
+        self.writer
+            .write(Write::AppendEvents { logs })
+            .await
+            .map(drop)
     }
 
     fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>> {
@@ -302,9 +319,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    async fn outbox_remove(&self, hop: &NodeId, key: &[u8]) -> Result<()> {
-        self.check_outbox_key(hop, key)?;
-        let write = Write::OutboxRemove { key: key.to_vec() };
+    async fn outbox_remove(&self, hop: &NodeId, handed: Vec<Handed>) -> Result<()> {
+        for h in &handed {
+            self.check_outbox_key(hop, &h.key)?;
+        }
+        let write = Write::OutboxRemove { handed };
         self.writer.write(write).await.map(drop)
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 use lienthong_store::{
-    AcceptOutcome, Delivery, Digest, Envelope, Error, InboxEntry, MessageKind, QueueDepths,
+    AcceptOutcome, Delivery, Digest, Envelope, Error, Handed, InboxEntry, MessageKind, QueueDepths,
     SledStore, Store,
 };
 
@@ -77,6 +77,14 @@ fn ids_of_outbox<S: Store>(s: &S, node: &str) -> Vec<String> {
         .into_iter()
         .map(|e| e.id.to_string())
         .collect()
+}
+
+fn handed(entry: &lienthong_store::OutboxEntry, event_text: &str) -> Handed {
+    Handed {
+        key: entry.key.clone(),
+        id: entry.id.clone(),
+        events: vec![event(event_text)],
+    }
 }
 
 fn ids(entries: &[InboxEntry]) -> Vec<&str> {
@@ -233,7 +241,7 @@ pub async fn concurrent_accepts_of_one_id_accept_exactly_once<S: Store>(open: &d
 pub async fn inbox_is_in_cursor_order_and_resumes_after_a_cursor<S: Store>(open: &dyn Fn() -> S) {
     let s = open();
     for i in 0..5 {
-        accept_to(&s, &format!("a{i}"), (i % 4) as u8, to_inboxes(&[H41])).await;
+        accept_to(&s, &format!("a{i}"), 0, to_inboxes(&[H41])).await;
         if i % 2 == 0 {
             accept_to(&s, &format!("b{i}"), 0, to_inboxes(&[G22])).await;
         }
@@ -241,7 +249,6 @@ pub async fn inbox_is_in_cursor_order_and_resumes_after_a_cursor<S: Store>(open:
     let all = s.inbox(&agency(H41), None, 100).unwrap();
     assert_eq!(ids(&all), vec!["a0", "a1", "a2", "a3", "a4"]);
     assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor), "{all:?}");
-    assert_eq!(all[3].priority, 3);
     assert_eq!(all[3].kind, MessageKind::Document);
 
     let after = s.inbox(&agency(H41), Some(all[2].cursor), 100).unwrap();
@@ -256,12 +263,64 @@ pub async fn inbox_is_in_cursor_order_and_resumes_after_a_cursor<S: Store>(open:
             .is_empty()
     );
     assert!(s.inbox(&agency(H41), None, 0).unwrap().is_empty());
+    assert_eq!(
+        s.inbox_lane(&agency(H41), 0, Some(all[1].cursor), 100)
+            .unwrap(),
+        all[2..].to_vec()
+    );
+    assert!(s.inbox_lane(&agency(H41), 3, None, 100).unwrap().is_empty());
 
     assert_eq!(
         ids(&s.inbox(&agency(G22), None, 100).unwrap()),
         vec!["b0", "b2", "b4"]
     );
     assert!(s.inbox(&agency(H20), None, 100).unwrap().is_empty());
+}
+
+/// Urgent entries come before routine ones whatever their age; an ack finds an entry in
+/// its lane; each lane reads in cursor order from its own position.
+pub async fn inbox_serves_urgent_lanes_first<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    // Priorities 0,1,2,3,0,3: the inbox serves 3s, then the 2, the 1, then the 0s.
+    for (i, p) in [0u8, 1, 2, 3, 0, 3].into_iter().enumerate() {
+        accept_to(&s, &format!("a{i}"), p, to_inboxes(&[H41])).await;
+    }
+    let all = s.inbox(&agency(H41), None, 100).unwrap();
+    assert_eq!(ids(&all), vec!["a3", "a5", "a2", "a1", "a0", "a4"]);
+    assert_eq!(
+        all.iter().map(|e| e.priority).collect::<Vec<_>>(),
+        vec![3, 3, 2, 1, 0, 0]
+    );
+    assert_eq!(
+        ids(&s.inbox(&agency(H41), None, 3).unwrap()),
+        vec!["a3", "a5", "a2"]
+    );
+    let urgent = s.inbox_lane(&agency(H41), 3, None, 100).unwrap();
+    assert_eq!(ids(&urgent), vec!["a3", "a5"]);
+    assert_eq!(
+        ids(&s
+            .inbox_lane(&agency(H41), 3, Some(urgent[0].cursor), 100)
+            .unwrap()),
+        vec!["a5"]
+    );
+    // After a cursor: only newer entries, still urgent first.
+    let after = s.inbox(&agency(H41), Some(all[2].cursor), 100).unwrap();
+    assert_eq!(ids(&after), vec!["a3", "a5", "a4"]);
+
+    assert!(
+        s.ack(&agency(H41), &doc_id("a5"), event("fetched"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.ack(&agency(H41), &doc_id("a0"), event("fetched"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ids(&s.inbox(&agency(H41), None, 100).unwrap()),
+        vec!["a3", "a2", "a1", "a4"]
+    );
 }
 
 pub async fn one_message_reaches_every_inbox_and_outbox_of_its_delivery<S: Store>(
@@ -404,6 +463,17 @@ pub async fn events_are_returned_in_append_order<S: Store>(open: &dyn Fn() -> S)
     }
     assert_eq!(s.events(&id).unwrap(), expected);
     assert_eq!(s.events(&doc_id("d2")).unwrap().len(), 5);
+
+    // Several logs in one write, each in its order.
+    s.append_event_logs(vec![
+        (id.clone(), vec![event("x1"), event("x2")]),
+        (doc_id("d2"), vec![event("y1")]),
+    ])
+    .await
+    .unwrap();
+    expected.extend([event("x1"), event("x2")]);
+    assert_eq!(s.events(&id).unwrap(), expected);
+    assert_eq!(s.events(&doc_id("d2")).unwrap().last(), Some(&event("y1")));
 }
 
 pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn() -> S) {
@@ -421,7 +491,9 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
     assert_eq!(first_two, out[..2].to_vec());
     assert!(s.outbox(&hop("H20"), 100).unwrap().is_empty());
 
-    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    s.outbox_remove(&hop("H41"), vec![handed(&out[1], "to H41")])
+        .await
+        .unwrap();
     let order: Vec<_> = s
         .outbox(&hop("H41"), 100)
         .unwrap()
@@ -429,9 +501,16 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
         .map(|e| e.id.to_string())
         .collect();
     assert_eq!(order, vec!["b", "f", "c", "a", "e"]);
+    assert_eq!(
+        s.events(&out[1].id).unwrap(),
+        vec![event("d:accepted"), event("to H41")]
+    );
     // Removing again (a retry) is harmless.
-    s.outbox_remove(&hop("H41"), &out[1].key).await.unwrap();
+    s.outbox_remove(&hop("H41"), vec![handed(&out[1], "to H41")])
+        .await
+        .unwrap();
     assert_eq!(s.outbox(&hop("H41"), 100).unwrap().len(), 5);
+    assert_eq!(s.events(&out[1].id).unwrap().len(), 2, "no event twice");
     assert_eq!(s.outbox(&hop("G22"), 100).unwrap().len(), 1);
 }
 
@@ -506,8 +585,26 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
             .unwrap()
     );
     let key = s.outbox(&hop("H20-C1"), 1).unwrap()[0].key.clone();
-    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
-    s.outbox_remove(&hop("H20-C1"), &key).await.unwrap();
+    s.outbox_remove(
+        &hop("H20-C1"),
+        vec![Handed {
+            key: key.clone(),
+            id: doc_id("z"),
+            events: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+    s.outbox_remove(
+        &hop("H20-C1"),
+        vec![Handed {
+            key: key.clone(),
+            id: doc_id("z"),
+            events: vec![],
+        }],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         nonzero(s.queue_depths().unwrap()),
         QueueDepths {
@@ -789,7 +886,7 @@ pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
 
     let s = open();
     assert_eq!(s.inbox(&agency(H41), None, 100).unwrap(), inbox_before);
-    assert_eq!(ids(&inbox_before), vec!["d0", "d1", "d3"]);
+    assert_eq!(ids(&inbox_before), vec!["d3", "d1", "d0"]);
     assert_eq!(s.outbox(&hop("national"), 100).unwrap(), outbox_before);
     assert_eq!(s.queue_depths().unwrap(), depths_before);
     let stored = s.message(&doc_id("d3")).unwrap().unwrap();
@@ -822,7 +919,7 @@ pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
         }
     );
     accept_to(&s, "after-reopen", 0, to_inboxes(&[H41])).await;
-    let last_before = inbox_before.last().unwrap().cursor;
+    let last_before = inbox_before.iter().map(|e| e.cursor).max().unwrap();
     let new = s.inbox(&agency(H41), Some(last_before), 100).unwrap();
     assert_eq!(ids(&new), vec!["after-reopen"]);
     assert!(new[0].cursor > last_before);
@@ -865,6 +962,7 @@ mod sled_store {
         message_of_unknown_id_is_none,
         concurrent_accepts_of_one_id_accept_exactly_once,
         inbox_is_in_cursor_order_and_resumes_after_a_cursor,
+        inbox_serves_urgent_lanes_first,
         one_message_reaches_every_inbox_and_outbox_of_its_delivery,
         ack_removes_the_entry_and_appends_the_event,
         concurrent_acks_of_one_entry_remove_it_once,

@@ -1,7 +1,8 @@
 //! What happens when messages cannot simply go on, across a real two-tier network of
 //! in-process nodes (mTLS, sled, PKI): expiry, circuits, dead letters and the operator's
-//! retry and drop, priority lanes overtaking a backlog, corrupt stored copies quarantined,
-//! queues resumed after a restart.
+//! retry and drop, priority lanes overtaking a backlog (on links, inboxes and
+//! subscriptions), resumed subscriptions, corrupt stored copies quarantined, graceful
+//! shutdown draining hand-offs in flight, queues resumed after a restart.
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ async fn start(dir: &std::path::Path, poll_ms: u64) -> RunningNetwork {
         c.delivery.circuit_failures = 3;
         c.delivery.circuit_open_ms = 300;
         c.delivery.expiry_sweep_ms = 100;
+        c.delivery.ack_timeout_ms = 400;
     };
     RunningNetwork::start_with(dir, Shape::new(2), 0, poll_ms, quick)
         .await
@@ -374,20 +376,140 @@ async fn urgent_documents_overtake_a_backlog_of_routine_ones() {
     }
     net.start_node("VN").await.unwrap();
     let recipient = net.client("000.00.00.H42").unwrap();
-    let order = eventually("all 303 documents arrive", || async {
-        let ids = inbox_ids(&recipient).await;
-        (ids.len() == 303).then_some(ids)
+    let mut entries = eventually("all 303 documents arrive", || async {
+        let entries = recipient.list_inbox(0, 10_000).await.unwrap();
+        (entries.len() == 303).then_some(entries)
     })
     .await;
+
+    // The inbox serves them first, then the routine ones oldest first.
+    // Flash (3) before very urgent (2): the two flash ones (in their order of arrival
+    // here), then the very urgent one.
+    let urgent_first = |ids: &[String]| {
+        let mut flash = ids[..2].to_vec();
+        flash.sort();
+        let mut want = urgent[1..].to_vec();
+        want.sort();
+        flash == want && ids[2] == urgent[0]
+    };
+    let listed: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    assert!(urgent_first(&listed), "urgent entries listed first");
+    // Then the routine ones, oldest (by arrival here) first.
+    let rest = &entries[3..];
+    assert!(rest.iter().all(|e| e.priority == 0));
+    assert!(rest.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert_eq!(rest.len(), routine.len());
+    let mut stream = recipient
+        .rpc()
+        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    for _ in 0..4 {
+        streamed.push(stream.message().await.unwrap().unwrap().id);
+    }
+    assert_eq!(streamed[..3], listed[..3], "urgent entries streamed first");
+    assert_eq!(streamed[3], rest[0].id);
+
+    // Links: the cursor says in which order the recipient's node stored them. Sent last
+    // behind 300 routine documents, the urgent ones crossed H41 → VN → H42 among the
+    // first.
+    entries.sort_by_key(|e| e.cursor);
     let positions: Vec<usize> = urgent
         .iter()
-        .map(|id| order.iter().position(|x| x == id).unwrap())
+        .map(|id| entries.iter().position(|e| e.id == *id).unwrap())
         .collect();
-    // Sent last behind 300 routine documents, they arrive among the first.
     assert!(
         positions.iter().all(|p| *p < 50),
-        "urgent documents at inbox positions {positions:?} of 303"
+        "urgent documents arrived at positions {positions:?} of 303"
     );
+    net.stop().await.unwrap();
+}
+
+/// Issue #4 item 4: a DMS that reconnects gets everything it has not acknowledged —
+/// also what it was shown before — and nothing it acknowledged; urgent entries first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_subscription_gets_every_unacknowledged_entry_and_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path(), 100).await;
+    let sender = net.client("001.00.20.H41").unwrap();
+    let recipient = net.client("002.00.20.H41").unwrap();
+    let mut stream = recipient
+        .rpc()
+        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let mut d = sender.new_document(vec![recipient.agency().clone()], &format!("Số {i}"));
+        sender.send(&mut d, &[]).await.unwrap();
+        sent.push(d.id.to_string());
+    }
+    let mut shown = Vec::new();
+    for _ in 0..5 {
+        let e = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an entry within 10 s")
+            .unwrap()
+            .unwrap();
+        assert!(!e.redelivered, "first showing: {e:?}");
+        shown.push(e);
+    }
+    // Relayed items are admitted concurrently: the inbox order is the arrival order.
+    let mut ids: Vec<String> = shown.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    sent.sort();
+    assert_eq!(ids, sent);
+    let sent: Vec<String> = shown.iter().map(|e| e.id.clone()).collect();
+    // The DMS stores and acknowledges two of them, then loses its connection.
+    recipient.ack(&sent[0]).await.unwrap();
+    recipient.ack(&sent[2]).await.unwrap();
+    let last_seen = shown.iter().map(|e| e.cursor).max().unwrap();
+    drop(stream);
+
+    // Meanwhile a routine and an urgent document arrive.
+    let mut late = sender.new_document(vec![recipient.agency().clone()], "Đến sau");
+    sender.send(&mut late, &[]).await.unwrap();
+    let mut urgent = sender.new_document(vec![recipient.agency().clone()], "Hỏa tốc");
+    urgent.header.other.priority = Priority::Flash;
+    sender.send(&mut urgent, &[]).await.unwrap();
+    eventually("both arrive at the recipient's node", || async {
+        (recipient.list_inbox(0, 100).await.unwrap().len() == 5).then_some(())
+    })
+    .await;
+
+    let mut resumed = recipient
+        .rpc()
+        .subscribe(pb::SubscribeRequest {
+            after_cursor: last_seen,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        let e = tokio::time::timeout(Duration::from_secs(10), resumed.message())
+            .await
+            .expect("an entry within 10 s")
+            .unwrap()
+            .unwrap();
+        again.push((e.id, e.redelivered));
+    }
+    assert_eq!(
+        again,
+        vec![
+            (urgent.id.to_string(), false),
+            (sent[1].clone(), true),
+            (sent[3].clone(), true),
+            (sent[4].clone(), true),
+            (late.id.to_string(), false),
+        ]
+    );
+    // Nothing more: the two acknowledged entries never come back.
+    let more = tokio::time::timeout(Duration::from_millis(500), resumed.message()).await;
+    assert!(more.is_err(), "nothing after the five: {more:?}");
     net.stop().await.unwrap();
 }
 
@@ -472,5 +594,195 @@ async fn a_restarted_node_resumes_its_queues() {
     for id in &ids {
         assert!(got.contains(id), "{id} lost");
     }
+    net.stop().await.unwrap();
+}
+
+/// Issue #4 item 8: a node stopped while its link streams a backlog waits for the
+/// acknowledgements of what is in flight (within the grace period), so that nothing the
+/// neighbour holds stays queued; the rest stays queued and goes after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restart() {
+    use lienthong_store::{SledStore, Store};
+    const DOCS: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let sender = net.client("000.00.00.H41").unwrap();
+    let to = vec![code("000.00.00.H42")];
+    let mut ids = Vec::new();
+    for i in 0..DOCS {
+        let mut d = sender.new_document(to.clone(), &format!("Tồn đọng số {i}"));
+        sender.send(&mut d, &[]).await.unwrap();
+        ids.push(d.id);
+    }
+    // The link streams the backlog as soon as VN is back; stop H41 in the middle.
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    eventually("the backlog starts to flow", || async {
+        (!recipient.list_inbox(0, 1).await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let stopping = std::time::Instant::now();
+    net.stop_node("H41").await.unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took < lienthong_node::relay::DRAIN_GRACE + Duration::from_secs(2),
+        "graceful stop took {took:?}"
+    );
+
+    // What H41 still queues for VN, and what VN holds: together every document, and
+    // no document in both (an item VN acknowledged left H41's outbox before the stop).
+    let queued: Vec<String> = {
+        let store = SledStore::open(&net.net.node("H41").config.data_dir).unwrap();
+        let hop = lienthong_core::NodeId::parse("VN").unwrap();
+        store
+            .outbox(&hop, DOCS * 2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect()
+    };
+    net.stop_node("VN").await.unwrap();
+    {
+        let store = SledStore::open(&net.net.node("VN").config.data_dir).unwrap();
+        let mut at_vn = 0;
+        for id in &ids {
+            let held = store.message(id).unwrap().is_some();
+            let waiting = queued.contains(&id.to_string());
+            assert!(
+                held != waiting,
+                "{id}: held by VN {held}, still queued at H41 {waiting}"
+            );
+            at_vn += usize::from(held);
+        }
+        assert!(at_vn > 0, "VN took part of the backlog before the stop");
+    }
+
+    // After a restart the rest goes: every document once in the recipient's inbox.
+    net.start_node("VN").await.unwrap();
+    net.start_node("H41").await.unwrap();
+    let got = eventually("the whole backlog arrives", || async {
+        let got = recipient.list_inbox(0, 10_000).await.unwrap();
+        (got.len() >= DOCS).then_some(got)
+    })
+    .await;
+    let mut got: Vec<String> = got.into_iter().map(|e| e.id).collect();
+    got.sort();
+    let mut want: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+    net.stop().await.unwrap();
+}
+
+/// A neighbour that takes hand-off items and never acknowledges them: a frozen process, or
+/// one whose disk hangs. It listens on the address of the node it stands in for, with that
+/// node's certificate.
+struct Silent;
+
+#[tonic::async_trait]
+impl pb::relay_service_server::RelayService for Silent {
+    type HandoffStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::RelayAck, tonic::Status>> + Send>,
+    >;
+
+    async fn handoff(
+        &self,
+        req: tonic::Request<tonic::Streaming<pb::RelayItem>>,
+    ) -> Result<tonic::Response<Self::HandoffStream>, tonic::Status> {
+        let mut items = req.into_inner();
+        tokio::spawn(async move { while let Ok(Some(_)) = items.message().await {} });
+        Ok(tonic::Response::new(Box::pin(tokio_stream::pending())))
+    }
+
+    async fn push_blob(
+        &self,
+        _: tonic::Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<tonic::Response<pb::BlobStatus>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "a silent neighbour takes no blobs",
+        ))
+    }
+
+    async fn blob_status(
+        &self,
+        _: tonic::Request<pb::BlobStatusRequest>,
+    ) -> Result<tonic::Response<pb::BlobStatus>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "a silent neighbour takes no blobs",
+        ))
+    }
+}
+
+/// Serves [`Silent`] in place of node `id` until the returned sender is dropped.
+async fn stand_in_silently(net: &RunningNetwork, id: &str) -> tokio::sync::oneshot::Sender<()> {
+    let config = &net.net.node(id).config;
+    let files = lienthong_pki::TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+        crls: Vec::new(),
+    };
+    let tls = lienthong_pki::server_config(&files).unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        let _ = stopped_tx.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (incoming, _accept) = lienthong_node::transport::tls_incoming(
+        listener,
+        tls,
+        Duration::from_secs(5),
+        until(stopped_rx.clone()),
+    );
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::relay_service_server::RelayServiceServer::new(Silent))
+            .serve_with_incoming_shutdown(incoming, until(stopped_rx)),
+    );
+    stop
+}
+
+/// A neighbour that stops acknowledging does not hold a link for long: after
+/// `ack_timeout_ms` without an answer the link reconnects and retries, and once the real
+/// neighbour is back the document goes through, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_gives_up_a_neighbour_that_stops_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = start(dir.path(), 100).await;
+    net.stop_node("VN").await.unwrap();
+    let silent = stand_in_silently(&net, "VN").await;
+
+    let sender = net.client("000.00.00.H41").unwrap();
+    let mut doc = sender.new_document(vec![code("000.00.00.H42")], "Gửi vào im lặng");
+    sender.send(&mut doc, &[]).await.unwrap();
+    let admin = net.admin("H41").unwrap();
+    let link = eventually("the link gives the silent neighbour up", || {
+        let mut admin = admin.clone();
+        async move {
+            let queues = admin.queues(pb::QueuesRequest {}).await.ok()?.into_inner();
+            let link = queues.links.into_iter().find(|l| l.peer == "VN")?;
+            link.last_error
+                .contains("acknowledged nothing")
+                .then_some(link)
+        }
+    })
+    .await;
+    assert!(link.consecutive_failures >= 1, "{link:?}");
+
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    net.start_node("VN").await.unwrap();
+    let recipient = net.client("000.00.00.H42").unwrap();
+    let ids = eventually("the document arrives once VN answers", || async {
+        let ids = inbox_ids(&recipient).await;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, vec![doc.id.to_string()]);
     net.stop().await.unwrap();
 }

@@ -152,6 +152,58 @@ async fn commune_to_commune_of_another_province(tiers: u8, from: &str, to: &str,
     net.stop().await.unwrap();
 }
 
+/// Transport events travel back packed (many documents' events per hand-off item and
+/// per stored message): a burst of documents still gives the sender's node every hop and
+/// one delivery event per document, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_documents_tells_the_sender_every_hop_of_each_once() {
+    const DOCS: usize = 200;
+    let (_dir, net) = start(2).await;
+    let (a, b) = (
+        net.client("001.00.20.H41").unwrap(),
+        net.client("001.00.20.H42").unwrap(),
+    );
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..DOCS {
+        let (a, to) = (a.clone(), b.agency().clone());
+        sends.spawn(async move {
+            let mut d = a.new_document(vec![to], &format!("Đợt số {i}"));
+            a.send(&mut d, &[]).await.unwrap();
+            d.id.to_string()
+        });
+    }
+    let ids = sends.join_all().await;
+    let path = ["H41-C1", "H41", "VN", "H42", "H42-C1"];
+    for id in &ids {
+        let events = wait_for_track(&a, id, |ev| {
+            ev.iter()
+                .filter(|e| e.kind == TransportEventKind::Forwarded)
+                .count()
+                >= path.len()
+                && ev.iter().any(|e| e.kind == TransportEventKind::Delivered)
+        })
+        .await;
+        let count = |k| events.iter().filter(|e| e.kind == k).count();
+        assert_eq!(count(TransportEventKind::Delivered), 1, "{id}: {events:#?}");
+        assert_eq!(
+            count(TransportEventKind::Forwarded),
+            path.len(),
+            "{id}: {events:#?}"
+        );
+        for hop in path {
+            assert_eq!(
+                events
+                    .iter()
+                    .filter(|e| e.kind == TransportEventKind::Forwarded && e.node.as_str() == hop)
+                    .count(),
+                1,
+                "{id}: one hop line at {hop}"
+            );
+        }
+    }
+    net.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tier_commune_reaches_commune_of_another_province() {
     commune_to_commune_of_another_province(

@@ -9,7 +9,7 @@
 //! | family | key | value |
 //! |---|---|---|
 //! | message (and dedup index) | `m` id | [`MessageRecord`] |
-//! | inbox | `i` agency cursor | [`encode_inbox`] |
+//! | inbox | `i` agency (3 - priority) cursor | [`encode_inbox`] |
 //! | outbox | `o` hop (3 - priority) seq | [`encode_outbox`] |
 //! | event | `e` id seq | event bytes |
 //! | dead letter | `d` seq | [`encode_dead_letter`] |
@@ -70,11 +70,25 @@ pub(crate) fn message_key(id: &DocumentId) -> Vec<u8> {
 }
 
 pub(crate) fn inbox_prefix(agency: &AgencyCode) -> Vec<u8> {
-    key(INBOX, &[agency.as_str()], None, 8)
+    key(INBOX, &[agency.as_str()], None, 9)
 }
 
-pub(crate) fn inbox_key(agency: &AgencyCode, cursor: u64) -> Vec<u8> {
-    key(INBOX, &[agency.as_str()], Some(cursor), 0)
+pub(crate) fn inbox_key(agency: &AgencyCode, priority: u8, cursor: u64) -> Vec<u8> {
+    let mut k = inbox_lane_prefix(agency, priority);
+    k.extend_from_slice(&cursor.to_be_bytes());
+    k
+}
+
+/// The keys of one priority of an inbox: urgent lanes sort first, as in outboxes.
+pub(crate) fn inbox_lane_prefix(agency: &AgencyCode, priority: u8) -> Vec<u8> {
+    let mut k = inbox_prefix(agency);
+    k.push(lane(priority));
+    k
+}
+
+/// The lane byte of a priority: higher priority sorts first; above 3 counts as 3.
+fn lane(priority: u8) -> u8 {
+    3 - priority.min(3)
 }
 
 pub(crate) fn outbox_prefix(hop: &NodeId) -> Vec<u8> {
@@ -90,8 +104,7 @@ pub(crate) fn outbox_key(hop: &NodeId, priority: u8, seq: u64) -> Vec<u8> {
 /// The keys of one priority of an outbox.
 pub(crate) fn outbox_lane_prefix(hop: &NodeId, priority: u8) -> Vec<u8> {
     let mut k = outbox_prefix(hop);
-    // Higher priority sorts first; priorities above 3 are clamped to 3.
-    k.push(3 - priority.min(3));
+    k.push(lane(priority));
     k
 }
 

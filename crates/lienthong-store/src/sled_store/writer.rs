@@ -11,9 +11,9 @@
 //! Processing writes one at a time on this thread is also what makes them correct:
 //! - the dedup check of an accept and its write cannot interleave with another accept of
 //!   the same id (a same-id accept earlier in the same group counts as stored);
-//! - sequence numbers are taken and applied in order, so inbox entries become visible in
-//!   cursor order and a subscriber resuming after cursor `c` never misses an entry that
-//!   appears later with a smaller cursor.
+//! - sequence numbers are taken and applied in order, so the entries of an inbox lane
+//!   become visible in cursor order and a subscriber reading a lane after cursor `c` never
+//!   misses an entry that appears later with a smaller cursor.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
@@ -24,7 +24,7 @@ use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use super::codec;
 use super::commit::{Applied, Committer, Reply};
-use crate::{Digest, Envelope, Error, Result};
+use crate::{Digest, Envelope, Error, Handed, Result};
 
 /// Most writes in one group: bounds a batch's size and the wait of the first writer.
 const MAX_GROUP: usize = 512;
@@ -47,11 +47,11 @@ pub(crate) enum Write {
         event: Bytes,
     },
     AppendEvents {
-        id: DocumentId,
-        events: Vec<Bytes>,
+        logs: Vec<(DocumentId, Vec<Bytes>)>,
     },
+    /// Outbox entries leave, and events about their hand-off are appended.
     OutboxRemove {
-        key: Vec<u8>,
+        handed: Vec<Handed>,
     },
     /// An outbox entry becomes a dead letter.
     DeadLetter {
@@ -233,9 +233,10 @@ impl Applier {
                 let mut cursors = Vec::with_capacity(inboxes.len());
                 for agency in inboxes {
                     let cursor = self.next_seq()?;
-                    group
-                        .batch
-                        .insert(codec::inbox_key(&agency, cursor), inbox_value.as_slice());
+                    group.batch.insert(
+                        codec::inbox_key(&agency, envelope.priority, cursor),
+                        inbox_value.as_slice(),
+                    );
                     cursors.push((agency, cursor));
                 }
                 for (hop, recipients) in &outboxes {
@@ -271,11 +272,15 @@ impl Applier {
             Write::Ack { agency, id, event } => {
                 // A message accepted in this same group is not visible yet, so not
                 // ackable yet: the tree is the only place to look.
-                let cursor = match self.tree.get(codec::message_key(&id))? {
-                    Some(m) => codec::decode_message(&m)?.inbox_cursor(&agency),
+                let entry = match self.tree.get(codec::message_key(&id))? {
+                    Some(m) => {
+                        let m = codec::decode_message(&m)?;
+                        m.inbox_cursor(&agency)
+                            .map(|c| codec::inbox_key(&agency, m.priority, c))
+                    }
                     None => None,
                 };
-                let Some(entry) = cursor.map(|c| codec::inbox_key(&agency, c)) else {
+                let Some(entry) = entry else {
                     return Ok(Written::Acked(false));
                 };
                 if !self.take(group, &entry)? {
@@ -287,18 +292,28 @@ impl Applier {
                 group.wrote = true;
                 Ok(Written::Acked(true))
             }
-            Write::AppendEvents { id, events } => {
-                for event in events {
-                    group
-                        .batch
-                        .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
-                    group.wrote = true;
+            Write::AppendEvents { logs } => {
+                for (id, events) in logs {
+                    for event in events {
+                        group
+                            .batch
+                            .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                        group.wrote = true;
+                    }
                 }
                 Ok(Written::Done)
             }
-            Write::OutboxRemove { key } => {
-                // Removing an absent key (a retry) writes nothing.
-                self.take(group, &key)?;
+            Write::OutboxRemove { handed } => {
+                for Handed { key, id, events } in handed {
+                    // Removing an absent key (a retry) writes nothing.
+                    if self.take(group, &key)? {
+                        for event in events {
+                            group
+                                .batch
+                                .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                        }
+                    }
+                }
                 Ok(Written::Done)
             }
             Write::DeadLetter {
