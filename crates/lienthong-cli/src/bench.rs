@@ -18,6 +18,8 @@ use lienthong_proto::pb;
 
 use lienthong_testkit::{DEV_AGENCIES, RunningNode, generate};
 
+mod attachment;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Multi-hop delivery: 5 nodes (commune → province → national → province → commune),
@@ -53,6 +55,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
     },
+    /// A large attachment across 4 hops: 5 nodes as separate processes (commune →
+    /// province → national → province → commune); the DMS streams the file in chunks to
+    /// its node, every node pushes it on in chunks, the recipient streams it to a file.
+    /// Prints MB/s end to end and the peak RSS (VmHWM) of every node process.
+    Attachment {
+        /// Attachment size: bytes, or with a unit (KiB, MiB, GiB, KB, MB, GB).
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        /// Where the network's data goes (about 7 times the size); a temporary directory
+        /// under the system's temporary directory by default.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// `1GiB`, `512MiB`, `100MB`, `4096`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -69,6 +104,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             rate,
             seconds,
         } => network(docs, concurrency.max(1), rate.max(1), seconds).await,
+        BenchCommand::Attachment { size, dir } => attachment::run(size, dir).await,
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lienthong_core::{AgencyCode, DocumentId, Priority, StatusCode, StatusNotice, TransportEvent};
-use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
+use lienthong_node::client::{AttachmentSource, ClientProfile, DmsClient, Incoming};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
 
@@ -43,7 +43,8 @@ pub struct SendArgs {
     /// Trích yếu — the document's abstract.
     #[arg(long, default_value = "")]
     pub subject: String,
-    /// A file to attach; repeat for several.
+    /// A file to attach; repeat for several. Files of 8 MiB and more are streamed to the
+    /// node in chunks first (resuming after errors), so any size works.
     #[arg(long = "file", short = 'f')]
     pub files: Vec<PathBuf>,
     /// 0 thường, 1 khẩn, 2 thượng khẩn, 3 hỏa tốc.
@@ -79,13 +80,31 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         Priority::from_u8(args.priority).map_err(|e| UsageError(e.to_string()))?;
     document.header.code.number = args.number.clone();
     document.header.code.notation = args.notation.clone();
+    // Files of 8 MiB and more are streamed in chunks (resuming after errors) before the
+    // document is sent; smaller ones travel inline.
     let attachments = args
         .files
         .iter()
-        .map(|f| OutgoingAttachment::from_file(f))
+        .map(|f| AttachmentSource::from_path(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
-    let (receipt, duplicate) = client.send(&mut document, &attachments).await?;
+    let (receipt, duplicate, uploads) = client.send_sources(&mut document, &attachments).await?;
+    for (file, report) in attachments
+        .iter()
+        .filter_map(|a| match a {
+            AttachmentSource::File(f) => Some(f),
+            AttachmentSource::Inline(_) => None,
+        })
+        .zip(&uploads)
+    {
+        println!(
+            "streamed {} ({} bytes): {} sent, resumed from byte {}",
+            file.path.display(),
+            file.size,
+            report.bytes_sent,
+            report.resumed_from
+        );
+    }
     print_receipt(&document.id, &receipt, duplicate);
     Ok(ExitCode::SUCCESS)
 }
@@ -272,7 +291,17 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             if save.is_none() && export.is_none() {
                 return anyhow::Ok(());
             }
-            let incoming = client.fetch(&entry.id).await?;
+            let incoming = match &save {
+                // Large attachments stream straight to their files (resuming after errors).
+                Some(dir) => {
+                    let out = dir.join(sanitize(&entry.id));
+                    std::fs::create_dir_all(&out)
+                        .with_context(|| format!("creating {}", out.display()))?;
+                    let dest = |a: &lienthong_core::Attachment| out.join(sanitize(&a.name));
+                    client.fetch_to_files(&entry.id, &dest).await?
+                }
+                None => client.fetch(&entry.id).await?,
+            };
             if let Some(dir) = save {
                 let path = save_incoming(&dir, &incoming)?;
                 println!("    saved and verified: {}", path.display());
@@ -357,6 +386,9 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
             let out = dir.join(sanitize(v.document.id.as_str()));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (a, bytes) in v.document.attachments.iter().zip(&v.contents) {
+                if bytes.is_empty() && a.size > 0 {
+                    continue; // streamed to its file by `fetch_to_files`
+                }
                 std::fs::write(out.join(sanitize(&a.name)), bytes)?;
             }
             let summary = format!(

@@ -219,6 +219,38 @@ impl AgencyService for AgencyApi {
         }))
     }
 
+    async fn upload_attachment(
+        &self,
+        req: Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.caller(&req)?;
+        let status = crate::attachments::receive(&self.node, req.into_inner()).await?;
+        Ok(Response::new(status))
+    }
+
+    async fn attachment_status(
+        &self,
+        req: Request<pb::BlobStatusRequest>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.caller(&req)?;
+        let status = crate::attachments::status(&self.node, &req.into_inner().sha256).await?;
+        Ok(Response::new(status))
+    }
+
+    type FetchAttachmentStream = crate::attachments::ChunkStream;
+
+    async fn fetch_attachment(
+        &self,
+        req: Request<pb::FetchAttachmentRequest>,
+    ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
+        let caller = self.caller(&req)?;
+        let req = req.into_inner();
+        let id = document_id(&req.document_id)?;
+        let stream =
+            crate::attachments::serve(&self.node, &caller, &id, &req.sha256, req.offset).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn track(
         &self,
         req: Request<pb::TrackRequest>,

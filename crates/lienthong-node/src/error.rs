@@ -21,7 +21,8 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
     /// The request breaks a rule about the state of what it refers to (the document
-    /// lifecycle: a status out of order, a revoke of an unknown document …).
+    /// lifecycle: a status out of order, a revoke of an unknown document …), or needs
+    /// something done first (an attachment uploaded).
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("invalid message: {0}")]
@@ -55,6 +56,9 @@ impl From<Error> for Status {
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,
             Error::Store(lienthong_store::Error::DigestMismatch { .. }) => Code::InvalidArgument,
+            Error::Store(
+                lienthong_store::Error::Gap { .. } | lienthong_store::Error::Incomplete { .. },
+            ) => Code::FailedPrecondition,
             Error::Store(_) | Error::Io(_) => Code::Unavailable,
             Error::Config(_) | Error::Pki(_) | Error::Transport(_) => Code::Internal,
         };

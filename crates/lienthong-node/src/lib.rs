@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod agency;
+pub mod attachments;
 pub mod client;
 pub mod config;
 pub mod delivery;

@@ -666,7 +666,16 @@ impl Node {
                 contents.len()
             )));
         }
+        // An attachment comes inline (as today), or, when large, without content: its
+        // bytes were streamed before (UploadAttachment from a DMS, PushBlob from a
+        // neighbour) and are held complete, their digest verified when they completed.
+        let mut inline = Vec::with_capacity(contents.len());
         for (attachment, content) in document.attachments.iter().zip(&contents) {
+            if content.is_empty() && attachment.size > 0 {
+                crate::attachments::check_held(self, attachment).await?;
+                inline.push(false);
+                continue;
+            }
             if content.len() as u64 != attachment.size {
                 return Err(Error::InvalidArgument(format!(
                     "attachment {:?} declares {} bytes but carries {}",
@@ -682,6 +691,7 @@ impl Node {
                     attachment.name
                 )));
             }
+            inline.push(true);
         }
         let signed = canonical::document_bytes(&document);
         let content_digest = match self.check_message(
@@ -700,8 +710,11 @@ impl Node {
         // it is stored (see `lifecycle`); an unreadable reference marks nothing.
         let targets = crate::lifecycle::references(&document).unwrap_or_default();
         self.index_lifecycle(&document.id, &targets).await?;
-        for (attachment, content) in document.attachments.iter().zip(contents) {
-            self.store.put_blob(attachment.sha256, content).await?;
+        for ((attachment, content), inline) in document.attachments.iter().zip(contents).zip(inline)
+        {
+            if inline {
+                self.store.put_blob(attachment.sha256, content).await?;
+            }
         }
         let (receipt, hop) = self.stamp(&document.id, content_digest, &origin)?;
         document.trace.push(hop);
@@ -1203,7 +1216,18 @@ impl Node {
         ))
     }
 
-    /// The message with its attachment bytes, for a party to it.
+    /// Message `id` without attachment bytes, if `caller` is a party to it.
+    pub(crate) fn load_for(
+        &self,
+        caller: &AgencyCode,
+        id: &DocumentId,
+    ) -> Result<Option<Fetched>, Error> {
+        Ok(self.load(id)?.filter(|f| self.party_to(caller, f)))
+    }
+
+    /// The message with its attachment bytes, for a party to it; large attachments come
+    /// without bytes (empty content, see [`crate::attachments::inline_flags`]) and are
+    /// fetched in chunks.
     pub async fn fetch(&self, caller: &AgencyCode, id: &DocumentId) -> Result<Fetched, Error> {
         let mut fetched = self
             .load(id)?
@@ -1213,8 +1237,16 @@ impl Node {
             document, contents, ..
         } = &mut fetched
         {
-            for a in &document.attachments {
-                contents.push(self.store.blob(a.sha256).await?);
+            let inline = crate::attachments::inline_flags(
+                &document.attachments,
+                self.limits.max_message_bytes,
+            );
+            for (a, inline) in document.attachments.iter().zip(inline) {
+                contents.push(if inline {
+                    self.store.blob(a.sha256).await?
+                } else {
+                    Bytes::new()
+                });
             }
             if document.recipients()?.contains(caller) {
                 let event = self.event(TransportEventKind::Fetched, Some(caller), String::new());

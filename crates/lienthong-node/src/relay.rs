@@ -95,6 +95,26 @@ impl RelayService for RelayApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn push_blob(
+        &self,
+        req: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.node
+            .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
+        let status = crate::attachments::receive(&self.node, req.into_inner()).await?;
+        Ok(Response::new(status))
+    }
+
+    async fn blob_status(
+        &self,
+        req: Request<pb::BlobStatusRequest>,
+    ) -> Result<Response<pb::BlobStatus>, Status> {
+        self.node
+            .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
+        let status = crate::attachments::status(&self.node, &req.into_inner().sha256).await?;
+        Ok(Response::new(status))
+    }
 }
 
 /// Admits one relayed item and says how it went.
@@ -168,7 +188,7 @@ enum Prepared {
 
 /// Builds the hand-off item for an outbox entry, unless the message expired or its stored
 /// copy no longer matches its digest.
-async fn prepare(node: &Node, entry: &OutboxEntry) -> Result<Prepared, Error> {
+async fn prepare(node: &Arc<Node>, hop: &NodeId, entry: &OutboxEntry) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
         .message(&entry.id)?
@@ -192,16 +212,19 @@ async fn prepare(node: &Node, entry: &OutboxEntry) -> Result<Prepared, Error> {
         Ok(_) => {}
         Err(e) => return corrupt(e),
     }
-    match item_for(node, entry, &stored_message).await {
+    match item_for(node, hop, entry, &stored_message).await {
         Ok(item) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
         Err(e) => corrupt(e),
     }
 }
 
 /// The hand-off item for a stored message; [`lienthong_store::Error::Corrupt`] if the
-/// message or an attachment does not match its digest.
+/// message or an attachment does not match its digest. Attachments too large to travel
+/// inline are pushed to `hop` first, in chunks (resuming where `hop` stands), and the
+/// item carries no content for them.
 async fn item_for(
-    node: &Node,
+    node: &Arc<Node>,
+    hop: &NodeId,
     entry: &OutboxEntry,
     stored_message: &lienthong_store::StoredMessage,
 ) -> Result<pb::RelayItem, Error> {
@@ -223,9 +246,31 @@ async fn item_for(
             if lienthong_core::canonical::document_digest(&document) != envelope.content_digest {
                 return Err(corrupt("document"));
             }
+            let inline = crate::attachments::inline_flags(
+                &document.attachments,
+                node.limits().max_message_bytes,
+            );
+            // A blob missing from this node's store is damage to the store, like one that no
+            // longer matches its digest: the message is quarantined, not retried forever.
+            let missing = |e: lienthong_store::Error| match e {
+                lienthong_store::Error::NotFound(what) => Error::Store(
+                    lienthong_store::Error::Corrupt(format!("{what} is missing from the store")),
+                ),
+                e => e.into(),
+            };
             let mut contents = Vec::with_capacity(document.attachments.len());
-            for a in &document.attachments {
-                contents.push(node.store().blob(a.sha256).await?);
+            for (a, inline) in document.attachments.iter().zip(inline) {
+                if inline {
+                    contents.push(node.store().blob(a.sha256).await.map_err(missing)?);
+                } else {
+                    crate::attachments::push(node, hop, a)
+                        .await
+                        .map_err(|e| match e {
+                            Error::Store(e) => missing(e),
+                            e => e,
+                        })?;
+                    contents.push(Bytes::new());
+                }
             }
             (
                 pb::relay_item::Message::Document(document_to_pb(&document, Some(&contents))),
@@ -383,7 +428,7 @@ async fn serve_link(
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
                     *cursor = Some(entry.key.clone());
-                    let (item, kind) = match prepare(node, &entry).await? {
+                    let (item, kind) = match prepare(node, hop, &entry).await? {
                         Prepared::Item(item, kind) => (*item, kind),
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;

@@ -7,6 +7,21 @@ pub enum Error {
     Conflict { id: String },
     #[error("attachment bytes do not match their SHA-256 digest {expected}")]
     DigestMismatch { expected: String },
+    #[error(
+        "a chunk of blob {digest} starts at byte {offset} but only {held} bytes are held; \
+         resume from {held}"
+    )]
+    Gap {
+        digest: String,
+        offset: u64,
+        held: u64,
+    },
+    #[error("blob {digest} holds {held} of its {size} bytes; send the rest before completing it")]
+    Incomplete {
+        digest: String,
+        held: u64,
+        size: u64,
+    },
     #[error("{0} not found in the store")]
     NotFound(String),
     #[error("stored data is corrupt: {0}")]

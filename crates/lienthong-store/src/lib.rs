@@ -293,4 +293,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The bytes of a stored blob; [`Error::NotFound`] if absent; [`Error::Corrupt`] if the
     /// file no longer hashes to its name.
     async fn blob(&self, digest: Digest) -> Result<Bytes>;
+
+    // ---- large blobs, in chunks ----------------------------------------------------------
+
+    /// The size of blob `digest` if it is stored complete (and so verified), else `None`.
+    async fn blob_len(&self, digest: Digest) -> Result<Option<u64>>;
+
+    /// How many bytes of a chunked write of blob `digest` are durable: a sender resumes
+    /// from there. 0 when none started (or it completed).
+    async fn partial_blob_len(&self, digest: Digest) -> Result<u64>;
+
+    /// Writes `data` at `offset` of the chunked write of blob `digest` and returns the
+    /// durable length once the bytes are fsynced. Fails with [`Error::Gap`] if `offset`
+    /// lies beyond the bytes held. Memory: only `data`.
+    async fn write_blob_chunk(&self, digest: Digest, offset: u64, data: Bytes) -> Result<u64>;
+
+    /// Makes the chunked write of `digest` visible as a blob once it holds `size` bytes
+    /// hashing to `digest` (hashed in blocks, not loaded whole), durable before returning.
+    /// [`Error::Incomplete`] if bytes are missing; [`Error::DigestMismatch`] (and the
+    /// partial bytes are dropped) if they hash to something else. A no-op if the blob is
+    /// already stored.
+    async fn complete_blob(&self, digest: Digest, size: u64) -> Result<()>;
+
+    /// Up to `max` bytes of the stored blob `digest` from `offset` (empty at its end);
+    /// [`Error::NotFound`] if absent. Ranges are not checked against the digest: the
+    /// reader checks the whole.
+    async fn read_blob(&self, digest: Digest, offset: u64, max: usize) -> Result<Bytes>;
 }

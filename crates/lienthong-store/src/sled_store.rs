@@ -437,6 +437,29 @@ impl Store for SledStore {
     async fn blob(&self, digest: Digest) -> Result<Bytes> {
         self.blocking(move |blobs| blobs.get(&digest)).await
     }
+
+    async fn blob_len(&self, digest: Digest) -> Result<Option<u64>> {
+        self.blocking(move |blobs| blobs.len(&digest)).await
+    }
+
+    async fn partial_blob_len(&self, digest: Digest) -> Result<u64> {
+        self.blocking(move |blobs| blobs.partial_len(&digest)).await
+    }
+
+    async fn write_blob_chunk(&self, digest: Digest, offset: u64, data: Bytes) -> Result<u64> {
+        self.blocking(move |blobs| blobs.write_partial(&digest, offset, &data))
+            .await
+    }
+
+    async fn complete_blob(&self, digest: Digest, size: u64) -> Result<()> {
+        self.blocking(move |blobs| blobs.complete_partial(&digest, size))
+            .await
+    }
+
+    async fn read_blob(&self, digest: Digest, offset: u64, max: usize) -> Result<Bytes> {
+        self.blocking(move |blobs| blobs.read_range(&digest, offset, max))
+            .await
+    }
 }
 
 /// The answer of a dead-letter write.

@@ -782,6 +782,78 @@ pub async fn missing_blob_is_not_found<S: Store>(open: &dyn Fn() -> S) {
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
 }
 
+pub async fn chunked_blob_resumes_across_reopen_and_appears_only_when_complete<S: Store>(
+    open: &dyn Fn() -> S,
+) {
+    let data = Bytes::from((0..300_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+    let digest = sha256(&data);
+    let size = data.len() as u64;
+    {
+        let s = open();
+        assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
+        assert_eq!(
+            s.write_blob_chunk(digest, 0, data.slice(..100_000))
+                .await
+                .unwrap(),
+            100_000
+        );
+        // A chunk beyond what is held is refused; nothing is visible yet.
+        let err = s
+            .write_blob_chunk(digest, 200_000, data.slice(200_000..))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Gap { held: 100_000, .. }), "{err:?}");
+        assert_eq!(s.blob_len(digest).await.unwrap(), None);
+        let err = s.complete_blob(digest, size).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Incomplete { held: 100_000, .. }),
+            "{err:?}"
+        );
+    }
+    // The durable offset survives a reopen; a chunk re-sent from an earlier offset is fine.
+    let s = open();
+    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 100_000);
+    s.write_blob_chunk(digest, 50_000, data.slice(50_000..250_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.write_blob_chunk(digest, 250_000, data.slice(250_000..))
+            .await
+            .unwrap(),
+        size
+    );
+    s.complete_blob(digest, size).await.unwrap();
+    assert_eq!(s.blob_len(digest).await.unwrap(), Some(size));
+    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
+    assert_eq!(s.blob(digest).await.unwrap(), data);
+    assert_eq!(
+        s.read_blob(digest, 299_990, 1 << 20).await.unwrap(),
+        data.slice(299_990..)
+    );
+    assert_eq!(
+        s.read_blob(digest, 10, 5).await.unwrap(),
+        data.slice(10..15)
+    );
+    assert!(s.read_blob(digest, size, 10).await.unwrap().is_empty());
+    // Completing again is a no-op.
+    s.complete_blob(digest, size).await.unwrap();
+}
+
+pub async fn chunked_blob_with_wrong_bytes_is_dropped<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let claimed = sha256(b"the announced attachment");
+    s.write_blob_chunk(claimed, 0, Bytes::from_static(b"other attachment bytes!!"))
+        .await
+        .unwrap();
+    let err = s.complete_blob(claimed, 24).await.unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert_eq!(s.blob_len(claimed).await.unwrap(), None);
+    // The bad bytes are gone: the upload starts over.
+    assert_eq!(s.partial_blob_len(claimed).await.unwrap(), 0);
+    let err = s.read_blob(claimed, 0, 10).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
+
 pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
     open: &dyn Fn() -> S,
 ) {
@@ -901,6 +973,8 @@ mod sled_store {
         blob_roundtrips_and_rewrite_is_a_no_op,
         blob_with_wrong_digest_is_rejected,
         missing_blob_is_not_found,
+        chunked_blob_resumes_across_reopen_and_appears_only_when_complete,
+        chunked_blob_with_wrong_bytes_is_dropped,
         everything_survives_reopen_and_cursors_keep_increasing,
         dead_letters_keep_their_reason_hop_and_order,
         requeue_and_drop_of_dead_letters_are_logged,

@@ -693,6 +693,24 @@ impl pb::relay_service_server::RelayService for Silent {
         tokio::spawn(async move { while let Ok(Some(_)) = items.message().await {} });
         Ok(tonic::Response::new(Box::pin(tokio_stream::pending())))
     }
+
+    async fn push_blob(
+        &self,
+        _: tonic::Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<tonic::Response<pb::BlobStatus>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "a silent neighbour takes no blobs",
+        ))
+    }
+
+    async fn blob_status(
+        &self,
+        _: tonic::Request<pb::BlobStatusRequest>,
+    ) -> Result<tonic::Response<pb::BlobStatus>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "a silent neighbour takes no blobs",
+        ))
+    }
 }
 
 /// Serves [`Silent`] in place of node `id` until the returned sender is dropped.

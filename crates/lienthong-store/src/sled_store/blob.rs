@@ -1,6 +1,11 @@
 //! Attachment blobs: one file per blob under `blobs/`, named by the hex SHA-256 of its
 //! content, written through `blobs/tmp/` so a file under its final name is always complete.
 //!
+//! Large blobs arrive in chunks: they grow in `blobs/partial/<hex>`, fsynced after every
+//! write so that the length of the file is what a sender may resume from (kept across
+//! restarts), and are renamed under their final name only once complete and hashed. A
+//! partial file untouched for a week is removed when the store opens.
+//!
 //! These functions block; the store calls them from `spawn_blocking`.
 
 use std::fs::{self, File};
@@ -17,9 +22,18 @@ use crate::{Digest, Error, Result};
 pub(crate) struct BlobDir {
     dir: PathBuf,
     tmp: PathBuf,
+    /// Chunked uploads in progress; kept across restarts so that they resume.
+    partial: PathBuf,
     /// Distinguishes concurrent writers of the same blob in this process.
     next_tmp: AtomicU64,
+    /// Chunked writes and completions of one digest take turns (striped by digest), so
+    /// that no chunk lands in a file while it is being hashed or renamed.
+    stripes: [std::sync::Mutex<()>; STRIPES],
 }
+
+const STRIPES: usize = 16;
+/// A partial upload untouched for this long is removed when the store opens.
+const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 pub(crate) fn sha256(data: &[u8]) -> Digest {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
@@ -31,6 +45,21 @@ impl BlobDir {
     pub(crate) fn open(dir: PathBuf) -> io::Result<BlobDir> {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&tmp)?;
+        let partial = dir.join("partial");
+        fs::create_dir_all(&partial)?;
+        // Uploads abandoned long ago will not resume: give their space back.
+        for entry in fs::read_dir(&partial)? {
+            let entry = entry?;
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > PARTIAL_MAX_AGE);
+            if stale && let Err(e) = fs::remove_file(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove abandoned partial blob");
+            }
+        }
         for entry in fs::read_dir(&tmp)? {
             let entry = entry?;
             if let Err(e) = fs::remove_file(entry.path()) {
@@ -40,7 +69,9 @@ impl BlobDir {
         Ok(BlobDir {
             dir,
             tmp,
+            partial,
             next_tmp: AtomicU64::new(0),
+            stripes: Default::default(),
         })
     }
 
@@ -100,4 +131,146 @@ fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+// ---- chunked writes and ranged reads ----------------------------------------------------
+
+/// Size of the blocks a blob is hashed in when a chunked upload completes.
+const HASH_BLOCK: usize = 1024 * 1024;
+
+impl BlobDir {
+    fn stripe(&self, digest: &Digest) -> std::sync::MutexGuard<'_, ()> {
+        self.stripes[digest[0] as usize % STRIPES]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.partial.join(hex::encode(digest))
+    }
+
+    /// Size of the complete blob `digest`, if it is stored.
+    pub(crate) fn len(&self, digest: &Digest) -> Result<Option<u64>> {
+        match fs::metadata(self.path(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bytes of a chunked upload of `digest` held durably so far (0 when none started).
+    /// Taken in turn with writers, so a chunk written but not yet fsynced is not counted.
+    pub(crate) fn partial_len(&self, digest: &Digest) -> Result<u64> {
+        let _turn = self.stripe(digest);
+        match fs::metadata(self.partial_path(digest)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `data` at `offset` of the partial file of `digest`, fsyncs it, and returns
+    /// the durable length. `offset` may not lie beyond the bytes held: a writer resumes at
+    /// [`BlobDir::partial_len`] or earlier. Concurrent writers of one digest write the same
+    /// bytes at the same offsets, one at a time; a writer that sends other bytes is caught
+    /// when the blob completes, since only a file that hashes to its name becomes visible.
+    pub(crate) fn write_partial(&self, digest: &Digest, offset: u64, data: &[u8]) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let _turn = self.stripe(digest);
+        let path = self.partial_path(digest);
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        let held = f.metadata()?.len();
+        if offset > held {
+            return Err(Error::Gap {
+                offset,
+                held,
+                digest: hex::encode(digest),
+            });
+        }
+        f.write_all_at(data, offset)?;
+        f.sync_data()?;
+        if held == 0 {
+            // A new file's directory entry must be durable too.
+            sync_dir(&self.partial)?;
+        }
+        Ok(f.metadata()?.len())
+    }
+
+    /// Turns the partial file of `digest` into the blob once it holds `size` bytes that
+    /// hash to `digest`. A partial file that is complete but hashes to something else is
+    /// removed (the upload starts over) and [`Error::DigestMismatch`] returned.
+    pub(crate) fn complete_partial(&self, digest: &Digest, size: u64) -> Result<()> {
+        use std::io::Read;
+        let _turn = self.stripe(digest);
+        if self.len(digest)?.is_some() {
+            let _ = fs::remove_file(self.partial_path(digest));
+            return Ok(());
+        }
+        let path = self.partial_path(digest);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!(
+                    "partial upload of blob {}",
+                    hex::encode(digest)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let held = f.metadata()?.len();
+        if held != size {
+            return Err(Error::Incomplete {
+                digest: hex::encode(digest),
+                held,
+                size,
+            });
+        }
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; HASH_BLOCK];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        if ctx.finish().as_ref() != digest {
+            let _ = fs::remove_file(&path);
+            return Err(Error::DigestMismatch {
+                expected: hex::encode(digest),
+            });
+        }
+        drop(f);
+        match fs::rename(&path, self.path(digest)) {
+            Ok(()) => {}
+            // A concurrent writer completed it first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.len(digest)?.is_some() => {}
+            Err(e) => return Err(e.into()),
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Up to `max` bytes of the complete blob `digest` from `offset` (empty at or past
+    /// its end). Not checked against the digest: whoever reads a blob in ranges checks the
+    /// whole at the end.
+    pub(crate) fn read_range(&self, digest: &Digest, offset: u64, max: usize) -> Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let f = match File::open(self.path(digest)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("blob {}", hex::encode(digest))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let len = f.metadata()?.len();
+        let n = len.saturating_sub(offset).min(max as u64) as usize;
+        let mut buf = vec![0u8; n];
+        f.read_exact_at(&mut buf, offset)?;
+        Ok(Bytes::from(buf))
+    }
 }

@@ -1,0 +1,340 @@
+//! Large attachments, in chunks with bounded memory, resumable at every stage.
+//!
+//! An attachment is named by its SHA-256. Small ones travel inline, as always (in
+//! `SendDocument`, in relay items, in `FetchDocument`). A large one travels on its own
+//! streams, in chunks of at most [`CHUNK_BYTES`]:
+//!
+//! - DMS → node: `UploadAttachment`, then `SendDocument` names it without content. The
+//!   node writes each chunk to a partial file and fsyncs it before reading the next, so
+//!   `AttachmentStatus` tells a client where to resume after any error; the attachment
+//!   becomes usable only once complete and its SHA-256 verified ([`receive`]).
+//! - node → node: before a document leaves on a link, [`push`] sends each attachment that
+//!   does not travel inline and the neighbour lacks (`RelayService.BlobStatus`,
+//!   `PushBlob`), from the neighbour's durable offset; the relay item then carries no
+//!   content for it. A broken push fails the link, which retries after its back-off and
+//!   resumes from the neighbour's offset.
+//! - node → DMS: `FetchDocument` leaves out the content of the attachments that do not
+//!   travel inline ([`inline_flags`]); the DMS sees `size` > 0 with empty `content` and
+//!   streams them with `FetchAttachment` from any offset ([`serve`]).
+//!
+//! Memory per transfer is a few chunks: one being written or read, and what HTTP/2 flow
+//! control lets through.
+
+use std::pin::Pin;
+
+use lienthong_core::{AgencyCode, Attachment, DocumentId, NodeId};
+use lienthong_pki::Identity;
+use lienthong_proto::pb;
+use lienthong_proto::pb::relay_service_client::RelayServiceClient;
+use lienthong_store::Digest;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::Error;
+use crate::node::{Fetched, Node};
+
+/// The largest chunk sent; smaller when `limits.max_message_bytes` asks for it.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// The largest attachment that travels inline in a relay item or a fetched document.
+pub const INLINE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Chunks read ahead of the network when sending.
+const READ_AHEAD: usize = 2;
+
+/// The chunk size under `max_message_bytes` (room left for the other fields).
+pub fn chunk_bytes(max_message_bytes: usize) -> usize {
+    CHUNK_BYTES
+        .min(max_message_bytes.saturating_sub(1024) / 2)
+        .max(1024)
+}
+
+/// Which attachments travel inline, in order: each of at most [`INLINE_MAX_BYTES`], as
+/// long as together they take at most half of `max_message_bytes`. The others travel on
+/// their own streams.
+pub fn inline_flags(attachments: &[Attachment], max_message_bytes: usize) -> Vec<bool> {
+    let mut budget = (max_message_bytes / 2) as u64;
+    attachments
+        .iter()
+        .map(|a| {
+            if a.size <= INLINE_MAX_BYTES && a.size <= budget {
+                budget -= a.size;
+                true
+            } else {
+                false
+            }
+        })
+        .collect()
+}
+
+fn digest_of(bytes: &[u8]) -> Result<Digest, Error> {
+    bytes.try_into().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "sha256 must be 32 bytes, not {}; it names the attachment",
+            bytes.len()
+        ))
+    })
+}
+
+/// What the node holds of blob `digest`.
+pub async fn status(node: &Node, sha256: &[u8]) -> Result<pb::BlobStatus, Error> {
+    let digest = digest_of(sha256)?;
+    let store = node.store();
+    let (durable_bytes, complete) = match store.blob_len(digest).await? {
+        Some(len) => (len, true),
+        None => (store.partial_blob_len(digest).await?, false),
+    };
+    Ok(pb::BlobStatus {
+        sha256: bytes::Bytes::copy_from_slice(&digest),
+        durable_bytes,
+        complete,
+    })
+}
+
+/// Checks that an attachment sent without content is held complete here.
+pub(crate) async fn check_held(node: &Node, attachment: &Attachment) -> Result<(), Error> {
+    match node.store().blob_len(attachment.sha256).await? {
+        Some(len) if len == attachment.size => Ok(()),
+        Some(len) => Err(Error::InvalidArgument(format!(
+            "attachment {:?} declares {} bytes but the bytes uploaded under its digest are {len}",
+            attachment.name, attachment.size
+        ))),
+        None => Err(Error::FailedPrecondition(format!(
+            "attachment {:?} carries no content and its bytes (SHA-256 {}) are not held \
+             complete at node {}: upload them with UploadAttachment first (ask \
+             AttachmentStatus where to resume)",
+            attachment.name,
+            hex::encode(attachment.sha256),
+            node.id()
+        ))),
+    }
+}
+
+/// Receives the chunks of one blob (`UploadAttachment`, `PushBlob`): each is fsynced
+/// before the next is read. Completes the blob when its last byte arrives. Returns what
+/// is held when the stream ends; a broken stream keeps every chunk written before it.
+pub async fn receive(
+    node: &Node,
+    mut chunks: Streaming<pb::BlobChunk>,
+) -> Result<pb::BlobStatus, Error> {
+    let mut named: Option<(Digest, u64)> = None;
+    let mut held = 0u64;
+    loop {
+        let chunk = match chunks.message().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(s) => {
+                tracing::debug!(node = %node.id(), held, error = %s, "blob stream broken");
+                return Err(Error::Transport(format!(
+                    "the chunk stream broke after {held} durable bytes: {s}"
+                )));
+            }
+        };
+        let digest = digest_of(&chunk.sha256)?;
+        match named {
+            None => {
+                if node.store().blob_len(digest).await?.is_some() {
+                    return status(node, &digest).await;
+                }
+                named = Some((digest, chunk.size));
+            }
+            Some((d, size)) if d != digest || size != chunk.size => {
+                return Err(Error::InvalidArgument(
+                    "every chunk of a stream must name the same sha256 and size".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        // Cheap (the free space is read at most every 250 ms): a long upload stops
+        // before it fills the disk.
+        node.check_disk_space()?;
+        let size = chunk.size;
+        let end = chunk.offset.saturating_add(chunk.data.len() as u64);
+        if end > size {
+            return Err(Error::InvalidArgument(format!(
+                "a chunk ends at byte {end}, beyond the declared size {size}"
+            )));
+        }
+        held = node
+            .store()
+            .write_blob_chunk(digest, chunk.offset, chunk.data)
+            .await?;
+        if held == size {
+            node.store().complete_blob(digest, size).await?;
+            break;
+        }
+    }
+    match named {
+        Some((digest, _)) => status(node, &digest).await,
+        None => Err(Error::InvalidArgument("the stream carried no chunk".into())),
+    }
+}
+
+/// The chunks of blob `digest` from `offset`, read ahead of the network by a few chunks.
+pub fn read_chunks(
+    node: std::sync::Arc<Node>,
+    digest: Digest,
+    size: u64,
+    mut offset: u64,
+    chunk: usize,
+) -> mpsc::Receiver<Result<pb::BlobChunk, Error>> {
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        while offset < size {
+            let data = match node.store().read_blob(digest, offset, chunk).await {
+                Ok(data) if data.is_empty() => {
+                    let _ = tx
+                        .send(Err(Error::Store(lienthong_store::Error::Corrupt(format!(
+                            "blob {} is shorter than its {size} bytes",
+                            hex::encode(digest)
+                        )))))
+                        .await;
+                    return;
+                }
+                Ok(data) => data,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let len = data.len() as u64;
+            let c = pb::BlobChunk {
+                sha256: bytes::Bytes::copy_from_slice(&digest),
+                size,
+                offset,
+                data,
+            };
+            if tx.send(Ok(c)).await.is_err() {
+                return;
+            }
+            offset += len;
+        }
+    });
+    rx
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::BlobChunk, Status>> + Send>>;
+
+/// `FetchAttachment`: the bytes of attachment `sha256` of document `id` from `offset`,
+/// for a party to the document.
+pub async fn serve(
+    node: &std::sync::Arc<Node>,
+    caller: &AgencyCode,
+    id: &DocumentId,
+    sha256: &[u8],
+    offset: u64,
+) -> Result<ChunkStream, Error> {
+    let digest = digest_of(sha256)?;
+    let attachment = match node.load_for(caller, id)? {
+        Some(Fetched::Document { document, .. }) => document
+            .attachments
+            .into_iter()
+            .find(|a| a.sha256 == digest),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::NotFound(format!(
+            "document {id} with an attachment of SHA-256 {} is not known to node {} for you",
+            hex::encode(digest),
+            node.id()
+        ))
+    })?;
+    if offset > attachment.size {
+        return Err(Error::InvalidArgument(format!(
+            "offset {offset} is beyond the attachment's {} bytes",
+            attachment.size
+        )));
+    }
+    let chunk = chunk_bytes(node.limits().max_message_bytes);
+    let rx = read_chunks(node.clone(), digest, attachment.size, offset, chunk);
+    Ok(Box::pin(tokio_stream::StreamExt::map(
+        ReceiverStream::new(rx),
+        |r| r.map_err(Status::from),
+    )))
+}
+
+/// Pushes blob `attachment` to neighbour `hop` unless it holds it already, resuming from
+/// its durable offset. Returns the bytes sent.
+pub async fn push(
+    node: &std::sync::Arc<Node>,
+    hop: &NodeId,
+    attachment: &Attachment,
+) -> Result<u64, Error> {
+    let endpoint = node
+        .directory()
+        .current()
+        .node(hop)
+        .map(|n| n.endpoint.clone())
+        .ok_or_else(|| Error::NotFound(format!("neighbour {hop} is not in the directory")))?;
+    let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(hop.clone())))?;
+    let max = node.limits().max_message_bytes;
+    let mut client = RelayServiceClient::new(crate::transport::channel(&endpoint, config)?)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let digest = attachment.sha256;
+    let there = client
+        .blob_status(pb::BlobStatusRequest {
+            sha256: bytes::Bytes::copy_from_slice(&digest),
+        })
+        .await
+        .map_err(|s| Error::Transport(format!("blob status at {hop}: {s}")))?
+        .into_inner();
+    if there.complete {
+        return Ok(0);
+    }
+    let from = there.durable_bytes.min(attachment.size);
+    if from > 0 {
+        tracing::info!(node = %node.id(), %hop, digest = %hex::encode(digest), from, size = attachment.size, "resuming blob push");
+    }
+    let mut rx = read_chunks(
+        node.clone(),
+        digest,
+        attachment.size,
+        from,
+        chunk_bytes(max),
+    );
+    let (tx, out) = mpsc::channel::<pb::BlobChunk>(1);
+    // Read errors end the stream early; the neighbour then holds what came and reports
+    // the blob incomplete, and the error is returned below.
+    let reader = tokio::spawn(async move {
+        while let Some(next) = rx.recv().await {
+            match next {
+                Ok(c) => {
+                    if tx.send(c).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    let result = client.push_blob(ReceiverStream::new(out)).await;
+    let read = reader
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    read?;
+    let answer = result
+        .map_err(|s| match s.code() {
+            // The neighbour hashed exactly the bytes read here and they do not match the
+            // digest (TLS rules out damage in transit): this node's copy is damaged.
+            tonic::Code::InvalidArgument => Error::Store(lienthong_store::Error::Corrupt(format!(
+                "blob {} as stored here was refused by {hop}: {}",
+                hex::encode(digest),
+                s.message()
+            ))),
+            _ => Error::Transport(format!("pushing blob to {hop}: {s}")),
+        })?
+        .into_inner();
+    if !answer.complete {
+        return Err(Error::Transport(format!(
+            "{hop} holds {} of the {} bytes of blob {} after a push",
+            answer.durable_bytes,
+            attachment.size,
+            hex::encode(digest)
+        )));
+    }
+    let sent = attachment.size - from;
+    tracing::info!(node = %node.id(), %hop, digest = %hex::encode(digest), from, sent, "blob pushed");
+    Ok(sent)
+}
