@@ -17,7 +17,10 @@ use crate::{Error, config};
 
 const MAX_LIST_LIMIT: u32 = 1000;
 /// Inbox entries a subscription reads from the store at a time.
-const SUBSCRIBE_BATCH: usize = 256;
+const SUBSCRIBE_BATCH: usize = 64;
+/// Entries a subscription keeps ready for a slow reader: small, so that an urgent entry
+/// arriving meanwhile waits behind few routine ones.
+const SUBSCRIBE_BUFFER: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct AgencyApi {
@@ -98,7 +101,7 @@ impl AgencyService for AgencyApi {
         let mut signal = self.node.watch_inbox(&caller);
         let mut stopping = self.node.stopping();
         let node = self.node.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BATCH);
+        let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
         tokio::spawn(async move {
             // Every unacknowledged entry goes out once per subscription: the last cursor
             // sent per priority lane (entries of a lane appear in cursor order). After
@@ -161,7 +164,11 @@ impl AgencyService for AgencyApi {
             n => n.min(MAX_LIST_LIMIT),
         };
         let after = (req.after_cursor > 0).then_some(req.after_cursor);
-        let items = self.node.inbox(&caller, after, limit as usize)?;
+        let items = if req.arrival_order {
+            self.node.inbox_by_arrival(&caller, after, limit as usize)?
+        } else {
+            self.node.inbox(&caller, after, limit as usize)?
+        };
         Ok(Response::new(pb::ListInboxResponse {
             entries: items.into_iter().map(entry_pb).collect(),
         }))

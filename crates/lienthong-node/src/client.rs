@@ -465,6 +465,27 @@ impl DmsClient {
             .list_inbox(pb::ListInboxRequest {
                 after_cursor,
                 limit,
+                arrival_order: false,
+            })
+            .await?
+            .into_inner()
+            .entries)
+    }
+
+    /// Lists the inbox in order of arrival after `after_cursor`: page with the last
+    /// cursor of the previous page.
+    pub async fn list_inbox_by_arrival(
+        &self,
+        after_cursor: u64,
+        limit: u32,
+    ) -> Result<Vec<pb::InboxEntry>, tonic::Status> {
+        Ok(self
+            .rpc
+            .clone()
+            .list_inbox(pb::ListInboxRequest {
+                after_cursor,
+                limit,
+                arrival_order: true,
             })
             .await?
             .into_inner()

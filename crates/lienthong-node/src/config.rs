@@ -152,7 +152,8 @@ pub struct DeliveryConfig {
     pub expiry_sweep_ms: u64,
     /// How long a link waits for the next acknowledgement while items are in flight
     /// before it gives the connection up and reconnects, in milliseconds (default
-    /// 15 000): a frozen neighbour holds the link no longer than this.
+    /// 15 000), plus the time the bytes in flight take at 256 KiB/s: a frozen neighbour
+    /// holds the link no longer than that.
     pub ack_timeout_ms: u64,
 }
 

@@ -558,9 +558,10 @@ impl Node {
         Ok(())
     }
 
-    /// Appends `events` to the logs of their messages here: at the sender's home node,
-    /// or wherever an event can go no further. A delivery's trace adds one "forwarded"
-    /// event per hop. An event already in the log (a re-sent pack) is not added again.
+    /// Appends `events` (checked with [`check_event`]) to the logs of their messages here:
+    /// at the sender's home node, or wherever an event can go no further. A delivery's
+    /// trace adds one "forwarded" event per hop. An event already in the log (a re-sent
+    /// pack) is not added again.
     async fn keep_events(&self, events: Vec<pb::RelayEvent>) -> Result<(), Error> {
         let mut by_message: Vec<(DocumentId, Vec<Bytes>)> = Vec::new();
         for e in events {
@@ -589,17 +590,9 @@ impl Node {
                 None => by_message.push((id, encoded)),
             }
         }
-        let mut logs = Vec::with_capacity(by_message.len());
-        for (id, mut events) in by_message {
-            let logged = self.store.events(&id)?;
-            events.retain(|e| !logged.contains(e));
-            events.dedup();
-            if !events.is_empty() {
-                logs.push((id, events));
-            }
-        }
-        if !logs.is_empty() {
-            self.store.append_event_logs(logs).await?;
+        // The store leaves out events already logged (a pack re-sent after a broken link).
+        if !by_message.is_empty() {
+            self.store.append_event_logs(by_message).await?;
         }
         Ok(())
     }
@@ -1063,7 +1056,15 @@ impl Node {
         let mut here = Vec::new();
         let mut onwards: Vec<(NodeId, Vec<pb::RelayEvent>)> = Vec::new();
         for event in pack.events {
-            let sender = AgencyCode::parse(&event.sender)?;
+            // One unusable event must not cost the others of its pack their way home:
+            // it is dropped here, with a log line, and never goes further.
+            let sender = match check_event(&event) {
+                Ok(sender) => sender,
+                Err(e) => {
+                    tracing::warn!(node = %self.id, %from, document = %event.document_id, error = %e, "unusable transport event dropped");
+                    continue;
+                }
+            };
             if self.is_homed_here(&d, &sender) {
                 here.push(event);
                 continue;
@@ -1107,6 +1108,16 @@ impl Node {
         limit: usize,
     ) -> Result<Vec<InboxItem>, Error> {
         self.describe_inbox(self.store.inbox(agency, after, limit)?)
+    }
+
+    /// Entries of `agency`'s inbox after `after` in order of arrival, for paging.
+    pub fn inbox_by_arrival(
+        &self,
+        agency: &AgencyCode,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, Error> {
+        self.describe_inbox(self.store.inbox_by_arrival(agency, after, limit)?)
     }
 
     /// Entries of one priority lane of `agency`'s inbox after `after`, in cursor order.
@@ -1492,4 +1503,17 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{} KiB", n / 1024)
     }
+}
+
+/// Whether a relayed transport event can be used: its ids, event and trace decode.
+/// Returns the agency it goes to.
+fn check_event(event: &pb::RelayEvent) -> Result<AgencyCode, Error> {
+    DocumentId::parse(&event.document_id)?;
+    let transport = event
+        .event
+        .clone()
+        .ok_or(lienthong_proto::Error::Missing { field: "event" })?;
+    TransportEvent::try_from(transport)?;
+    lienthong_proto::trace_from_pb(event.trace.clone())?;
+    Ok(AgencyCode::parse(&event.sender)?)
 }

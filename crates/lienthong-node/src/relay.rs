@@ -297,7 +297,13 @@ async fn item_for(
         seq: 0, // numbered when sent ([`Window::send`])
         message: Some(message),
         id: entry.id.to_string(),
-        recipients: entry.recipients.iter().map(|r| r.to_string()).collect(),
+        // Events name where they go themselves.
+        recipients: match envelope.kind {
+            MessageKind::Event => Vec::new(),
+            MessageKind::Document | MessageKind::Status => {
+                entry.recipients.iter().map(|r| r.to_string()).collect()
+            }
+        },
         origin_receipt,
     })
 }
@@ -388,8 +394,11 @@ async fn serve_link(
         s.retry_at = None;
     });
 
+    // Event packs stay well inside the neighbour's message size limit.
+    let max_pack = node.limits().max_message_bytes / 4;
     let mut window = Window {
         in_flight: HashMap::new(),
+        bytes: 0,
         seq: 0,
         answered_by: tokio::time::Instant::now(),
         ack_timeout: Duration::from_millis(node.delivery().ack_timeout_ms),
@@ -414,6 +423,8 @@ async fn serve_link(
         }
         // Refill the window, urgent priorities first.
         if draining.is_none() && window.in_flight.len() < SEND_WINDOW {
+            // Time spent here (reading, checking, pushing blobs) is not the neighbour's.
+            let refilling = tokio::time::Instant::now();
             signal.borrow_and_update();
             for priority in (0..=3u8).rev() {
                 let room = SEND_WINDOW - window.in_flight.len();
@@ -422,7 +433,7 @@ async fn serve_link(
                 }
                 let cursor = &mut cursors[priority as usize];
                 // Transport events read one after another travel as one item.
-                let mut pack: Option<(pb::RelayItem, Vec<(OutboxEntry, MessageKind)>)> = None;
+                let mut pack: Option<EventPack> = None;
                 for entry in node
                     .store()
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
@@ -437,28 +448,26 @@ async fn serve_link(
                     };
                     if kind == MessageKind::Event {
                         match &mut pack {
-                            Some((packed, entries)) if entries.len() < EVENTS_PER_ITEM => {
-                                join_events(packed, item);
-                                entries.push((entry, kind));
-                            }
+                            Some(p) if p.fits(&item, max_pack) => p.join(entry, item),
                             _ => {
-                                if let Some((packed, entries)) = pack.take() {
-                                    window.send(&tx, hop, packed, entries).await?;
+                                if let Some(p) = pack.take() {
+                                    window.send(&tx, hop, p.item, p.entries).await?;
                                 }
-                                pack = Some((item, vec![(entry, kind)]));
+                                pack = Some(EventPack::new(entry, item));
                             }
                         }
                         continue;
                     }
-                    if let Some((packed, entries)) = pack.take() {
-                        window.send(&tx, hop, packed, entries).await?;
+                    if let Some(p) = pack.take() {
+                        window.send(&tx, hop, p.item, p.entries).await?;
                     }
                     window.send(&tx, hop, item, vec![(entry, kind)]).await?;
                 }
-                if let Some((packed, entries)) = pack.take() {
-                    window.send(&tx, hop, packed, entries).await?;
+                if let Some(p) = pack.take() {
+                    window.send(&tx, hop, p.item, p.entries).await?;
                 }
             }
+            window.answered_by += refilling.elapsed();
         }
         tokio::select! {
             ack = acks.message() => {
@@ -481,7 +490,7 @@ async fn serve_link(
             _ = tokio::time::sleep(Duration::from_secs(1)), if window.in_flight.is_empty() => {}
             // A neighbour that stops answering (frozen, or its disk stuck) while items are
             // in flight: give the connection up and reconnect after the back-off.
-            _ = tokio::time::sleep_until(window.answered_by), if !window.in_flight.is_empty() && draining.is_none() => {
+            _ = tokio::time::sleep_until(window.deadline()), if !window.in_flight.is_empty() && draining.is_none() => {
                 return Err(Error::Transport(format!(
                     "{hop} acknowledged nothing for {} ms with {} items in flight",
                     window.ack_timeout.as_millis(),
@@ -567,27 +576,55 @@ async fn finish(
     Ok(())
 }
 
-/// Transport events packed into one hand-off item at most.
-const EVENTS_PER_ITEM: usize = 512;
+/// Transport events read one after another from an outbox, on their way into one
+/// hand-off item.
+struct EventPack {
+    item: pb::RelayItem,
+    entries: Vec<(OutboxEntry, MessageKind)>,
+    /// Encoded size of `item`, about.
+    bytes: usize,
+}
 
-/// Adds the events of `item` to those of `pack`.
-fn join_events(pack: &mut pb::RelayItem, item: pb::RelayItem) {
-    if let (
-        Some(pb::relay_item::Message::Events(packed)),
-        Some(pb::relay_item::Message::Events(more)),
-    ) = (&mut pack.message, item.message)
-    {
-        packed.events.extend(more.events);
-        pack.recipients.extend(item.recipients);
+impl EventPack {
+    fn new(entry: OutboxEntry, item: pb::RelayItem) -> Self {
+        EventPack {
+            bytes: item.encoded_len(),
+            item,
+            entries: vec![(entry, MessageKind::Event)],
+        }
+    }
+
+    /// Whether `item` can join without the pack outgrowing `max` bytes.
+    fn fits(&self, item: &pb::RelayItem, max: usize) -> bool {
+        self.bytes + item.encoded_len() <= max
+    }
+
+    fn join(&mut self, entry: OutboxEntry, item: pb::RelayItem) {
+        self.bytes += item.encoded_len();
+        if let (
+            Some(pb::relay_item::Message::Events(packed)),
+            Some(pb::relay_item::Message::Events(more)),
+        ) = (&mut self.item.message, item.message)
+        {
+            packed.events.extend(more.events);
+        }
+        self.entries.push((entry, MessageKind::Event));
     }
 }
 
+/// The slowest transfer a link allows for before it calls a silent neighbour frozen:
+/// items in flight add their size at this rate to the acknowledgement deadline, so a
+/// large document on a slow line is not mistaken for a dead peer.
+const SLOWEST_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
+
 /// The items a link has sent on its current connection and not yet seen answered.
 struct Window {
-    /// Sequence number → the outbox entries the item carries.
-    in_flight: HashMap<u64, Vec<(OutboxEntry, MessageKind)>>,
+    /// Sequence number → the outbox entries the item carries and its encoded size.
+    in_flight: HashMap<u64, (Vec<(OutboxEntry, MessageKind)>, usize)>,
+    /// Encoded bytes in flight.
+    bytes: usize,
     seq: u64,
-    /// When the link gives the connection up unless something is answered before.
+    /// The last answer (or the first item after a quiet spell), plus `ack_timeout`.
     answered_by: tokio::time::Instant,
     ack_timeout: Duration,
 }
@@ -605,7 +642,9 @@ impl Window {
         if self.in_flight.is_empty() {
             self.answered_by = tokio::time::Instant::now() + self.ack_timeout;
         }
-        self.in_flight.insert(self.seq, entries);
+        let size = item.encoded_len();
+        self.bytes += size;
+        self.in_flight.insert(self.seq, (entries, size));
         tx.send(item)
             .await
             .map_err(|_| Error::Transport(format!("stream to {hop} closed")))
@@ -613,9 +652,15 @@ impl Window {
 
     /// The entries of item `seq`, once answered; `None` for an unknown one.
     fn answered(&mut self, seq: u64) -> Option<Vec<(OutboxEntry, MessageKind)>> {
-        let entries = self.in_flight.remove(&seq)?;
+        let (entries, size) = self.in_flight.remove(&seq)?;
+        self.bytes -= size;
         self.answered_by = tokio::time::Instant::now() + self.ack_timeout;
         Some(entries)
+    }
+
+    /// When the link gives the connection up unless something is answered before.
+    fn deadline(&self) -> tokio::time::Instant {
+        self.answered_by + Duration::from_secs_f64(self.bytes as f64 / SLOWEST_BYTES_PER_SEC)
     }
 }
 

@@ -32,6 +32,16 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "the store at {path} has data format {found}, and this lienthong reads format \
+         {expected}: drain its queues with the lienthong that wrote it, or start this node \
+         on a new data directory"
+    )]
+    Format {
+        path: String,
+        found: String,
+        expected: u8,
+    },
     #[error("storage engine error: {0}")]
     Sled(#[from] sled::Error),
     #[error("disk I/O error: {0}")]

@@ -192,6 +192,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<InboxEntry>>;
 
+    /// Up to `limit` entries of `agency`'s inbox with a cursor greater than `after` (all
+    /// when `None`), in cursor (arrival) order whatever their priority: for paging through
+    /// an inbox with the last cursor of each page.
+    fn inbox_by_arrival(
+        &self,
+        agency: &AgencyCode,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>>;
+
     /// Up to `limit` entries of `agency`'s inbox with priority `priority` and a cursor
     /// greater than `after`, in cursor order. The entries of a priority appear in cursor
     /// order, so a reader that remembers the last cursor it read per priority never
@@ -209,10 +219,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool>;
 
     /// Appends events (opaque bytes) to the logs of several messages, each in order, in
-    /// one durable write.
+    /// one durable write. An event already in its log, byte for byte, is not appended
+    /// again (events carry their time, so only a re-sent one repeats); the check and the
+    /// write cannot interleave with another append.
     async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()>;
 
-    /// Appends events (opaque bytes) to a message's log, in order, in one durable write.
+    /// Appends events (opaque bytes) to a message's log, in order, in one durable write;
+    /// as [`Store::append_event_logs`], an event already logged is not added again.
     async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
         self.append_event_logs(vec![(id.clone(), events)]).await
     }

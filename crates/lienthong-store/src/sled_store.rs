@@ -65,6 +65,7 @@ impl SledStore {
                 source,
             })?;
         let tree = db.open_tree("lienthong")?;
+        check_format(&tree, &db_path)?;
         let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
         let writer = Writer::start(db.clone(), tree.clone())?;
         Ok(SledStore {
@@ -198,6 +199,22 @@ impl Store for SledStore {
         Ok(entries)
     }
 
+    fn inbox_by_arrival(
+        &self,
+        agency: &AgencyCode,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        // The `limit` smallest cursors are among the first `limit` of each lane.
+        let mut entries = Vec::new();
+        for priority in 0..=3u8 {
+            entries.extend(self.inbox_lane(agency, priority, after, limit)?);
+        }
+        entries.sort_by_key(|e| e.cursor);
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
     fn inbox_lane(
         &self,
         agency: &AgencyCode,
@@ -251,22 +268,7 @@ impl Store for SledStore {
     }
 
     fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>> {
-        let mut events = Vec::new();
-        for item in self.tree.scan_prefix(codec::event_prefix(id)) {
-            let (key, value) = item?;
-            events.push((codec::trailing_seq(&key)?, Bytes::copy_from_slice(&value)));
-        }
-        // The events given to `accept` live in the message record (see `codec`); they go
-        // where their sequence number puts them, normally first.
-        if let Some(message) = self.tree.get(codec::message_key(id))? {
-            let (seq, block) = codec::decode_message(&message)?.events;
-            let at = events.partition_point(|(s, _)| *s < seq);
-            events.splice(
-                at..at,
-                block.into_iter().map(|e| (seq, Bytes::copy_from_slice(e))),
-            );
-        }
-        Ok(events.into_iter().map(|(_, e)| e).collect())
+        read_events(&self.tree, id)
     }
 
     fn outbox(&self, hop: &NodeId, limit: usize) -> Result<Vec<OutboxEntry>> {
@@ -513,5 +515,48 @@ impl SledStore {
     /// Path of the file holding blob `digest` (it may not exist); for operators and tests.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs.path(digest)
+    }
+}
+
+/// The event log of message `id` in `tree`, in order.
+pub(crate) fn read_events(tree: &sled::Tree, id: &DocumentId) -> Result<Vec<Bytes>> {
+    let mut events = Vec::new();
+    for item in tree.scan_prefix(codec::event_prefix(id)) {
+        let (key, value) = item?;
+        events.push((codec::trailing_seq(&key)?, Bytes::copy_from_slice(&value)));
+    }
+    // The events given to `accept` live in the message record (see `codec`); they go
+    // where their sequence number puts them, normally first.
+    if let Some(message) = tree.get(codec::message_key(id))? {
+        let (seq, block) = codec::decode_message(&message)?.events;
+        let at = events.partition_point(|(s, _)| *s < seq);
+        events.splice(
+            at..at,
+            block.into_iter().map(|e| (seq, Bytes::copy_from_slice(e))),
+        );
+    }
+    Ok(events.into_iter().map(|(_, e)| e).collect())
+}
+
+/// Checks that `tree` holds data in [`codec::FORMAT_VERSION`], writing the mark into a new
+/// store. A store of another format is refused rather than misread.
+fn check_format(tree: &sled::Tree, path: &Path) -> Result<()> {
+    let expected = codec::FORMAT_VERSION;
+    match tree.get(codec::format_key())? {
+        Some(v) if v.as_ref() == [expected] => Ok(()),
+        None if tree.is_empty() => {
+            tree.insert(codec::format_key(), &[expected])?;
+            tree.flush()?;
+            Ok(())
+        }
+        found => Err(Error::Format {
+            path: path.display().to_string(),
+            found: match found {
+                Some(v) => format!("{v:?}"),
+                // Written before the mark existed: inbox keys without priority lanes.
+                None => "1 (unmarked)".into(),
+            },
+            expected,
+        }),
     }
 }

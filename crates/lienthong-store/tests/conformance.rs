@@ -306,6 +306,17 @@ pub async fn inbox_serves_urgent_lanes_first<S: Store>(open: &dyn Fn() -> S) {
     // After a cursor: only newer entries, still urgent first.
     let after = s.inbox(&agency(H41), Some(all[2].cursor), 100).unwrap();
     assert_eq!(ids(&after), vec!["a3", "a5", "a4"]);
+    // Paging by arrival sees every entry once, whatever the lanes.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s.inbox_by_arrival(&agency(H41), cursor, 2).unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.cursor);
+        paged.extend(page);
+    }
+    assert_eq!(ids(&paged), vec!["a0", "a1", "a2", "a3", "a4", "a5"]);
+    assert!(paged.windows(2).all(|w| w[0].cursor < w[1].cursor));
 
     assert!(
         s.ack(&agency(H41), &doc_id("a5"), event("fetched"))
@@ -458,7 +469,9 @@ pub async fn events_are_returned_in_append_order<S: Store>(open: &dyn Fn() -> S)
         s.append_event(&id, e.clone()).await.unwrap();
         expected.push(e);
         if i % 3 == 0 {
-            s.append_event(&doc_id("d2"), event("other")).await.unwrap();
+            s.append_event(&doc_id("d2"), event(&format!("other {i}")))
+                .await
+                .unwrap();
         }
     }
     assert_eq!(s.events(&id).unwrap(), expected);
@@ -472,6 +485,25 @@ pub async fn events_are_returned_in_append_order<S: Store>(open: &dyn Fn() -> S)
     .await
     .unwrap();
     expected.extend([event("x1"), event("x2")]);
+    assert_eq!(s.events(&id).unwrap(), expected);
+
+    // A re-sent event, alone or next to new ones, is logged once; also within one call.
+    s.append_event_logs(vec![(
+        id.clone(),
+        vec![event("x2"), event("x3"), event("x3"), event("hop 0")],
+    )])
+    .await
+    .unwrap();
+    expected.push(event("x3"));
+    assert_eq!(s.events(&id).unwrap(), expected);
+    // Also when the same event comes twice in one group of concurrent writes.
+    let (one, two) = tokio::join!(
+        s.append_event(&id, event("x4")),
+        s.append_event(&id, event("x4"))
+    );
+    one.unwrap();
+    two.unwrap();
+    expected.push(event("x4"));
     assert_eq!(s.events(&id).unwrap(), expected);
     assert_eq!(s.events(&doc_id("d2")).unwrap().last(), Some(&event("y1")));
 }
@@ -1002,5 +1034,35 @@ mod sled_store {
             matches!(err, lienthong_store::Error::Open { .. }),
             "{err:?}"
         );
+    }
+
+    /// A store written in another key layout (here: an older one, without the format
+    /// mark) is refused with a message that says what to do, never misread.
+    #[tokio::test]
+    async fn a_store_of_another_format_is_refused_clearly() {
+        let dir = tempfile::TempDir::new().unwrap();
+        drop(sled_opener(&dir)());
+        {
+            let db = sled::open(dir.path().join("db")).unwrap();
+            let tree = db.open_tree("lienthong").unwrap();
+            tree.remove(b"!").unwrap();
+            tree.insert(
+                b"i\x0d000.00.00.H41\x00\x00\x00\x00\x00\x00\x00\x01",
+                &b"old"[..],
+            )
+            .unwrap();
+            db.flush().unwrap();
+        }
+        let err = lienthong_store::SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, lienthong_store::Error::Format { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("new data directory"), "{message}");
+        // A fresh store opens again and again.
+        let fresh = tempfile::TempDir::new().unwrap();
+        drop(sled_opener(&fresh)());
+        drop(sled_opener(&fresh)());
     }
 }

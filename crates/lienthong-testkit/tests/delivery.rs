@@ -649,9 +649,13 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
         for id in &ids {
             let held = store.message(id).unwrap().is_some();
             let waiting = queued.contains(&id.to_string());
+            assert!(held || waiting, "{id} is neither at VN nor queued at H41");
+            // Within the grace period every acknowledgement was waited for; only a stop
+            // that ran out of it may leave an item VN holds queued (it is re-sent and
+            // deduplicated).
             assert!(
-                held != waiting,
-                "{id}: held by VN {held}, still queued at H41 {waiting}"
+                !(held && waiting) || took >= lienthong_node::relay::DRAIN_GRACE,
+                "{id}: held by VN and still queued at H41 after a stop of {took:?}"
             );
             at_vn += usize::from(held);
         }

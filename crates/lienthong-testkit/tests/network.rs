@@ -153,12 +153,13 @@ async fn commune_to_commune_of_another_province(tiers: u8, from: &str, to: &str,
 }
 
 /// Transport events travel back packed (many documents' events per hand-off item and
-/// per stored message): a burst of documents still gives the sender's node every hop and
-/// one delivery event per document, none twice.
+/// per stored message): a burst of documents, with the national gateway restarted while
+/// the packs flow (so some are re-sent and packed again), still gives the sender's node
+/// every hop and one delivery event per document, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_documents_tells_the_sender_every_hop_of_each_once() {
     const DOCS: usize = 200;
-    let (_dir, net) = start(2).await;
+    let (_dir, mut net) = start(2).await;
     let (a, b) = (
         net.client("001.00.20.H41").unwrap(),
         net.client("001.00.20.H42").unwrap(),
@@ -173,7 +174,13 @@ async fn a_burst_of_documents_tells_the_sender_every_hop_of_each_once() {
         });
     }
     let ids = sends.join_all().await;
+    wait_for_track(&a, &ids[DOCS / 2], |ev| {
+        ev.iter().any(|e| e.kind == TransportEventKind::Delivered)
+    })
+    .await;
+    net.restart_node("VN").await.unwrap();
     let path = ["H41-C1", "H41", "VN", "H42", "H42-C1"];
+    let mut settled = Vec::new();
     for id in &ids {
         let events = wait_for_track(&a, id, |ev| {
             ev.iter()
@@ -200,6 +207,13 @@ async fn a_burst_of_documents_tells_the_sender_every_hop_of_each_once() {
                 "{id}: one hop line at {hop}"
             );
         }
+        settled.push(events.len());
+    }
+    // Nothing comes twice later either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, n) in ids.iter().zip(settled) {
+        let (events, _) = a.track(id).await.unwrap();
+        assert_eq!(events.len(), n, "{id}: {events:#?}");
     }
     net.stop().await.unwrap();
 }

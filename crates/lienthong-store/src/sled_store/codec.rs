@@ -14,6 +14,7 @@
 //! | event | `e` id seq | event bytes |
 //! | dead letter | `d` seq | [`encode_dead_letter`] |
 //! | operator log | `a` seq | action bytes |
+//! | format mark | `!` | [`FORMAT_VERSION`] |
 //!
 //! Sequence numbers (`cursor`, `seq`) come from sled's `generate_id`: store-wide, strictly
 //! increasing, never reused after a crash. They give inbox cursors, outbox insertion order
@@ -32,6 +33,14 @@ use crate::{DeadLetter, Digest, Envelope, Error, MessageKind, Result, StoredMess
 
 /// Version byte in front of every encoded value, so a later format can be told apart.
 const FORMAT: u8 = 1;
+
+/// Version of the key layout and values as a whole, marked in every store: 2 since inbox
+/// keys carry a priority lane.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+
+pub(crate) fn format_key() -> [u8; 1] {
+    [b'!']
+}
 
 const MESSAGE: u8 = b'm';
 const INBOX: u8 = b'i';

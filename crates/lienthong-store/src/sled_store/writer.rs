@@ -158,6 +158,8 @@ struct Group {
     accepted: HashMap<Vec<u8>, (Digest, Bytes)>,
     /// Queue entries (inbox, outbox, dead letter) removed in this group.
     removed: HashSet<Vec<u8>>,
+    /// Events appended to logs by `AppendEvents` in this group: message key → events.
+    appended: HashMap<Vec<u8>, Vec<Bytes>>,
     wrote: bool,
 }
 
@@ -286,20 +288,24 @@ impl Applier {
                 if !self.take(group, &entry)? {
                     return Ok(Written::Acked(false));
                 }
-                group
-                    .batch
-                    .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
-                group.wrote = true;
+                self.log_event(group, &id, &event)?;
                 Ok(Written::Acked(true))
             }
             Write::AppendEvents { logs } => {
                 for (id, events) in logs {
+                    // An event already in the log (byte for byte) is not added again.
+                    let key = codec::message_key(&id);
+                    let mut logged = super::read_events(&self.tree, &id)?;
+                    logged.extend(group.appended.get(&key).into_iter().flatten().cloned());
+                    let mut added = Vec::new();
                     for event in events {
-                        group
-                            .batch
-                            .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
-                        group.wrote = true;
+                        if logged.contains(&event) || added.contains(&event) {
+                            continue;
+                        }
+                        self.log_event(group, &id, &event)?;
+                        added.push(event);
                     }
+                    group.appended.entry(key).or_default().extend(added);
                 }
                 Ok(Written::Done)
             }
@@ -308,9 +314,7 @@ impl Applier {
                     // Removing an absent key (a retry) writes nothing.
                     if self.take(group, &key)? {
                         for event in events {
-                            group
-                                .batch
-                                .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                            self.log_event(group, &id, &event)?;
                         }
                     }
                 }
@@ -329,9 +333,7 @@ impl Applier {
                     .batch
                     .insert(codec::dead_letter_key(self.next_seq()?), letter);
                 for event in events {
-                    group
-                        .batch
-                        .insert(codec::event_key(&id, self.next_seq()?), event.as_ref());
+                    self.log_event(group, &id, &event)?;
                 }
                 Ok(Written::Moved(true))
             }
@@ -390,11 +392,18 @@ impl Applier {
         Ok(true)
     }
 
-    /// Appends a message event and an operator action.
-    fn log(&self, group: &mut Group, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
+    /// Appends `event` to the log of message `id` in this group's batch.
+    fn log_event(&self, group: &mut Group, id: &DocumentId, event: &[u8]) -> Result<()> {
         group
             .batch
-            .insert(codec::event_key(id, self.next_seq()?), event.as_ref());
+            .insert(codec::event_key(id, self.next_seq()?), event);
+        group.wrote = true;
+        Ok(())
+    }
+
+    /// Appends a message event and an operator action.
+    fn log(&self, group: &mut Group, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
+        self.log_event(group, id, &event)?;
         group
             .batch
             .insert(codec::operator_key(self.next_seq()?), action.as_ref());

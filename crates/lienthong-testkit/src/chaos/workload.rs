@@ -582,8 +582,11 @@ impl Receiver {
             let mut after = 0u64;
             let mut handled = 0usize;
             loop {
-                let listed =
-                    tokio::time::timeout(RPC_TIMEOUT, self.client.list_inbox(after, 500)).await;
+                let listed = tokio::time::timeout(
+                    RPC_TIMEOUT,
+                    self.client.list_inbox_by_arrival(after, 500),
+                )
+                .await;
                 let entries = match listed {
                     Ok(Ok(entries)) => entries,
                     _ => {
@@ -738,7 +741,7 @@ pub async fn leftovers(client: &DmsClient) -> Result<Vec<pb::InboxEntry>, String
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let entries = tokio::time::timeout(RPC_TIMEOUT, client.list_inbox(after, 1000))
+        let entries = tokio::time::timeout(RPC_TIMEOUT, client.list_inbox_by_arrival(after, 1000))
             .await
             .map_err(|_| format!("no answer within {RPC_TIMEOUT:?}"))?
             .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
