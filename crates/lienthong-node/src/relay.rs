@@ -35,6 +35,9 @@ use crate::node::{Node, Origin, RelayOutcome};
 const RECEIVE_CONCURRENCY: usize = 256;
 /// Items a sending link keeps unacknowledged.
 const SEND_WINDOW: usize = 256;
+/// Large-attachment pushes a link runs at once, each on its own stream next to the
+/// hand-off stream; a document past them waits in its lane.
+const PUSHES_PER_LINK: usize = 2;
 /// How long a stopping link waits for the acknowledgements of items in flight.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
@@ -184,11 +187,26 @@ async fn admit(node: &Node, from: &NodeId, item: pb::RelayItem) -> Result<RelayO
 enum Prepared {
     Item(Box<pb::RelayItem>, MessageKind),
     Undeliverable(Undeliverable),
+    /// A document with attachments too large to travel inline, when blobs are not to be
+    /// pushed now: the link pushes them on the side and prepares it again.
+    AwaitsBlobs,
+}
+
+/// Whether preparing a hand-off may push large attachments to the neighbour first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blobs {
+    Push,
+    Defer,
 }
 
 /// Builds the hand-off item for an outbox entry, unless the message expired or its stored
 /// copy no longer matches its digest.
-async fn prepare(node: &Arc<Node>, hop: &NodeId, entry: &OutboxEntry) -> Result<Prepared, Error> {
+async fn prepare(
+    node: &Arc<Node>,
+    hop: &NodeId,
+    entry: &OutboxEntry,
+    blobs: Blobs,
+) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
         .message(&entry.id)?
@@ -212,8 +230,9 @@ async fn prepare(node: &Arc<Node>, hop: &NodeId, entry: &OutboxEntry) -> Result<
         Ok(_) => {}
         Err(e) => return corrupt(e),
     }
-    match item_for(node, hop, entry, &stored_message).await {
-        Ok(item) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
+    match item_for(node, hop, entry, &stored_message, blobs).await {
+        Ok(Some(item)) => Ok(Prepared::Item(Box::new(item), stored_message.envelope.kind)),
+        Ok(None) => Ok(Prepared::AwaitsBlobs),
         Err(e) => corrupt(e),
     }
 }
@@ -221,13 +240,14 @@ async fn prepare(node: &Arc<Node>, hop: &NodeId, entry: &OutboxEntry) -> Result<
 /// The hand-off item for a stored message; [`lienthong_store::Error::Corrupt`] if the
 /// message or an attachment does not match its digest. Attachments too large to travel
 /// inline are pushed to `hop` first, in chunks (resuming where `hop` stands), and the
-/// item carries no content for them.
+/// item carries no content for them; with [`Blobs::Defer`] there is no item then (`None`).
 async fn item_for(
     node: &Arc<Node>,
     hop: &NodeId,
     entry: &OutboxEntry,
     stored_message: &lienthong_store::StoredMessage,
-) -> Result<pb::RelayItem, Error> {
+    blobs: Blobs,
+) -> Result<Option<pb::RelayItem>, Error> {
     let envelope = &stored_message.envelope;
     let corrupt = |what: &str| {
         Error::Store(lienthong_store::Error::Corrupt(format!(
@@ -250,6 +270,9 @@ async fn item_for(
                 &document.attachments,
                 node.limits().max_message_bytes,
             );
+            if blobs == Blobs::Defer && inline.contains(&false) {
+                return Ok(None);
+            }
             // A blob missing from this node's store is damage to the store, like one that no
             // longer matches its digest: the message is quarantined, not retried forever.
             let missing = |e: lienthong_store::Error| match e {
@@ -293,7 +316,7 @@ async fn item_for(
             (pb::relay_item::Message::Events(pack), None)
         }
     };
-    Ok(pb::RelayItem {
+    Ok(Some(pb::RelayItem {
         seq: 0, // numbered when sent ([`Window::send`])
         message: Some(message),
         id: entry.id.to_string(),
@@ -305,7 +328,7 @@ async fn item_for(
             }
         },
         origin_receipt,
-    })
+    }))
 }
 
 /// Keeps the link towards neighbour `hop` until `stop` turns true.
@@ -382,7 +405,7 @@ async fn serve_link(
     let mut client = RelayServiceClient::new(channel)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let (tx, rx) = mpsc::channel::<pb::RelayItem>(SEND_WINDOW);
+    let (tx, rx) = mpsc::channel::<pb::RelayItem>(SEND_WINDOW + PUSHES_PER_LINK);
     let mut acks = client
         .handoff(ReceiverStream::new(rx))
         .await
@@ -409,6 +432,10 @@ async fn serve_link(
     // unacknowledged; the neighbour deduplicates.
     let mut cursors: [Option<Bytes>; 4] = Default::default();
     let mut finishing = tokio::task::JoinSet::new();
+    // Documents whose large attachments are being pushed on the side, so that the link
+    // goes on with other items (urgent ones first) meanwhile.
+    let mut pushing: tokio::task::JoinSet<(OutboxEntry, Result<Prepared, Error>)> =
+        tokio::task::JoinSet::new();
     // Set on shutdown: no new items; the link ends once those in flight are answered.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
@@ -438,11 +465,25 @@ async fn serve_link(
                     .store()
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
+                    let prepared = prepare(node, hop, &entry, Blobs::Defer).await?;
+                    if matches!(prepared, Prepared::AwaitsBlobs)
+                        && pushing.len() >= PUSHES_PER_LINK
+                    {
+                        break; // this lane waits for a push to finish
+                    }
                     *cursor = Some(entry.key.clone());
-                    let (item, kind) = match prepare(node, hop, &entry).await? {
+                    let (item, kind) = match prepared {
                         Prepared::Item(item, kind) => (*item, kind),
                         Prepared::Undeliverable(why) => {
                             delivery::dead_letter(node, hop, &entry, why).await?;
+                            continue;
+                        }
+                        Prepared::AwaitsBlobs => {
+                            let (node, hop) = (node.clone(), hop.clone());
+                            pushing.spawn(async move {
+                                let prepared = prepare(&node, &hop, &entry, Blobs::Push).await;
+                                (entry, prepared)
+                            });
                             continue;
                         }
                     };
@@ -484,6 +525,24 @@ async fn serve_link(
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
                     result?;
+                }
+            }
+            Some(pushed) = pushing.join_next(), if !pushing.is_empty() && draining.is_none() => {
+                let (entry, prepared) = pushed
+                    .map_err(|e| Error::Transport(format!("blob push to {hop} stopped: {e}")))?;
+                match prepared? {
+                    Prepared::Item(item, kind) => {
+                        window.send(&tx, hop, *item, vec![(entry, kind)]).await?;
+                    }
+                    Prepared::Undeliverable(why) => {
+                        delivery::dead_letter(node, hop, &entry, why).await?;
+                    }
+                    Prepared::AwaitsBlobs => {
+                        return Err(Error::Transport(format!(
+                            "{} still awaits its attachments after a push to {hop}",
+                            entry.id
+                        )));
+                    }
                 }
             }
             _ = signal.changed(), if draining.is_none() && window.in_flight.len() < SEND_WINDOW => {}

@@ -529,3 +529,56 @@ async fn a_blob_damaged_on_disk_is_quarantined_not_pushed_forever() {
     assert!(!blob_file(&net, "H41", &file.sha256).exists());
     net.stop().await.unwrap();
 }
+
+/// A large attachment is pushed to the next node on the side: while it streams, an urgent
+/// document sent after it overtakes it on every link and reaches the recipient first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_document_overtakes_a_large_attachment_being_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    let sender = net.client(SENDER).unwrap().with_chunk_bytes(CHUNK);
+    let recipient = net.client(RECIPIENT).unwrap();
+    let to = vec![AgencyCode::parse(RECIPIENT).unwrap()];
+
+    let path = dir.path().join("ban-do.tif");
+    write_file(&path, 24 * MAX_MESSAGE);
+    let file = FileAttachment::from_file(&path).unwrap();
+    let digest = file.sha256;
+    let mut large = sender.new_document(to.clone(), "Bản đồ quy hoạch");
+    sender
+        .send_sources(&mut large, &[AttachmentSource::File(file)])
+        .await
+        .unwrap();
+    // Wait until H41-C1 is pushing the blob to H41.
+    let partial = net
+        .net
+        .node("H41")
+        .config
+        .data_dir
+        .join("blobs")
+        .join("partial")
+        .join(hex::encode(digest));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the push to H41 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let mut urgent = sender.new_document(to, "Hỏa tốc: triệu tập họp");
+    urgent.header.other.priority = lienthong_core::Priority::Flash;
+    sender.send(&mut urgent, &[]).await.unwrap();
+
+    wait_for_entry(&recipient, urgent.id.as_str()).await;
+    wait_for_entry(&recipient, large.id.as_str()).await;
+    let entries = recipient.list_inbox_by_arrival(0, 10).await.unwrap();
+    let arrived: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        arrived,
+        vec![urgent.id.as_str(), large.id.as_str()],
+        "the urgent document arrives first"
+    );
+    net.stop().await.unwrap();
+}
