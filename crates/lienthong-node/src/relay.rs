@@ -466,8 +466,7 @@ async fn serve_link(
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
                     let prepared = prepare(node, hop, &entry, Blobs::Defer).await?;
-                    if matches!(prepared, Prepared::AwaitsBlobs)
-                        && pushing.len() >= PUSHES_PER_LINK
+                    if matches!(prepared, Prepared::AwaitsBlobs) && pushing.len() >= PUSHES_PER_LINK
                     {
                         break; // this lane waits for a push to finish
                     }

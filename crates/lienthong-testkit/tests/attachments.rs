@@ -541,7 +541,7 @@ async fn an_urgent_document_overtakes_a_large_attachment_being_pushed() {
     let to = vec![AgencyCode::parse(RECIPIENT).unwrap()];
 
     let path = dir.path().join("ban-do.tif");
-    write_file(&path, 24 * MAX_MESSAGE);
+    write_file(&path, 64 * MAX_MESSAGE);
     let file = FileAttachment::from_file(&path).unwrap();
     let digest = file.sha256;
     let mut large = sender.new_document(to.clone(), "Bản đồ quy hoạch");
@@ -564,12 +564,31 @@ async fn an_urgent_document_overtakes_a_large_attachment_being_pushed() {
             tokio::time::Instant::now() < deadline,
             "the push to H41 never started"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 
     let mut urgent = sender.new_document(to, "Hỏa tốc: triệu tập họp");
     urgent.header.other.priority = lienthong_core::Priority::Flash;
     sender.send(&mut urgent, &[]).await.unwrap();
+    // H41-C1 hands it to H41 while the blob is still streaming there.
+    loop {
+        let (events, _) = sender.track(urgent.id.as_str()).await.unwrap();
+        let handed = events.iter().any(|e| {
+            e.kind == lienthong_core::TransportEventKind::Forwarded && e.node.as_str() == "H41-C1"
+        });
+        if handed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the urgent document never left H41-C1"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !blob_file(&net, "H41", &digest).exists(),
+        "the urgent document waited for the whole blob to reach H41"
+    );
 
     wait_for_entry(&recipient, urgent.id.as_str()).await;
     wait_for_entry(&recipient, large.id.as_str()).await;
