@@ -217,7 +217,7 @@ async fn addressed(client: &DmsClient, notice: StatusNotice) -> anyhow::Result<V
         return Ok(vec![notice]);
     }
     let document = notice.document_id()?;
-    let Incoming::Document(original) = client.fetch(document.as_str()).await? else {
+    let Incoming::Document(original) = client.fetch_described(document.as_str()).await? else {
         return Err(UsageError(format!("{document} is a status notice, not a document")).into());
     };
     original
@@ -489,7 +489,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let document = DocumentId::parse(&args.document).map_err(|e| UsageError(e.to_string()))?;
     let to = match &args.to {
         Some(to) => AgencyCode::parse(to).map_err(|e| UsageError(e.to_string()))?,
-        None => match client.fetch(document.as_str()).await? {
+        None => match client.fetch_described(document.as_str()).await? {
             Incoming::Document(v) => v.document.sender()?.clone(),
             Incoming::Status { .. } => {
                 return Err(

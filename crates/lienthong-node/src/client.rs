@@ -496,7 +496,14 @@ impl DmsClient {
     /// the fetch (large ones) are streamed into memory, up to
     /// [`FETCH_IN_MEMORY_MAX_BYTES`] each; for big files use [`DmsClient::fetch_to_files`].
     pub async fn fetch(&self, id: &str) -> Result<Incoming, tonic::Status> {
-        self.fetch_with(id, None).await
+        self.fetch_with(id, Large::InMemory).await
+    }
+
+    /// Fetches a message and verifies its signature, without the attachments the node
+    /// leaves out of a fetch (large ones): their `contents` entries stay empty, their
+    /// bytes unchecked. For reading a document's header (its sender, its recipients).
+    pub async fn fetch_described(&self, id: &str) -> Result<Incoming, tonic::Status> {
+        self.fetch_with(id, Large::Skip).await
     }
 
     /// Fetches a message and verifies it end to end, streaming the attachments the node
@@ -508,14 +515,10 @@ impl DmsClient {
         id: &str,
         dest: &(dyn Fn(&Attachment) -> PathBuf + Sync),
     ) -> Result<Incoming, tonic::Status> {
-        self.fetch_with(id, Some(dest)).await
+        self.fetch_with(id, Large::ToFiles(dest)).await
     }
 
-    async fn fetch_with(
-        &self,
-        id: &str,
-        dest: Option<&(dyn Fn(&Attachment) -> PathBuf + Sync)>,
-    ) -> Result<Incoming, tonic::Status> {
+    async fn fetch_with(&self, id: &str, large: Large<'_>) -> Result<Incoming, tonic::Status> {
         let r = self
             .rpc
             .clone()
@@ -540,12 +543,13 @@ impl DmsClient {
                     if !content.is_empty() || a.size == 0 {
                         continue;
                     }
-                    match dest {
-                        Some(dest) => {
+                    match large {
+                        Large::ToFiles(dest) => {
                             self.fetch_attachment_to_file(id, a, &dest(a)).await?;
                             streamed[i] = true;
                         }
-                        None if a.size > FETCH_IN_MEMORY_MAX_BYTES => {
+                        Large::Skip => streamed[i] = true,
+                        Large::InMemory if a.size > FETCH_IN_MEMORY_MAX_BYTES => {
                             return Err(tonic::Status::failed_precondition(format!(
                                 "attachment {:?} has {} bytes, too many to fetch into memory; \
                                  fetch it to a file (DmsClient::fetch_to_files, `lienthong \
@@ -553,7 +557,7 @@ impl DmsClient {
                                 a.name, a.size
                             )));
                         }
-                        None => *content = self.fetch_attachment_bytes(id, a).await?,
+                        Large::InMemory => *content = self.fetch_attachment_bytes(id, a).await?,
                     }
                 }
                 verify_parts(&self.trust, &document, &contents, &streamed)
@@ -960,4 +964,15 @@ impl DmsClient {
         }
         Err(last_error.unwrap_or_else(|| tonic::Status::unavailable("download failed")))
     }
+}
+
+/// What a fetch does with the attachments the node leaves out of it (large ones).
+#[derive(Clone, Copy)]
+enum Large<'a> {
+    /// Streams each to the file the function names (verified there).
+    ToFiles(&'a (dyn Fn(&Attachment) -> PathBuf + Sync)),
+    /// Reads each into memory, up to a bound.
+    InMemory,
+    /// Leaves them out.
+    Skip,
 }
