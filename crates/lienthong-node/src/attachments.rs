@@ -23,9 +23,7 @@
 use std::pin::Pin;
 
 use lienthong_core::{AgencyCode, Attachment, DocumentId, NodeId};
-use lienthong_pki::Identity;
 use lienthong_proto::pb;
-use lienthong_proto::pb::relay_service_client::RelayServiceClient;
 use lienthong_store::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -260,17 +258,8 @@ pub async fn push(
     hop: &NodeId,
     attachment: &Attachment,
 ) -> Result<u64, Error> {
-    let endpoint = node
-        .directory()
-        .current()
-        .node(hop)
-        .map(|n| n.endpoint.clone())
-        .ok_or_else(|| Error::NotFound(format!("neighbour {hop} is not in the directory")))?;
-    let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(hop.clone())))?;
     let max = node.limits().max_message_bytes;
-    let mut client = RelayServiceClient::new(crate::transport::channel(&endpoint, config)?)
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let mut client = crate::relay::relay_client(node, hop)?;
     let digest = attachment.sha256;
     let there = client
         .blob_status(pb::BlobStatusRequest {

@@ -459,17 +459,7 @@ impl DmsClient {
         after_cursor: u64,
         limit: u32,
     ) -> Result<Vec<pb::InboxEntry>, tonic::Status> {
-        Ok(self
-            .rpc
-            .clone()
-            .list_inbox(pb::ListInboxRequest {
-                after_cursor,
-                limit,
-                arrival_order: false,
-            })
-            .await?
-            .into_inner()
-            .entries)
+        self.list(after_cursor, limit, false).await
     }
 
     /// Lists the inbox in order of arrival after `after_cursor`: page with the last
@@ -479,13 +469,22 @@ impl DmsClient {
         after_cursor: u64,
         limit: u32,
     ) -> Result<Vec<pb::InboxEntry>, tonic::Status> {
+        self.list(after_cursor, limit, true).await
+    }
+
+    async fn list(
+        &self,
+        after_cursor: u64,
+        limit: u32,
+        arrival_order: bool,
+    ) -> Result<Vec<pb::InboxEntry>, tonic::Status> {
         Ok(self
             .rpc
             .clone()
             .list_inbox(pb::ListInboxRequest {
                 after_cursor,
                 limit,
-                arrival_order: true,
+                arrival_order,
             })
             .await?
             .into_inner()

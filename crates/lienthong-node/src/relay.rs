@@ -393,18 +393,7 @@ async fn serve_link(
             _ = stop.changed() => return Ok(()),
         }
     }
-    let endpoint = node
-        .directory()
-        .current()
-        .node(hop)
-        .map(|n| n.endpoint.clone())
-        .ok_or_else(|| Error::NotFound(format!("neighbour {hop} is not in the directory")))?;
-    let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(hop.clone())))?;
-    let channel = crate::transport::channel(&endpoint, config)?;
-    let max = node.limits().max_message_bytes;
-    let mut client = RelayServiceClient::new(channel)
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let mut client = relay_client(node, hop)?;
     let (tx, rx) = mpsc::channel::<pb::RelayItem>(SEND_WINDOW + PUSHES_PER_LINK);
     let mut acks = client
         .handoff(ReceiverStream::new(rx))
@@ -561,6 +550,27 @@ async fn serve_link(
             }
         }
     }
+}
+
+/// A relay client towards neighbour `hop`, over mTLS that checks `hop`'s identity; the
+/// connection is made on first use.
+pub(crate) fn relay_client(
+    node: &Node,
+    hop: &NodeId,
+) -> Result<RelayServiceClient<tonic::transport::Channel>, Error> {
+    let endpoint = node
+        .directory()
+        .current()
+        .node(hop)
+        .map(|n| n.endpoint.clone())
+        .ok_or_else(|| Error::NotFound(format!("neighbour {hop} is not in the directory")))?;
+    let config = lienthong_pki::client_config(node.tls_files(), Some(Identity::Node(hop.clone())))?;
+    let max = node.limits().max_message_bytes;
+    Ok(
+        RelayServiceClient::new(crate::transport::channel(&endpoint, config)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+    )
 }
 
 /// Whether a refusal code means "try again later" rather than "this message is wrong".
