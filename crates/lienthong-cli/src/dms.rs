@@ -294,10 +294,12 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             let incoming = match &save {
                 // Large attachments stream straight to their files (resuming after errors).
                 Some(dir) => {
-                    let out = dir.join(sanitize(&entry.id));
+                    let out = dir.join(folder_name(&entry.id));
                     std::fs::create_dir_all(&out)
                         .with_context(|| format!("creating {}", out.display()))?;
-                    let dest = |a: &lienthong_core::Attachment| out.join(sanitize(&a.name));
+                    let dest = |i: usize, a: &lienthong_core::Attachment| {
+                        out.join(attachment_file_name(i, &a.name))
+                    };
                     client.fetch_to_files(&entry.id, &dest).await?
                 }
                 None => client.fetch(&entry.id).await?,
@@ -383,13 +385,13 @@ fn print_entry(e: &pb::InboxEntry) {
 pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> {
     match incoming {
         Incoming::Document(v) => {
-            let out = dir.join(sanitize(v.document.id.as_str()));
+            let out = dir.join(folder_name(v.document.id.as_str()));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for (a, bytes) in v.document.attachments.iter().zip(&v.contents) {
+            for (i, (a, bytes)) in v.document.attachments.iter().zip(&v.contents).enumerate() {
                 if bytes.is_empty() && a.size > 0 {
                     continue; // streamed to its file by `fetch_to_files`
                 }
-                std::fs::write(out.join(sanitize(&a.name)), bytes)?;
+                std::fs::write(out.join(attachment_file_name(i, &a.name)), bytes)?;
             }
             let summary = format!(
                 "id = {:?}\nfrom = {:?}\nsubject = {:?}\nattachments = {}\nsignature = \"verified\"\nreceipt_node = {:?}\n",
@@ -406,7 +408,7 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
             Ok(out)
         }
         Incoming::Status { notice, .. } => {
-            let out = dir.join(sanitize(notice.id.as_str()));
+            let out = dir.join(folder_name(notice.id.as_str()));
             std::fs::create_dir_all(&out)?;
             let summary = format!(
                 "id = {:?}\nfrom = {:?}\ndocument = {:?}\nstatus = {:?}\ndescription = {:?}\nsignature = \"verified\"\n",
@@ -445,14 +447,17 @@ pub fn export_edxml(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> 
     };
     let xml = lienthong_edxml::write(&message).with_context(|| format!("writing {id} as edXML"))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{}.edxml", sanitize(id.as_str())));
+    let path = dir.join(format!("{}.edxml", folder_name(id.as_str())));
     std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
 /// A file-system-safe name: ids may contain `/` and `,`.
+/// `name` with every character but letters, digits, `-`, `_` and `.` replaced by `_`,
+/// and no leading dot: it cannot leave its folder or hide in it.
 fn sanitize(name: &str) -> String {
-    name.chars()
+    let safe: String = name
+        .chars()
         .map(|c| {
             if c.is_alphanumeric() || "-_.".contains(c) {
                 c
@@ -460,7 +465,30 @@ fn sanitize(name: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    match safe.strip_prefix('.') {
+        Some(_) => format!("_{}", safe.trim_start_matches('.')),
+        None => safe,
+    }
+}
+
+/// The folder (or file stem) of a message id under a save or export directory: the id
+/// itself when it is a safe name, else a digest of it, so that two ids never share one.
+fn folder_name(id: &str) -> String {
+    if !id.is_empty() && sanitize(id) == id {
+        id.to_string()
+    } else {
+        format!(
+            "id-{}",
+            hex::encode(&lienthong_core::sign::sha256(id.as_bytes())[..12])
+        )
+    }
+}
+
+/// The file of the `index`-th attachment (from 0) in its message's folder: numbered, so
+/// that two attachments of one name, or one named like the summary file, never collide.
+fn attachment_file_name(index: usize, name: &str) -> String {
+    format!("{:02}-{}", index + 1, sanitize(name))
 }
 
 #[derive(Args, Debug)]
@@ -907,5 +935,34 @@ mod tests {
         assert_eq!(parse_age("45"), Ok(Duration::from_secs(45)));
         assert!(parse_age("3w").unwrap_err().contains("unknown unit"));
         assert!(parse_age("soon").unwrap_err().contains("not an age"));
+    }
+}
+
+#[cfg(test)]
+mod saved_names {
+    use super::{attachment_file_name, folder_name, sanitize};
+
+    #[test]
+    fn saved_names_stay_in_their_folder_and_never_collide() {
+        for hostile in ["..", ".", "../etc", "a/../../b", "/abs", ".hidden", ""] {
+            let folder = folder_name(hostile);
+            assert!(
+                !folder.contains('/') && !folder.starts_with('.') && !folder.is_empty(),
+                "{hostile:?} → {folder:?}"
+            );
+        }
+        assert_eq!(folder_name("0d1f3c2a-ok-id"), "0d1f3c2a-ok-id");
+        // Ids that would sanitize alike keep apart.
+        assert_ne!(folder_name("a b"), folder_name("a_b"));
+        assert!(!sanitize("../../x.pdf").contains('/'));
+        assert!(!sanitize("..").starts_with('.'));
+        // Attachments are numbered: same names, or the summary's name, do not collide.
+        assert_eq!(attachment_file_name(0, "qd.pdf"), "01-qd.pdf");
+        assert_ne!(
+            attachment_file_name(0, "qd.pdf"),
+            attachment_file_name(1, "qd.pdf")
+        );
+        assert_ne!(attachment_file_name(0, "document.toml"), "document.toml");
+        assert!(!attachment_file_name(2, "../../.ssh/id").contains('/'));
     }
 }

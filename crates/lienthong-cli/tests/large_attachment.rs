@@ -83,7 +83,7 @@ async fn send_streams_a_large_file_and_inbox_save_writes_it_back() {
             .await
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let saved = save.join(&id).join("ban-ve.pdf");
+        let saved = save.join(&id).join("01-ban-ve.pdf");
         if saved.exists() {
             break saved;
         }
@@ -94,6 +94,6 @@ async fn send_streams_a_large_file_and_inbox_save_writes_it_back() {
         std::fs::read(&saved).unwrap() == data,
         "the saved file differs"
     );
-    assert!(!save.join(&id).join("ban-ve.pdf.part").exists());
+    assert!(!save.join(&id).join("01-ban-ve.pdf.part").exists());
     net.stop().await.unwrap();
 }

@@ -506,13 +506,13 @@ impl DmsClient {
     }
 
     /// Fetches a message and verifies it end to end, streaming the attachments the node
-    /// leaves out of the fetch (large ones) to the file `dest` names for each, resuming
-    /// after errors. Their entries in `contents` stay empty; the files are verified
-    /// against size and SHA-256.
+    /// leaves out of the fetch (large ones) to the file `dest` names for each (given its
+    /// position among the document's attachments), resuming after errors. Their entries
+    /// in `contents` stay empty; the files are verified against size and SHA-256.
     pub async fn fetch_to_files(
         &self,
         id: &str,
-        dest: &(dyn Fn(&Attachment) -> PathBuf + Sync),
+        dest: &(dyn Fn(usize, &Attachment) -> PathBuf + Sync),
     ) -> Result<Incoming, tonic::Status> {
         self.fetch_with(id, Large::ToFiles(dest)).await
     }
@@ -544,7 +544,7 @@ impl DmsClient {
                     }
                     match large {
                         Large::ToFiles(dest) => {
-                            self.fetch_attachment_to_file(id, a, &dest(a)).await?;
+                            self.fetch_attachment_to_file(id, a, &dest(i, a)).await?;
                             streamed[i] = true;
                         }
                         Large::Skip => streamed[i] = true,
@@ -969,7 +969,7 @@ impl DmsClient {
 #[derive(Clone, Copy)]
 enum Large<'a> {
     /// Streams each to the file the function names (verified there).
-    ToFiles(&'a (dyn Fn(&Attachment) -> PathBuf + Sync)),
+    ToFiles(&'a (dyn Fn(usize, &Attachment) -> PathBuf + Sync)),
     /// Reads each into memory, up to a bound.
     InMemory,
     /// Leaves them out.

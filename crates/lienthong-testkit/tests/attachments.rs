@@ -246,7 +246,7 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
     // The whole fetch, verified end to end, to files.
     let out2 = dir.path().join("received2");
     std::fs::create_dir_all(&out2).unwrap();
-    let dest = |a: &lienthong_core::Attachment| out2.join(&a.name);
+    let dest = |_: usize, a: &lienthong_core::Attachment| out2.join(&a.name);
     let Incoming::Document(v) = recipient.fetch_to_files(&id, &dest).await.unwrap() else {
         panic!("not a document");
     };

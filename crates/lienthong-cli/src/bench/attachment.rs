@@ -187,7 +187,7 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let delivered = start.elapsed();
     let out = dir.join("received");
     std::fs::create_dir_all(&out)?;
-    let dest = |a: &lienthong_core::Attachment| out.join(format!("{}.received", a.name));
+    let dest = |_: usize, a: &lienthong_core::Attachment| out.join(format!("{}.received", a.name));
     let Incoming::Document(_) = receiver.fetch_to_files(&id, &dest).await? else {
         anyhow::bail!("{id} is not a document");
     };
