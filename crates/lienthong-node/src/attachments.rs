@@ -21,6 +21,7 @@
 //! control lets through.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use lienthong_core::{AgencyCode, Attachment, DocumentId, NodeId};
 use lienthong_proto::pb;
@@ -157,7 +158,10 @@ pub async fn receive(
             .store()
             .write_blob_chunk(digest, chunk.offset, chunk.data)
             .await?;
-        if held == size {
+        // `>=`: a partial file already whole (its completion cut short by a crash) is
+        // completed by the sender's one empty chunk at its end; a longer one fails its
+        // hash there and is dropped.
+        if held >= size {
             node.store().complete_blob(digest, size).await?;
             break;
         }
@@ -178,6 +182,18 @@ pub fn read_chunks(
 ) -> mpsc::Receiver<Result<pb::BlobChunk, Error>> {
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     tokio::spawn(async move {
+        if offset >= size {
+            // The receiver holds every byte but has not completed the blob (a crash cut
+            // its completion short): one empty chunk at the end lets it complete.
+            let end = pb::BlobChunk {
+                sha256: bytes::Bytes::copy_from_slice(&digest),
+                size,
+                offset,
+                data: bytes::Bytes::new(),
+            };
+            let _ = tx.send(Ok(end)).await;
+            return;
+        }
         while offset < size {
             let data = match node.store().read_blob(digest, offset, chunk).await {
                 Ok(data) if data.is_empty() => {
@@ -298,23 +314,49 @@ pub async fn push(
         }
         Ok(())
     });
-    let result = client.push_blob(ReceiverStream::new(out)).await;
+    // A neighbour that stops reading mid-push must not hold the push for ever: allow the
+    // link's acknowledgement timeout plus the transfer at the slowest rate a link expects.
+    let allowed = Duration::from_millis(node.delivery().ack_timeout_ms)
+        + Duration::from_secs_f64(
+            (attachment.size - from) as f64 / crate::relay::SLOWEST_BYTES_PER_SEC,
+        );
+    let result =
+        match tokio::time::timeout(allowed, client.push_blob(ReceiverStream::new(out))).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(Error::Transport(format!(
+                    "pushing blob {} to {hop} took longer than {allowed:?}",
+                    hex::encode(digest)
+                )));
+            }
+        };
     let read = reader
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
     read?;
-    let answer = result
-        .map_err(|s| match s.code() {
-            // The neighbour hashed exactly the bytes read here and they do not match the
-            // digest (TLS rules out damage in transit): this node's copy is damaged.
-            tonic::Code::InvalidArgument => Error::Store(lienthong_store::Error::Corrupt(format!(
-                "blob {} as stored here was refused by {hop}: {}",
-                hex::encode(digest),
-                s.message()
-            ))),
-            _ => Error::Transport(format!("pushing blob to {hop}: {s}")),
-        })?
-        .into_inner();
+    let answer = match result {
+        Ok(answer) => answer.into_inner(),
+        // The neighbour's bytes do not hash to the digest. Its partial file may have
+        // started with bytes from elsewhere (an earlier push, a crash mid-write), so this
+        // node's copy is damaged only if it fails the hash here too; otherwise the
+        // neighbour dropped its partial file and the next attempt starts over.
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            return Err(if blob_intact(node, &digest, attachment.size).await? {
+                Error::Transport(format!(
+                    "{hop} refused blob {} ({}); it starts over",
+                    hex::encode(digest),
+                    s.message()
+                ))
+            } else {
+                Error::Store(lienthong_store::Error::Corrupt(format!(
+                    "blob {} as stored here no longer matches its digest ({hop} refused it: {})",
+                    hex::encode(digest),
+                    s.message()
+                )))
+            });
+        }
+        Err(s) => return Err(Error::Transport(format!("pushing blob to {hop}: {s}"))),
+    };
     if !answer.complete {
         return Err(Error::Transport(format!(
             "{hop} holds {} of the {} bytes of blob {} after a push",
@@ -326,4 +368,20 @@ pub async fn push(
     let sent = attachment.size - from;
     tracing::info!(node = %node.id(), %hop, digest = %hex::encode(digest), from, sent, "blob pushed");
     Ok(sent)
+}
+
+/// Whether this node's copy of blob `digest` still has its `size` bytes and hashes to
+/// `digest`; read in chunks, never whole.
+async fn blob_intact(node: &Node, digest: &Digest, size: u64) -> Result<bool, Error> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut at = 0u64;
+    while at < size {
+        let data = node.store().read_blob(*digest, at, 1024 * 1024).await?;
+        if data.is_empty() {
+            return Ok(false);
+        }
+        ctx.update(&data);
+        at += data.len() as u64;
+    }
+    Ok(at == size && ctx.finish().as_ref() == digest)
 }

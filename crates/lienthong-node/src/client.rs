@@ -802,8 +802,12 @@ impl DmsClient {
         let reader = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             let f = std::fs::File::open(&path)?;
             let mut at = offset;
-            while at < size {
-                let len = chunk.min((size - at) as usize);
+            // At least one chunk, empty when the node already holds every byte but has
+            // not completed the blob (its completion was cut short): it completes then.
+            let mut first = true;
+            while at < size || first {
+                first = false;
+                let len = chunk.min(size.saturating_sub(at) as usize);
                 let mut buf = vec![0u8; len];
                 f.read_exact_at(&mut buf, at)?;
                 let c = pb::BlobChunk {

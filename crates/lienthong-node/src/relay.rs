@@ -683,7 +683,7 @@ impl EventPack {
 /// The slowest transfer a link allows for before it calls a silent neighbour frozen:
 /// items in flight add their size at this rate to the acknowledgement deadline, so a
 /// large document on a slow line is not mistaken for a dead peer.
-const SLOWEST_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
+pub(crate) const SLOWEST_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
 
 /// The items a link has sent on its current connection and not yet seen answered.
 struct Window {

@@ -884,6 +884,50 @@ pub async fn chunked_blob_with_wrong_bytes_is_dropped<S: Store>(open: &dyn Fn() 
     assert_eq!(s.partial_blob_len(claimed).await.unwrap(), 0);
     let err = s.read_blob(claimed, 0, 10).await.unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+
+    // A partial file with more bytes than the blob has is dropped as damaged.
+    let data = Bytes::from_static(b"exactly these bytes");
+    let digest = sha256(&data);
+    s.write_blob_chunk(digest, 0, data.clone()).await.unwrap();
+    s.write_blob_chunk(digest, data.len() as u64, Bytes::from_static(b"+more"))
+        .await
+        .unwrap();
+    let err = s
+        .complete_blob(digest, data.len() as u64)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
+    // A chunk past offset 0 does not start a partial file.
+    let err = s
+        .write_blob_chunk(digest, 5, Bytes::from_static(b"late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Gap { held: 0, .. }), "{err:?}");
+}
+
+/// A partial file that holds every byte but was never completed (a crash cut the
+/// completion short) takes one empty chunk at its end, then completes.
+pub async fn a_whole_partial_blob_completes_after_an_empty_last_chunk<S: Store>(
+    open: &dyn Fn() -> S,
+) {
+    let s = open();
+    let data = Bytes::from_static(b"every byte is here already");
+    let digest = sha256(&data);
+    let size = data.len() as u64;
+    assert_eq!(
+        s.write_blob_chunk(digest, 0, data.clone()).await.unwrap(),
+        size
+    );
+    assert_eq!(
+        s.write_blob_chunk(digest, size, Bytes::new())
+            .await
+            .unwrap(),
+        size
+    );
+    s.complete_blob(digest, size).await.unwrap();
+    assert_eq!(s.blob_len(digest).await.unwrap(), Some(size));
+    assert_eq!(s.read_blob(digest, 0, 100).await.unwrap(), data);
 }
 
 pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
@@ -1007,6 +1051,7 @@ mod sled_store {
         missing_blob_is_not_found,
         chunked_blob_resumes_across_reopen_and_appears_only_when_complete,
         chunked_blob_with_wrong_bytes_is_dropped,
+        a_whole_partial_blob_completes_after_an_empty_last_chunk,
         everything_survives_reopen_and_cursors_keep_increasing,
         dead_letters_keep_their_reason_hop_and_order,
         requeue_and_drop_of_dead_letters_are_logged,

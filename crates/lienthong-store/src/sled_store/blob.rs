@@ -178,11 +178,24 @@ impl BlobDir {
         use std::os::unix::fs::FileExt;
         let _turn = self.stripe(digest);
         let path = self.partial_path(digest);
-        let f = fs::OpenOptions::new()
-            .create(true)
+        // Only a chunk at offset 0 starts a partial file (one that arrives after the blob
+        // was completed meanwhile finds no file and reports the gap).
+        let f = match fs::OpenOptions::new()
+            .create(offset == 0)
             .truncate(false)
             .write(true)
-            .open(&path)?;
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::Gap {
+                    offset,
+                    held: 0,
+                    digest: hex::encode(digest),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let held = f.metadata()?.len();
         if offset > held {
             return Err(Error::Gap {
@@ -191,8 +204,12 @@ impl BlobDir {
                 digest: hex::encode(digest),
             });
         }
-        f.write_all_at(data, offset)?;
-        f.sync_data()?;
+        // The length of the file is the durable offset reported: bytes that could not be
+        // synced are cut off again.
+        if let Err(e) = f.write_all_at(data, offset).and_then(|()| f.sync_data()) {
+            let _ = f.set_len(held).and_then(|()| f.sync_data());
+            return Err(e.into());
+        }
         if held == 0 {
             // A new file's directory entry must be durable too.
             sync_dir(&self.partial)?;
@@ -222,6 +239,14 @@ impl BlobDir {
             Err(e) => return Err(e.into()),
         };
         let held = f.metadata()?.len();
+        if held > size {
+            // More bytes than the blob has: damaged; the upload starts over.
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(Error::DigestMismatch {
+                expected: hex::encode(digest),
+            });
+        }
         if held != size {
             return Err(Error::Incomplete {
                 digest: hex::encode(digest),
