@@ -35,6 +35,9 @@ use crate::node::{Node, Origin, RelayOutcome};
 const RECEIVE_CONCURRENCY: usize = 256;
 /// Items a sending link keeps unacknowledged.
 const SEND_WINDOW: usize = 256;
+/// Encoded bytes a sending link keeps unacknowledged (one larger item still goes alone),
+/// and a receiving stream admits at once: memory stays bounded with inline attachments.
+const WINDOW_BYTES: usize = 64 * 1024 * 1024;
 /// Large-attachment pushes a link runs at once, each on its own stream next to the
 /// hand-off stream; a document past them waits in its lane.
 const PUSHES_PER_LINK: usize = 2;
@@ -72,6 +75,9 @@ impl RelayService for RelayApi {
         let mut stopping = self.node.stopping();
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(RECEIVE_CONCURRENCY));
+            // In KiB: an item takes its size (at least 1, at most the whole budget).
+            let budget_kib = WINDOW_BYTES / 1024;
+            let bytes = Arc::new(Semaphore::new(budget_kib));
             loop {
                 let next = tokio::select! {
                     next = items.message() => next,
@@ -85,13 +91,17 @@ impl RelayService for RelayApi {
                         return;
                     }
                 };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
+                let kib = (item.encoded_len() / 1024).clamp(1, budget_kib) as u32;
+                let (Ok(permit), Ok(room)) = (
+                    permits.clone().acquire_owned().await,
+                    bytes.clone().acquire_many_owned(kib).await,
+                ) else {
                     return;
                 };
                 let (node, tx, from) = (node.clone(), tx.clone(), from.clone());
                 tokio::spawn(async move {
                     let ack = receive(&node, &from, item).await;
-                    drop(permit);
+                    drop((permit, room));
                     let _ = tx.send(Ok(ack)).await;
                 });
             }
@@ -438,15 +448,15 @@ async fn serve_link(
             }
         }
         // Refill the window, urgent priorities first.
-        if draining.is_none() && window.in_flight.len() < SEND_WINDOW {
+        if draining.is_none() && window.has_room() {
             // Time spent here (reading, checking, pushing blobs) is not the neighbour's.
             let refilling = tokio::time::Instant::now();
             signal.borrow_and_update();
             for priority in (0..=3u8).rev() {
-                let room = SEND_WINDOW - window.in_flight.len();
-                if room == 0 {
+                if !window.has_room() {
                     break;
                 }
+                let room = SEND_WINDOW - window.in_flight.len();
                 let cursor = &mut cursors[priority as usize];
                 // Transport events read one after another travel as one item.
                 let mut pack: Option<EventPack> = None;
@@ -454,6 +464,9 @@ async fn serve_link(
                     .store()
                     .outbox_lane(hop, priority, cursor.as_deref(), room)?
                 {
+                    if !window.has_room() {
+                        break; // the rest of the lane waits for answers
+                    }
                     let prepared = prepare(node, hop, &entry, Blobs::Defer).await?;
                     if matches!(prepared, Prepared::AwaitsBlobs) && pushing.len() >= PUSHES_PER_LINK
                     {
@@ -533,7 +546,7 @@ async fn serve_link(
                     }
                 }
             }
-            _ = signal.changed(), if draining.is_none() && window.in_flight.len() < SEND_WINDOW => {}
+            _ = signal.changed(), if draining.is_none() && window.has_room() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if window.in_flight.is_empty() => {}
             // A neighbour that stops answering (frozen, or its disk stuck) while items are
             // in flight: give the connection up and reconnect after the back-off.
@@ -724,6 +737,11 @@ impl Window {
         self.bytes -= size;
         self.answered_by = tokio::time::Instant::now() + self.ack_timeout;
         Some(entries)
+    }
+
+    /// Whether more items may go out: fewer than [`SEND_WINDOW`] and [`WINDOW_BYTES`].
+    fn has_room(&self) -> bool {
+        self.in_flight.len() < SEND_WINDOW && self.bytes < WINDOW_BYTES
     }
 
     /// When the link gives the connection up unless something is answered before.
