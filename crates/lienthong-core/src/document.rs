@@ -323,8 +323,12 @@ impl Document {
         }
         self.recipients()?;
         if self.business.business_type != BusinessType::New
-            && self.business.referenced_document_id.is_empty()
-            && self.business.replacements.is_empty()
+            && self.business.referenced_document_id.trim().is_empty()
+            && self
+                .business
+                .replacements
+                .iter()
+                .all(|r| r.document_id.trim().is_empty())
         {
             return Err(Error::InvalidDocument(format!(
                 "a {:?} document must reference the original document id",

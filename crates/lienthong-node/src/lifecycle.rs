@@ -85,7 +85,8 @@ pub struct BusinessState {
     pub latest: BTreeMap<AgencyCode, LatestStatus>,
     /// Per recipient, the latest progress status (01–06) it reported.
     pub progress: BTreeMap<AgencyCode, StatusCode>,
-    /// Per recipient, withdraw requests (13) sent to it and updates reaching it.
+    /// Per recipient, withdraw requests (13) sent to it (an update is its own request:
+    /// it is answered under its own id).
     pub change_requests: BTreeMap<AgencyCode, usize>,
     /// Per recipient, its answers (15, 16) to those.
     pub change_answers: BTreeMap<AgencyCode, usize>,
@@ -116,12 +117,9 @@ impl BusinessState {
             BusinessType::Replace => {
                 self.replaced_by.get_or_insert_with(|| d.id.clone());
             }
-            BusinessType::Update => {
-                self.updated_by.push(d.id.clone());
-                for r in d.recipients().unwrap_or_default() {
-                    *self.change_requests.entry(r).or_default() += 1;
-                }
-            }
+            // An update is answered under its own id (see `check_status_lifecycle`), so
+            // that one update takes one answer.
+            BusinessType::Update => self.updated_by.push(d.id.clone()),
         }
     }
 

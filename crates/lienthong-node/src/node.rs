@@ -1513,7 +1513,13 @@ fn check_event(event: &pb::RelayEvent) -> Result<AgencyCode, Error> {
         .event
         .clone()
         .ok_or(lienthong_proto::Error::Missing { field: "event" })?;
-    TransportEvent::try_from(transport)?;
+    let transport = TransportEvent::try_from(transport)?;
+    // Lifecycle index entries belong to the node that wrote them; they never travel.
+    if transport.kind == TransportEventKind::Lifecycle {
+        return Err(Error::InvalidArgument(
+            "a lifecycle index entry is not a transport event to relay".into(),
+        ));
+    }
     lienthong_proto::trace_from_pb(event.trace.clone())?;
     Ok(AgencyCode::parse(&event.sender)?)
 }

@@ -260,13 +260,21 @@ async fn accepts_change_answer_to_an_update() {
     let d = send_new(&a, &[&b], "Công văn").await;
     let mut u = successor(&a, &[&b], BusinessType::Update, &d);
     a.send(&mut u, &[]).await.unwrap();
-    // Answering the original or the update itself both answer the update.
-    status(&b, &a, &d, StatusCode::ChangeRefused, "giữ nguyên")
-        .await
-        .unwrap();
+    // An update is answered under its own id, once; the original has no withdraw
+    // request (13) to answer.
+    assert_status(
+        status(&b, &a, &d, StatusCode::ChangeRefused, "giữ nguyên").await,
+        Code::FailedPrecondition,
+        "knows no unanswered one",
+    );
     status(&b, &a, &u, StatusCode::ChangeAgreed, "đồng ý")
         .await
         .unwrap();
+    assert_status(
+        status(&b, &a, &u, StatusCode::ChangeRefused, "đổi ý").await,
+        Code::FailedPrecondition,
+        "knows no unanswered one",
+    );
     let entry = wait_for_entry(&b, d.id.as_str(), |_| true).await;
     assert_eq!(entry.business_state, "updated");
     assert_eq!(entry.superseded_by, u.id.as_str());
