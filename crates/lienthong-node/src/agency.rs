@@ -230,8 +230,9 @@ impl AgencyService for AgencyApi {
         &self,
         req: Request<tonic::Streaming<pb::BlobChunk>>,
     ) -> Result<Response<pb::BlobStatus>, Status> {
-        self.caller(&req)?;
-        let status = crate::attachments::receive(&self.node, req.into_inner()).await?;
+        let caller = self.caller(&req)?;
+        let status =
+            crate::attachments::receive(&self.node, req.into_inner(), Some(&caller)).await?;
         Ok(Response::new(status))
     }
 
@@ -239,8 +240,9 @@ impl AgencyService for AgencyApi {
         &self,
         req: Request<pb::BlobStatusRequest>,
     ) -> Result<Response<pb::BlobStatus>, Status> {
-        self.caller(&req)?;
-        let status = crate::attachments::status(&self.node, &req.into_inner().sha256).await?;
+        let caller = self.caller(&req)?;
+        let status =
+            crate::attachments::status(&self.node, &req.into_inner().sha256, Some(&caller)).await?;
         Ok(Response::new(status))
     }
 

@@ -20,6 +20,7 @@
 //! Memory per transfer is a few chunks: one being written or read, and what HTTP/2 flow
 //! control lets through.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use crate::Error;
-use crate::node::{Fetched, Node};
+use crate::node::{Fetched, Node, Origin};
 
 /// The largest chunk sent; smaller when `limits.max_message_bytes` asks for it.
 pub const CHUNK_BYTES: usize = 1024 * 1024;
@@ -75,13 +76,55 @@ fn digest_of(bytes: &[u8]) -> Result<Digest, Error> {
     })
 }
 
-/// What the node holds of blob `digest`.
-pub async fn status(node: &Node, sha256: &[u8]) -> Result<pb::BlobStatus, Error> {
+/// Which agencies uploaded which blobs at a node: `<dir>/<sha256 hex>/<agency code>`.
+/// A DMS may name in a document, or ask about, only bytes it uploaded itself, so that a
+/// digest learnt elsewhere opens nothing. A mark lost in a crash costs one re-upload,
+/// which finds the blob complete and ends at its first chunk.
+#[derive(Debug)]
+pub struct Uploaders {
+    dir: PathBuf,
+}
+
+impl Uploaders {
+    pub fn new(dir: PathBuf) -> Self {
+        Uploaders { dir }
+    }
+
+    fn mark(&self, digest: &Digest, agency: &AgencyCode) -> PathBuf {
+        self.dir.join(hex::encode(digest)).join(agency.as_str())
+    }
+
+    /// Notes that `agency` uploads blob `digest`.
+    pub fn note(&self, digest: &Digest, agency: &AgencyCode) -> Result<(), Error> {
+        let mark = self.mark(digest, agency);
+        if !mark.exists() {
+            if let Some(parent) = mark.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::File::create(&mark)?;
+        }
+        Ok(())
+    }
+
+    pub fn uploaded(&self, digest: &Digest, agency: &AgencyCode) -> bool {
+        self.mark(digest, agency).exists()
+    }
+}
+
+/// What the node holds of blob `digest`; for a DMS (`asker`), only of bytes it uploads.
+pub async fn status(
+    node: &Node,
+    sha256: &[u8],
+    asker: Option<&AgencyCode>,
+) -> Result<pb::BlobStatus, Error> {
     let digest = digest_of(sha256)?;
     let store = node.store();
-    let (durable_bytes, complete) = match store.blob_len(digest).await? {
-        Some(len) => (len, true),
-        None => (store.partial_blob_len(digest).await?, false),
+    let (durable_bytes, complete) = match asker {
+        Some(agency) if !node.uploaders().uploaded(&digest, agency) => (0, false),
+        _ => match store.blob_len(digest).await? {
+            Some(len) => (len, true),
+            None => (store.partial_blob_len(digest).await?, false),
+        },
     };
     Ok(pb::BlobStatus {
         sha256: bytes::Bytes::copy_from_slice(&digest),
@@ -90,9 +133,18 @@ pub async fn status(node: &Node, sha256: &[u8]) -> Result<pb::BlobStatus, Error>
     })
 }
 
-/// Checks that an attachment sent without content is held complete here.
-pub(crate) async fn check_held(node: &Node, attachment: &Attachment) -> Result<(), Error> {
-    match node.store().blob_len(attachment.sha256).await? {
+/// Checks that an attachment sent without content is held complete here (and, from a
+/// DMS, that its agency uploaded it).
+pub(crate) async fn check_held(
+    node: &Node,
+    attachment: &Attachment,
+    origin: &Origin,
+) -> Result<(), Error> {
+    let held = match origin {
+        Origin::Agency(agency) if !node.uploaders().uploaded(&attachment.sha256, agency) => None,
+        _ => node.store().blob_len(attachment.sha256).await?,
+    };
+    match held {
         Some(len) if len == attachment.size => Ok(()),
         Some(len) => Err(Error::InvalidArgument(format!(
             "attachment {:?} declares {} bytes but the bytes uploaded under its digest are {len}",
@@ -115,6 +167,7 @@ pub(crate) async fn check_held(node: &Node, attachment: &Attachment) -> Result<(
 pub async fn receive(
     node: &Node,
     mut chunks: Streaming<pb::BlobChunk>,
+    uploader: Option<&AgencyCode>,
 ) -> Result<pb::BlobStatus, Error> {
     let mut named: Option<(Digest, u64)> = None;
     let mut held = 0u64;
@@ -132,8 +185,11 @@ pub async fn receive(
         let digest = digest_of(&chunk.sha256)?;
         match named {
             None => {
+                if let Some(agency) = uploader {
+                    node.uploaders().note(&digest, agency)?;
+                }
                 if node.store().blob_len(digest).await?.is_some() {
-                    return status(node, &digest).await;
+                    return status(node, &digest, None).await;
                 }
                 named = Some((digest, chunk.size));
             }
@@ -167,7 +223,7 @@ pub async fn receive(
         }
     }
     match named {
-        Some((digest, _)) => status(node, &digest).await,
+        Some((digest, _)) => status(node, &digest, None).await,
         None => Err(Error::InvalidArgument("the stream carried no chunk".into())),
     }
 }

@@ -104,6 +104,7 @@ pub struct Node {
     delivery: DeliveryConfig,
     links: Links,
     disk: DiskGuard,
+    uploaders: crate::attachments::Uploaders,
     started: Instant,
     /// Turns true when the node begins shutting down; long-lived streams end then.
     stopping: watch::Sender<bool>,
@@ -186,6 +187,7 @@ impl Node {
             delivery: config.delivery.clone(),
             links: Links::default(),
             disk: DiskGuard::new(config.data_dir.clone(), config.limits.min_free_disk_bytes),
+            uploaders: crate::attachments::Uploaders::new(config.data_dir.join("uploaders")),
             started: Instant::now(),
             stopping: watch::channel(false).0,
             lifecycle_locks: LifecycleLocks::default(),
@@ -263,6 +265,11 @@ impl Node {
 
     /// `RESOURCE_EXHAUSTED` while the data directory's filesystem has less free space
     /// than `limits.min_free_disk_bytes`.
+    /// Which agencies uploaded which blobs here.
+    pub(crate) fn uploaders(&self) -> &crate::attachments::Uploaders {
+        &self.uploaders
+    }
+
     pub fn check_disk_space(&self) -> Result<(), Error> {
         self.disk.check()
     }
@@ -665,7 +672,7 @@ impl Node {
         let mut inline = Vec::with_capacity(contents.len());
         for (attachment, content) in document.attachments.iter().zip(&contents) {
             if content.is_empty() && attachment.size > 0 {
-                crate::attachments::check_held(self, attachment).await?;
+                crate::attachments::check_held(self, attachment, &origin).await?;
                 inline.push(false);
                 continue;
             }

@@ -115,7 +115,7 @@ impl RelayService for RelayApi {
     ) -> Result<Response<pb::BlobStatus>, Status> {
         self.node
             .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
-        let status = crate::attachments::receive(&self.node, req.into_inner()).await?;
+        let status = crate::attachments::receive(&self.node, req.into_inner(), None).await?;
         Ok(Response::new(status))
     }
 
@@ -125,7 +125,7 @@ impl RelayService for RelayApi {
     ) -> Result<Response<pb::BlobStatus>, Status> {
         self.node
             .authorize_neighbour(&crate::transport::peer(&req)?.identity)?;
-        let status = crate::attachments::status(&self.node, &req.into_inner().sha256).await?;
+        let status = crate::attachments::status(&self.node, &req.into_inner().sha256, None).await?;
         Ok(Response::new(status))
     }
 }

@@ -601,3 +601,58 @@ async fn an_urgent_document_overtakes_a_large_attachment_being_pushed() {
     );
     net.stop().await.unwrap();
 }
+
+/// Bytes uploaded by one agency are not another's to name or probe: another DMS of the
+/// same node that learnt the digest sees nothing held and cannot send a document naming
+/// them until it uploads them itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dms_may_name_only_attachment_bytes_it_uploaded_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = start(dir.path()).await;
+    // Both homed at H41.
+    let owner = net.client("000.00.00.H41").unwrap().with_chunk_bytes(CHUNK);
+    let other = net.client("000.00.14.H41").unwrap().with_chunk_bytes(CHUNK);
+    let to = vec![AgencyCode::parse(RECIPIENT).unwrap()];
+
+    let path = dir.path().join("mat.pdf");
+    write_file(&path, 2 * MAX_MESSAGE + 1);
+    let file = FileAttachment::from_file(&path).unwrap();
+    let report = owner.upload_file(&file).await.unwrap();
+    assert_eq!(report.bytes_sent, file.size);
+    assert!(
+        owner
+            .attachment_status(&file.sha256)
+            .await
+            .unwrap()
+            .complete
+    );
+
+    let seen = other.attachment_status(&file.sha256).await.unwrap();
+    assert_eq!((seen.complete, seen.durable_bytes), (false, 0));
+    let mut doc = other.new_document(to.clone(), "mượn tệp");
+    let err = other
+        .send_sealed(
+            other
+                .seal_sources(&mut doc, &[AttachmentSource::File(file.clone())])
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+
+    // Once it has uploaded the bytes itself (the node, holding them, ends the upload at
+    // its first chunk), it may.
+    let (_, duplicate, _) = other
+        .send_sources(&mut doc, &[AttachmentSource::File(file.clone())])
+        .await
+        .unwrap();
+    assert!(!duplicate);
+    assert!(
+        other
+            .attachment_status(&file.sha256)
+            .await
+            .unwrap()
+            .complete
+    );
+    net.stop().await.unwrap();
+}
