@@ -179,7 +179,25 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
             document
                 .validate()
                 .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-            let sealed = client.seal_described(&mut document, &contents)?;
+            let mut sealed = client.seal_described(&mut document, &contents)?;
+            // Large attachments are uploaded in chunks first, as `send --file` does, and
+            // go without content.
+            let staging = tempfile::tempdir()?;
+            for (i, (content, described)) in contents
+                .iter()
+                .zip(sealed.attachments.iter_mut())
+                .enumerate()
+            {
+                if (content.len() as u64) < lienthong_node::client::STREAM_THRESHOLD_BYTES {
+                    continue;
+                }
+                let path = staging.path().join(format!("attachment-{i}"));
+                std::fs::write(&path, content)?;
+                client
+                    .upload_file(&lienthong_node::client::FileAttachment::from_file(&path)?)
+                    .await?;
+                described.content = bytes::Bytes::new();
+            }
             let (receipt, duplicate) = client.send_sealed(sealed).await?;
             print_receipt(&document.id, &receipt, duplicate);
         }

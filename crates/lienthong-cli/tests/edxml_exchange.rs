@@ -446,3 +446,43 @@ async fn an_edxml_revoke_must_reach_every_recipient_and_marks_the_original_revok
     assert_eq!(business.reason, "Ban hành nhầm");
     t.stop().await.unwrap();
 }
+
+/// An imported edXML message with an attachment too large to travel inline: `send
+/// --edxml` uploads it in chunks first, and the recipient saves it intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_an_edxml_document_with_a_large_attachment() {
+    use base64::Engine;
+    init();
+    // Smaller than the attachment: it cannot travel inline.
+    let t = TestNetwork::start(|c| c.limits.max_message_bytes = 4 * 1024 * 1024)
+        .await
+        .unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(9);
+    let big: Vec<u8> = (0..9 * 1024 * 1024 + 3).map(|_| rng.u8(..)).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&big);
+    let file = write(
+        work.path(),
+        "large.edxml",
+        &document_xml(SENDER).replace(PDF_B64, &b64),
+    );
+    let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let save = work.path().join("saved");
+    let out = lienthong(args(
+        &["inbox", "--save", save.to_str().unwrap()],
+        recipient,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let saved = save
+        .join("000.00.00.H41_2026_11_24_15_UBND-VP")
+        .join("01-cong-van-15.pdf");
+    assert!(
+        std::fs::read(&saved).unwrap() == big,
+        "the saved attachment differs"
+    );
+    t.stop().await.unwrap();
+}
