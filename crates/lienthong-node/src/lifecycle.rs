@@ -71,6 +71,8 @@ impl BusinessMark {
 pub struct LatestStatus {
     pub code: StatusCode,
     pub notice: DocumentId,
+    /// When its sender made it (relayed notices may be admitted out of order).
+    pub at: lienthong_core::UnixMillis,
 }
 
 /// A document's lifecycle at this node, folded from the messages its index names.
@@ -132,17 +134,26 @@ impl BusinessState {
             if n.code.answers_a_change() {
                 *self.change_answers.entry(from.clone()).or_default() += 1;
             } else {
-                self.progress.insert(from.clone(), n.code);
+                // Relayed notices can be admitted out of order: progress only goes
+                // forward (a 01 admitted after its 03 does not undo it).
+                let before = self.progress.get(from).copied();
+                if n.code.may_follow(before).is_ok() {
+                    self.progress.insert(from.clone(), n.code);
+                }
             }
             from.clone()
         };
-        self.latest.insert(
-            recipient,
-            LatestStatus {
-                code: n.code,
-                notice: n.id.clone(),
-            },
-        );
+        let newer = self.latest.get(&recipient).is_none_or(|l| l.at <= n.at);
+        if newer {
+            self.latest.insert(
+                recipient,
+                LatestStatus {
+                    code: n.code,
+                    notice: n.id.clone(),
+                    at: n.at,
+                },
+            );
+        }
     }
 }
 
@@ -365,5 +376,38 @@ impl Node {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BusinessState;
+    use lienthong_core::{AgencyCode, DocumentId, StatusCode, StatusNotice};
+
+    /// Relayed notices reach the sender's home node in any order: the state folds them
+    /// by their own time and progress only goes forward.
+    #[test]
+    fn notices_admitted_out_of_order_fold_by_their_time() {
+        let sender = AgencyCode::parse("000.00.00.H41").unwrap();
+        let recipient = AgencyCode::parse("000.00.00.H42").unwrap();
+        let document = DocumentId::generate();
+        let notice = |code, at| {
+            let mut n = StatusNotice::new(recipient.clone(), sender.clone(), &document, code);
+            n.at = at;
+            n
+        };
+        let (arrived, accepted) = (
+            notice(StatusCode::Arrived, 1_000),
+            notice(StatusCode::Accepted, 2_000),
+        );
+        let mut state = BusinessState::default();
+        state.apply_status(&accepted);
+        state.apply_status(&arrived);
+        assert_eq!(state.progress[&recipient], StatusCode::Accepted);
+        let latest = &state.latest[&recipient];
+        assert_eq!(
+            (latest.code, &latest.notice),
+            (StatusCode::Accepted, &accepted.id)
+        );
     }
 }
