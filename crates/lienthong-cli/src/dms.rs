@@ -322,11 +322,29 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
                 }
                 None => client.fetch(&entry.id).await?,
             };
-            if let Some(dir) = save {
-                let path = save_incoming(&dir, &incoming)?;
+            let mut incoming = incoming;
+            if let Some(dir) = &save {
+                let path = save_incoming(dir, &incoming)?;
                 println!("    saved and verified: {}", path.display());
             }
             if let Some(dir) = export {
+                // edXML carries every attachment inside the message: those streamed to
+                // their files come back from there.
+                if let (Some(saved), Incoming::Document(v)) = (&save, &mut incoming) {
+                    let out = saved.join(folder_name(&entry.id));
+                    for (i, (a, content)) in v
+                        .document
+                        .attachments
+                        .iter()
+                        .zip(v.contents.iter_mut())
+                        .enumerate()
+                    {
+                        if content.is_empty() && a.size > 0 {
+                            *content =
+                                std::fs::read(out.join(attachment_file_name(i, &a.name)))?.into();
+                        }
+                    }
+                }
                 let path = export_edxml(&dir, &incoming)?;
                 println!("    exported as edXML: {}", path.display());
             }

@@ -470,9 +470,15 @@ async fn sends_an_edxml_document_with_a_large_attachment() {
     let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let save = work.path().join("saved");
+    let (save, export) = (work.path().join("saved"), work.path().join("export"));
     let out = lienthong(args(
-        &["inbox", "--save", save.to_str().unwrap()],
+        &[
+            "inbox",
+            "--save",
+            save.to_str().unwrap(),
+            "--export-edxml",
+            export.to_str().unwrap(),
+        ],
         recipient,
     ))
     .await;
@@ -483,6 +489,17 @@ async fn sends_an_edxml_document_with_a_large_attachment() {
     assert!(
         std::fs::read(&saved).unwrap() == big,
         "the saved attachment differs"
+    );
+    // The export carries it too, though it was streamed to its file.
+    let files = exported(&export);
+    let lienthong_edxml::Message::Document(back) =
+        lienthong_edxml::parse(&std::fs::read(&files[0]).unwrap()).unwrap()
+    else {
+        panic!("not a document")
+    };
+    assert!(
+        back.attachments[0].content == big,
+        "the exported attachment differs"
     );
     t.stop().await.unwrap();
 }
