@@ -1088,7 +1088,12 @@ mod sled_store {
         let dir = tempfile::TempDir::new().unwrap();
         drop(sled_opener(&dir)());
         {
-            let db = sled::open(dir.path().join("db")).unwrap();
+            // No background flusher: its thread would hold the lock past the drop.
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
             let tree = db.open_tree("lienthong").unwrap();
             tree.remove(b"!").unwrap();
             tree.insert(
