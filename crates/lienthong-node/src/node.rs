@@ -570,7 +570,9 @@ impl Node {
     /// trace adds one "forwarded" event per hop. An event already in the log (a re-sent
     /// pack) is not added again.
     async fn keep_events(&self, events: Vec<pb::RelayEvent>) -> Result<(), Error> {
+        // A pack holds many documents' events: group them by document in one pass.
         let mut by_message: Vec<(DocumentId, Vec<Bytes>)> = Vec::new();
+        let mut position: HashMap<DocumentId, usize> = HashMap::new();
         for e in events {
             let id = DocumentId::parse(&e.document_id)?;
             let transport: TransportEvent = e
@@ -592,9 +594,12 @@ impl Node {
                 })
                 .collect();
             encoded.push(stored::encode_event(&transport).into());
-            match by_message.iter_mut().find(|(m, _)| *m == id) {
-                Some((_, list)) => list.extend(encoded),
-                None => by_message.push((id, encoded)),
+            match position.get(&id) {
+                Some(&at) => by_message[at].1.extend(encoded),
+                None => {
+                    position.insert(id.clone(), by_message.len());
+                    by_message.push((id, encoded));
+                }
             }
         }
         // The store leaves out events already logged (a pack re-sent after a broken link).

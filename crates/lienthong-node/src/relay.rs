@@ -449,7 +449,8 @@ async fn serve_link(
         }
         // Refill the window, urgent priorities first.
         if draining.is_none() && window.has_room() {
-            // Time spent here (reading, checking, pushing blobs) is not the neighbour's.
+            // Time spent here (reading and checking stored messages) is not the
+            // neighbour's.
             let refilling = tokio::time::Instant::now();
             signal.borrow_and_update();
             for priority in (0..=3u8).rev() {
