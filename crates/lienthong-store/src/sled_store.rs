@@ -1,14 +1,16 @@
 //! [`SledStore`]: the [`Store`] on sled (`dir/db`) and plain files (`dir/blobs/`).
 //!
 //! # How a write works
-//! Reads go straight to sled. Writes go to one applier thread ([`writer`]) that applies
-//! the writes waiting at a moment as one atomic sled batch, and then wait for a group
-//! commit ([`commit`]) that flushes sled once for every writer waiting at that moment.
-//! Only `Ok` after that flush: a returned write survives a crash.
+//! Reads go straight to sled. Writes go to one applier thread ([`writer`]) that turns the
+//! writes waiting at a moment into one frame of a write-ahead log ([`wal`]), synced once
+//! for all of them (group commit), and then into one atomic sled batch. Only `Ok` after
+//! that sync: a returned write survives a crash. sled is flushed in the background
+//! ([`checkpoint`]); opening the store applies the log written since the last flush.
 
 mod blob;
+mod checkpoint;
 mod codec;
-mod commit;
+mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,18 +25,21 @@ use crate::{
     OutboxEntry, QueueDepths, Result, Store, StoredMessage,
 };
 use blob::BlobDir;
+use wal::Wal;
 use writer::{Write, Writer, Written};
 
-/// A [`Store`] on sled, with group commit and fsynced blob files.
+/// A [`Store`] on sled, with a write-ahead log for group commit and fsynced blob files.
 ///
-/// Dropping it stops its two threads (applier and committer) after the writes already
-/// queued are flushed, which takes at most a flush (milliseconds); then the database is
+/// Dropping it stops its two threads (applier and checkpoint) after the writes already
+/// queued and a last checkpoint, which takes at most a sled flush; then the database is
 /// closed and the directory can be opened again.
 pub struct SledStore {
     dir: PathBuf,
     tree: sled::Tree,
     writer: Writer,
     blobs: Arc<BlobDir>,
+    /// Message bodies are read from the log.
+    wal: Arc<Wal>,
     /// For [`SledStore::flush`].
     db: sled::Db,
 }
@@ -49,15 +54,17 @@ impl std::fmt::Debug for SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db` and
-    /// attachment blobs in `dir/blobs/`. Only one process can have a store open.
+    /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db`, the
+    /// write-ahead log with the message bodies in `dir/wal/`, and attachment blobs in
+    /// `dir/blobs/`. Writes the log holds past the last checkpoint are applied again. Only
+    /// one process can have a store open.
     pub fn open(dir: &Path) -> Result<SledStore> {
         std::fs::create_dir_all(dir)?;
         let db_path = dir.join("db");
         let db = sled::Config::new()
             .path(&db_path)
-            // Group commit flushes every write before it is acknowledged; sled's own
-            // periodic flush would only add I/O (and hide a missing flush from tests).
+            // The write-ahead log makes writes durable, checkpoints flush sled; sled's own
+            // periodic flush would only add I/O.
             .flush_every_ms(None)
             .open()
             .map_err(|source| Error::Open {
@@ -67,12 +74,19 @@ impl SledStore {
         let tree = db.open_tree("lienthong")?;
         check_format(&tree, &db_path)?;
         let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
-        let writer = Writer::start(db.clone(), tree.clone())?;
+        let from = checkpoint::last(&tree)?;
+        let (wal, appender, replayed) = Wal::open(dir.join("wal"), from, &tree)?;
+        if replayed > 0 {
+            checkpoint::checkpoint(&db, &tree, appender.position())?;
+            tracing::info!(frames = replayed, dir = %dir.display(), "store: applied the write-ahead log written since the last checkpoint");
+        }
+        let writer = Writer::start(db.clone(), tree.clone(), (wal.clone(), appender))?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
             tree,
             writer,
             blobs,
+            wal,
             db,
         })
     }
@@ -176,10 +190,12 @@ impl Store for SledStore {
     }
 
     fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>> {
-        self.tree
-            .get(codec::message_key(id))?
-            .map(|v| Ok(codec::decode_message(&v)?.to_stored(id)))
-            .transpose()
+        let Some(value) = self.tree.get(codec::message_key(id))? else {
+            return Ok(None);
+        };
+        let record = codec::decode_message(&value)?;
+        let body = self.wal.read(&record.body)?;
+        record.to_stored(id, &body).map(Some)
     }
 
     fn inbox(

@@ -145,11 +145,15 @@ async fn a_stored_document_changed_on_disk_is_quarantined_never_forwarded() {
     let mut doc = sender.new_document(to.clone(), "Nguyen van ban goc");
     sender.send(&mut doc, &[]).await.unwrap();
 
-    // Change one letter of the stored subject at H41 while the node is down.
+    // Change one letter of the stored subject at H41 while the node is down. Message
+    // bodies live in the store's write-ahead log, and the record in sled ends with where
+    // (segment, offset, length) and the body's CRC-32. The CRC is made to match: the
+    // storage layer sees nothing wrong, and the node's own check against the signed
+    // digest must catch it. (A CRC mismatch is the store's `Corrupt`, quarantined alike.)
     net.stop_node("H41").await.unwrap();
-    let db = net.net.node("H41").config.data_dir.join("db");
+    let data = net.net.node("H41").config.data_dir.clone();
     {
-        let db = sled::open(&db).unwrap();
+        let db = sled::open(data.join("db")).unwrap();
         let tree = db.open_tree("lienthong").unwrap();
         let key = tree
             .iter()
@@ -157,13 +161,26 @@ async fn a_stored_document_changed_on_disk_is_quarantined_never_forwarded() {
             .map(Result::unwrap)
             .find(|k| k[0] == b'm' && k.ends_with(doc.id.as_str().as_bytes()))
             .expect("the document's record");
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        let at = value
+        let mut record = tree.get(&key).unwrap().unwrap().to_vec();
+        let body_ref = record.len() - 20;
+        let number = |at: usize, n: usize| {
+            record[body_ref + at..body_ref + at + n]
+                .iter()
+                .fold(0u64, |v, b| v << 8 | *b as u64)
+        };
+        let (offset, len) = (number(4, 8) as usize, number(12, 4) as usize);
+        let segment = data.join("wal").join(format!("{:08}.log", number(0, 4)));
+        let mut log = std::fs::read(&segment).unwrap();
+        let body = &mut log[offset..offset + len];
+        let at = body
             .windows(b"ban goc".len())
             .position(|w| w == b"ban goc")
-            .expect("the subject in the record");
-        value[at] = b'B';
-        tree.insert(&key, value).unwrap();
+            .expect("the subject in the body");
+        body[at] = b'B';
+        let crc = crc32fast::hash(body);
+        std::fs::write(&segment, &log).unwrap();
+        record[body_ref + 16..].copy_from_slice(&crc.to_be_bytes());
+        tree.insert(&key, record).unwrap();
         db.flush().unwrap();
     }
     net.start_node("H41").await.unwrap();

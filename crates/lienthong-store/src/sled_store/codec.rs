@@ -8,13 +8,14 @@
 //!
 //! | family | key | value |
 //! |---|---|---|
-//! | message (and dedup index) | `m` id | [`MessageRecord`] |
+//! | message (and dedup index) | `m` id | [`MessageRecord`], pointing into the write-ahead log |
 //! | inbox | `i` agency (3 - priority) cursor | [`encode_inbox`] |
 //! | outbox | `o` hop (3 - priority) seq | [`encode_outbox`] |
 //! | event | `e` id seq | event bytes |
 //! | dead letter | `d` seq | [`encode_dead_letter`] |
 //! | operator log | `a` seq | action bytes |
 //! | format mark | `!` | [`FORMAT_VERSION`] |
+//! | checkpoint | `!c` | write-ahead log position |
 //!
 //! Sequence numbers (`cursor`, `seq`) come from sled's `generate_id`: store-wide, strictly
 //! increasing, never reused after a crash. They give inbox cursors, outbox insertion order
@@ -29,17 +30,24 @@
 use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
+use super::wal::BodyRef;
 use crate::{DeadLetter, Digest, Envelope, Error, MessageKind, Result, StoredMessage};
 
 /// Version byte in front of every encoded value, so a later format can be told apart.
 const FORMAT: u8 = 1;
 
 /// Version of the key layout and values as a whole, marked in every store: 2 since inbox
-/// keys carry a priority lane.
-pub(crate) const FORMAT_VERSION: u8 = 2;
+/// keys carry a priority lane, 3 since changes go through a write-ahead log that also keeps
+/// receipts and message bodies.
+pub(crate) const FORMAT_VERSION: u8 = 3;
 
 pub(crate) fn format_key() -> [u8; 1] {
     [b'!']
+}
+
+/// Where the last checkpoint left the write-ahead log (see `checkpoint`).
+pub(crate) fn checkpoint_key() -> [u8; 2] {
+    [b'!', b'c']
 }
 
 const MESSAGE: u8 = b'm';
@@ -205,13 +213,13 @@ pub(crate) struct MessageRecord<'a> {
     pub priority: u8,
     pub content_digest: Digest,
     pub received_at: i64,
-    pub receipt: &'a [u8],
     /// The events given to `accept`, in order, and the sequence number of the block.
     pub events: (u64, Vec<&'a [u8]>),
     /// Inbox entries made by `accept`: agency code and cursor. Kept after an ack (the
     /// entry itself is gone then).
     pub inboxes: Vec<(&'a str, u64)>,
-    pub encoded: &'a [u8],
+    /// The receipt and the encoded message, in the write-ahead log ([`encode_body`]).
+    pub body: BodyRef,
 }
 
 impl MessageRecord<'_> {
@@ -223,47 +231,63 @@ impl MessageRecord<'_> {
             .map(|(_, c)| *c)
     }
 
-    pub(crate) fn to_stored(&self, id: &DocumentId) -> StoredMessage {
-        StoredMessage {
+    /// The stored message, given its body as read from the write-ahead log.
+    pub(crate) fn to_stored(&self, id: &DocumentId, body: &[u8]) -> Result<StoredMessage> {
+        let (receipt, encoded) = decode_body(body)?;
+        Ok(StoredMessage {
             envelope: Envelope {
                 id: id.clone(),
                 kind: self.kind,
                 priority: self.priority,
                 content_digest: self.content_digest,
-                encoded: Bytes::copy_from_slice(self.encoded),
+                encoded: Bytes::copy_from_slice(encoded),
                 received_at: self.received_at,
             },
-            receipt: Bytes::copy_from_slice(self.receipt),
-        }
+            receipt: Bytes::copy_from_slice(receipt),
+        })
     }
 }
 
-/// `FORMAT kind priority digest[32] received_at(i64) receipt_len(u32) receipt
-/// events_seq(u64) event_count(u16) (event_len(u32) event)* inbox_count(u16)
-/// (agency cursor)* encoded`
+/// A message body in the write-ahead log, as parts to concatenate: `receipt_len(u32) receipt
+/// encoded`.
+pub(crate) fn encode_body<'a>(
+    len: &'a mut [u8; 4],
+    receipt: &'a [u8],
+    encoded: &'a [u8],
+) -> [&'a [u8]; 3] {
+    *len = (receipt.len() as u32).to_be_bytes();
+    [&len[..], receipt, encoded]
+}
+
+/// The receipt and the encoded message of a body.
+pub(crate) fn decode_body(body: &[u8]) -> Result<(&[u8], &[u8])> {
+    let mut r = Reader::new(body);
+    let receipt = r.bytes()?;
+    Ok((receipt, r.rest()))
+}
+
+/// `FORMAT kind priority digest[32] received_at(i64) events_seq(u64) event_count(u16)
+/// (event_len(u32) event)* inbox_count(u16) (agency cursor)* body_ref`
 pub(crate) fn encode_message(
     envelope: &Envelope,
-    receipt: &[u8],
     events: (u64, &[Bytes]),
     inboxes: &[(AgencyCode, u64)],
+    body: &BodyRef,
 ) -> Vec<u8> {
     let mut v = Vec::with_capacity(
         3 + 32
             + 8
-            + 4
-            + receipt.len()
             + 10
             + events.1.iter().map(|e| 4 + e.len()).sum::<usize>()
             + 2
             + inboxes.len() * 22
-            + envelope.encoded.len(),
+            + BodyRef::ENCODED_LEN,
     );
     v.push(FORMAT);
     v.push(kind_byte(envelope.kind));
     v.push(envelope.priority);
     v.extend_from_slice(&envelope.content_digest);
     v.extend_from_slice(&envelope.received_at.to_be_bytes());
-    push_bytes(&mut v, receipt);
     v.extend_from_slice(&events.0.to_be_bytes());
     v.extend_from_slice(&(events.1.len() as u16).to_be_bytes());
     for e in events.1 {
@@ -274,7 +298,7 @@ pub(crate) fn encode_message(
         push_str(&mut v, agency.as_str());
         v.extend_from_slice(&cursor.to_be_bytes());
     }
-    v.extend_from_slice(&envelope.encoded);
+    body.encode_into(&mut v);
     v
 }
 
@@ -285,7 +309,6 @@ pub(crate) fn decode_message(value: &[u8]) -> Result<MessageRecord<'_>> {
     let priority = r.u8()?;
     let content_digest: Digest = r.take(32)?.try_into().map_err(corrupt)?;
     let received_at = i64::from_be_bytes(r.take(8)?.try_into().map_err(corrupt)?);
-    let receipt = r.bytes()?;
     let events_seq = r.u64()?;
     let event_count = u16::from_be_bytes(r.take(2)?.try_into().map_err(corrupt)?);
     let events = (0..event_count)
@@ -295,15 +318,15 @@ pub(crate) fn decode_message(value: &[u8]) -> Result<MessageRecord<'_>> {
     let inboxes = (0..count)
         .map(|_| Ok((r.str()?, r.u64()?)))
         .collect::<Result<Vec<_>>>()?;
+    let body = BodyRef::decode(r.rest())?;
     Ok(MessageRecord {
         kind,
         priority,
         content_digest,
         received_at,
-        receipt,
         events: (events_seq, events),
         inboxes,
-        encoded: r.rest(),
+        body,
     })
 }
 
@@ -461,15 +484,28 @@ mod tests {
         }
     }
 
+    fn body_ref() -> BodyRef {
+        BodyRef {
+            segment: 3,
+            offset: 1 << 33,
+            len: 700,
+            crc: 0xdead_beef,
+        }
+    }
+
     #[test]
     fn message_record_roundtrips() {
         let env = envelope();
         let agency = AgencyCode::parse("000.00.00.H41").unwrap();
         let events = [Bytes::from_static(b"accepted"), Bytes::new()];
-        let v = encode_message(&env, b"receipt", (42, &events), &[(agency.clone(), 9)]);
+        let v = encode_message(&env, (42, &events), &[(agency.clone(), 9)], &body_ref());
         let m = decode_message(&v).unwrap();
-        assert_eq!(m.to_stored(&env.id).envelope, env);
-        assert_eq!(m.receipt, b"receipt");
+        assert_eq!(m.body, body_ref());
+        let mut len = [0; 4];
+        let body = encode_body(&mut len, b"receipt", &env.encoded).concat();
+        let stored = m.to_stored(&env.id, &body).unwrap();
+        assert_eq!(stored.envelope, env);
+        assert_eq!(stored.receipt, &b"receipt"[..]);
         assert_eq!(m.events, (42, vec![&b"accepted"[..], &b""[..]]));
         assert_eq!(m.inbox_cursor(&agency), Some(9));
         assert_eq!(
@@ -480,10 +516,9 @@ mod tests {
 
     #[test]
     fn truncated_or_unknown_values_are_corrupt_not_panics() {
-        let v = encode_message(&envelope(), b"receipt", (1, &[]), &[]);
-        // Every cut before the body starts loses a field.
-        let body_at = v.len() - envelope().encoded.len();
-        for cut in 0..body_at {
+        let v = encode_message(&envelope(), (1, &[]), &[], &body_ref());
+        // Every cut loses a field.
+        for cut in 0..v.len() {
             assert!(
                 matches!(decode_message(&v[..cut]), Err(Error::Corrupt(_))),
                 "cut {cut}"
@@ -492,6 +527,7 @@ mod tests {
         let mut future = v.clone();
         future[0] = 99;
         assert!(matches!(decode_message(&future), Err(Error::Corrupt(_))));
+        assert!(matches!(decode_body(&[0, 0, 1]), Err(Error::Corrupt(_))));
         let outbox = encode_outbox(
             &envelope().id,
             1,

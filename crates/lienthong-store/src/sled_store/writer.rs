@@ -1,12 +1,12 @@
-//! The write path: one applier thread turns the writes waiting at a moment into one sled
-//! batch, then hands the group to the committer ([`super::commit`]), which answers each
-//! writer after a flush.
+//! The write path: one applier thread turns the writes waiting at a moment into one group:
+//! one frame of the write-ahead log, synced once ([`super::wal`]), then one sled batch; then
+//! it answers every writer of the group. That is group commit: one `fdatasync` for all the
+//! writers waiting at that moment, whatever their number.
 //!
 //! Why a thread and not a mutex around per-write batches: a sled 0.34 batch rolls the log
-//! buffer twice and takes sled's global write lock, and under a flush that is running all
-//! the time (group commit under load) per-write batches topped out near 10k/s on the
-//! 2-core machine. One batch per group keeps every write atomic (a group is applied all or
-//! nothing, crash included) and makes its cost per group, not per write.
+//! buffer twice and takes sled's global write lock, and per-write batches topped out near
+//! 10k/s on the 2-core machine. One frame and one batch per group keep every write atomic
+//! (a group is applied all or nothing, crash included) and make its cost per group.
 //!
 //! Processing writes one at a time on this thread is also what makes them correct:
 //! - the dedup check of an accept and its write cannot interleave with another accept of
@@ -16,14 +16,15 @@
 //!   misses an entry that appears later with a smaller cursor.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
+use super::checkpoint::{Applied, Checkpointer};
 use super::codec;
-use super::commit::{Applied, Committer, Reply};
+use super::wal::{Appender, Wal};
 use crate::{Digest, Envelope, Error, Handed, Result};
 
 /// Most writes in one group: bounds a batch's size and the wait of the first writer.
@@ -89,12 +90,16 @@ pub(crate) enum Written {
     Done,
 }
 
-/// Handle to the applier and committer threads; when dropped, stops them after the
-/// writes already queued, so the database is closed when the store is.
+/// Where a writer waits for its answer.
+type Reply = tokio::sync::oneshot::Sender<Result<Written>>;
+
+/// Handle to the applier and checkpoint threads; when dropped, stops them after the
+/// writes already queued and a last checkpoint, so the database is closed when the store
+/// is.
 pub(crate) struct Writer {
-    requests: Option<mpsc::Sender<(Write, Reply<Written>)>>,
+    requests: Option<mpsc::Sender<(Write, Reply)>>,
     applier: Option<JoinHandle<()>>,
-    committer: Committer,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -104,17 +109,29 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(db: sled::Db, tree: sled::Tree) -> std::io::Result<Writer> {
-        let (committer, commit) = Committer::start(db.clone())?;
+    /// Starts writing to `tree` through the log (`wal` and its appender).
+    pub(crate) fn start(
+        db: sled::Db,
+        tree: sled::Tree,
+        (log, wal): (Arc<Wal>, Appender),
+    ) -> std::io::Result<Writer> {
+        let applied: Applied = Arc::new(std::sync::Mutex::new(wal.position()));
+        let checkpointer = Checkpointer::start(db.clone(), tree.clone(), applied.clone())?;
         let (tx, rx) = mpsc::channel();
-        let applier = Applier { db, tree, commit };
+        let applier = Applier {
+            db,
+            tree,
+            wal,
+            log,
+            applied,
+        };
         let handle = std::thread::Builder::new()
             .name("store-apply".into())
             .spawn(move || applier.run(rx))?;
         Ok(Writer {
             requests: Some(tx),
             applier: Some(handle),
-            committer,
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -132,42 +149,45 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Closing the queue ends the applier once it has drained it; the applier's end
-        // closes the committer's queue in turn.
+        // Closing the queue ends the applier once it has drained it; then the last
+        // checkpoint.
         drop(self.requests.take());
         if let Some(handle) = self.applier.take()
             && handle.join().is_err()
         {
             tracing::error!("the store's apply thread panicked");
         }
-        self.committer.join();
+        drop(self.checkpointer.take());
     }
 }
 
 struct Applier {
     db: sled::Db,
     tree: sled::Tree,
-    commit: mpsc::Sender<Applied<Written>>,
+    /// Every change of a group goes through here: staged, then committed.
+    wal: Appender,
+    /// For the original receipt of a duplicate.
+    log: Arc<Wal>,
+    /// Where the log is applied up to, for checkpoints.
+    applied: Applied,
 }
 
 /// What the writes of the group so far have done, for the writes after them in the group.
 #[derive(Default)]
 struct Group {
-    batch: sled::Batch,
     /// Messages accepted in this group: key → digest and receipt.
     accepted: HashMap<Vec<u8>, (Digest, Bytes)>,
     /// Queue entries (inbox, outbox, dead letter) removed in this group.
     removed: HashSet<Vec<u8>>,
     /// Events appended to logs by `AppendEvents` in this group: message key → events.
     appended: HashMap<Vec<u8>, Vec<Bytes>>,
-    wrote: bool,
 }
 
 impl Applier {
-    fn run(self, requests: mpsc::Receiver<(Write, Reply<Written>)>) {
+    fn run(mut self, requests: mpsc::Receiver<(Write, Reply)>) {
         while let Ok(first) = requests.recv() {
             let mut group = Group::default();
-            let mut answers: Applied<Written> = Vec::new();
+            let mut answers: Vec<(Reply, Result<Written>)> = Vec::new();
             let mut next = Some(first);
             while let Some((write, reply)) = next {
                 let outcome = self.prepare(write, &mut group);
@@ -178,19 +198,23 @@ impl Applier {
                     None
                 };
             }
-            if group.wrote
-                && let Err(e) = self.tree.apply_batch(group.batch)
-            {
-                for (_, outcome) in &mut answers {
-                    if outcome.is_ok() {
-                        *outcome = Err(Error::Sled(e.clone()));
+            // Durable first (the log), then visible (sled), then answered. A group that
+            // wrote nothing (duplicates, failed acks) is answered in turn too: an answer
+            // may rest on a write of an earlier group, durable by now.
+            match self.wal.commit(&self.tree) {
+                Ok(at) => *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = at,
+                Err(failed) => {
+                    tracing::error!(error = ?failed, "store write failed");
+                    for (_, outcome) in &mut answers {
+                        if outcome.is_ok() {
+                            *outcome = Err(failed.error());
+                        }
                     }
                 }
             }
-            if self.commit.send(answers).is_err() {
-                // Only if the committer died; the writers see their replies dropped.
-                tracing::error!("the store's commit thread is gone");
-                return;
+            for (reply, outcome) in answers {
+                // The writer may have stopped waiting (its future dropped); nothing to do.
+                let _ = reply.send(outcome);
             }
         }
     }
@@ -202,7 +226,7 @@ impl Applier {
     }
 
     /// Checks `write` against the store and the group, and adds its changes to the batch.
-    fn prepare(&self, write: Write, group: &mut Group) -> Result<Written> {
+    fn prepare(&mut self, write: Write, group: &mut Group) -> Result<Written> {
         match write {
             Write::Accept {
                 envelope,
@@ -219,7 +243,9 @@ impl Applier {
                     None => match self.tree.get(&key)? {
                         Some(v) => {
                             let m = codec::decode_message(&v)?;
-                            Some((m.content_digest, Bytes::copy_from_slice(m.receipt)))
+                            let body = self.log.read(&m.body)?;
+                            let (receipt, _) = codec::decode_body(&body)?;
+                            Some((m.content_digest, Bytes::copy_from_slice(receipt)))
                         }
                         None => None,
                     },
@@ -235,14 +261,14 @@ impl Applier {
                 let mut cursors = Vec::with_capacity(inboxes.len());
                 for agency in inboxes {
                     let cursor = self.next_seq()?;
-                    group.batch.insert(
+                    self.wal.insert(
                         codec::inbox_key(&agency, envelope.priority, cursor),
                         inbox_value.as_slice(),
                     );
                     cursors.push((agency, cursor));
                 }
                 for (hop, recipients) in &outboxes {
-                    group.batch.insert(
+                    self.wal.insert(
                         codec::outbox_key(hop, envelope.priority, self.next_seq()?),
                         codec::encode_outbox(id, envelope.priority, recipients),
                     );
@@ -256,19 +282,21 @@ impl Applier {
                         reason,
                         recipients,
                     );
-                    group
-                        .batch
+                    self.wal
                         .insert(codec::dead_letter_key(self.next_seq()?), letter);
                 }
                 let block = (self.next_seq()?, events.as_slice());
-                group.batch.insert(
+                let mut len = [0; 4];
+                let body =
+                    self.wal
+                        .body(&codec::encode_body(&mut len, &receipt, &envelope.encoded));
+                self.wal.insert(
                     key.clone(),
-                    codec::encode_message(&envelope, &receipt, block, &cursors),
+                    codec::encode_message(&envelope, block, &cursors, &body),
                 );
                 group
                     .accepted
                     .insert(key, (envelope.content_digest, receipt));
-                group.wrote = true;
                 Ok(Written::Accepted)
             }
             Write::Ack { agency, id, event } => {
@@ -288,7 +316,7 @@ impl Applier {
                 if !self.take(group, &entry)? {
                     return Ok(Written::Acked(false));
                 }
-                self.log_event(group, &id, &event)?;
+                self.log_event(&id, &event)?;
                 Ok(Written::Acked(true))
             }
             Write::AppendEvents { logs } => {
@@ -302,7 +330,7 @@ impl Applier {
                         if logged.contains(&event) || added.contains(&event) {
                             continue;
                         }
-                        self.log_event(group, &id, &event)?;
+                        self.log_event(&id, &event)?;
                         added.push(event);
                     }
                     group.appended.entry(key).or_default().extend(added);
@@ -314,7 +342,7 @@ impl Applier {
                     // Removing an absent key (a retry) writes nothing.
                     if self.take(group, &key)? {
                         for event in events {
-                            self.log_event(group, &id, &event)?;
+                            self.log_event(&id, &event)?;
                         }
                     }
                 }
@@ -329,11 +357,10 @@ impl Applier {
                 if !self.take(group, &outbox_key)? {
                     return Ok(Written::Moved(false));
                 }
-                group
-                    .batch
+                self.wal
                     .insert(codec::dead_letter_key(self.next_seq()?), letter);
                 for event in events {
-                    self.log_event(group, &id, &event)?;
+                    self.log_event(&id, &event)?;
                 }
                 Ok(Written::Moved(true))
             }
@@ -351,12 +378,12 @@ impl Applier {
                 }
                 let letter = codec::decode_dead_letter(&key, &value)?;
                 for (hop, recipients) in &outboxes {
-                    group.batch.insert(
+                    self.wal.insert(
                         codec::outbox_key(hop, letter.priority, self.next_seq()?),
                         codec::encode_outbox(&letter.id, letter.priority, recipients),
                     );
                 }
-                self.log(group, &letter.id, event, action)?;
+                self.log(&letter.id, event, action)?;
                 Ok(Written::Moved(true))
             }
             Write::DropDeadLetter { key, event, action } => {
@@ -367,14 +394,12 @@ impl Applier {
                     return Ok(Written::Moved(false));
                 }
                 let letter = codec::decode_dead_letter(&key, &value)?;
-                self.log(group, &letter.id, event, action)?;
+                self.log(&letter.id, event, action)?;
                 Ok(Written::Moved(true))
             }
             Write::OperatorAction { action } => {
-                group
-                    .batch
+                self.wal
                     .insert(codec::operator_key(self.next_seq()?), action.as_ref());
-                group.wrote = true;
                 Ok(Written::Done)
             }
         }
@@ -382,32 +407,27 @@ impl Applier {
 
     /// Removes the queue entry `key` in this group's batch; `false` if it is not in the
     /// tree or an earlier write of the group removed it.
-    fn take(&self, group: &mut Group, key: &[u8]) -> Result<bool> {
+    fn take(&mut self, group: &mut Group, key: &[u8]) -> Result<bool> {
         if group.removed.contains(key) || !self.tree.contains_key(key)? {
             return Ok(false);
         }
-        group.batch.remove(key);
+        self.wal.remove(key);
         group.removed.insert(key.to_vec());
-        group.wrote = true;
         Ok(true)
     }
 
     /// Appends `event` to the log of message `id` in this group's batch.
-    fn log_event(&self, group: &mut Group, id: &DocumentId, event: &[u8]) -> Result<()> {
-        group
-            .batch
+    fn log_event(&mut self, id: &DocumentId, event: &[u8]) -> Result<()> {
+        self.wal
             .insert(codec::event_key(id, self.next_seq()?), event);
-        group.wrote = true;
         Ok(())
     }
 
     /// Appends a message event and an operator action.
-    fn log(&self, group: &mut Group, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
-        self.log_event(group, id, &event)?;
-        group
-            .batch
+    fn log(&mut self, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
+        self.log_event(id, &event)?;
+        self.wal
             .insert(codec::operator_key(self.next_seq()?), action.as_ref());
-        group.wrote = true;
         Ok(())
     }
 }
