@@ -3,7 +3,7 @@
 //! # How a write works
 //! Reads go straight to sled. Writes go to one applier thread ([`writer`]) that turns the
 //! writes waiting at a moment into one frame of a write-ahead log ([`wal`]), synced once
-//! for all of them (group commit), and then into one atomic sled batch. Only `Ok` after
+//! for all of them (group commit), and then into changes to sled. Only `Ok` after
 //! that sync: a returned write survives a crash. sled is flushed in the background
 //! ([`checkpoint`]); opening the store applies the log written since the last flush.
 

@@ -1,7 +1,7 @@
 //! Key layout and value encoding of the one sled tree.
 //!
-//! Everything lives in a single tree so that every logical write is one `apply_batch`,
-//! which sled applies atomically, crash included. The first byte of a key names its
+//! Everything lives in a single tree; the write-ahead log (`wal`) makes each group of
+//! writes atomic, crash included. The first byte of a key names its
 //! family; variable-length parts are length-prefixed, so no prefix of one key is the
 //! prefix of another family member by accident, and numbers are big-endian so that byte
 //! order is numeric order.

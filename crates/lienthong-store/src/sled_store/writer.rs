@@ -1,12 +1,8 @@
 //! The write path: one applier thread turns the writes waiting at a moment into one group:
-//! one frame of the write-ahead log, synced once ([`super::wal`]), then one sled batch; then
-//! it answers every writer of the group. That is group commit: one `fdatasync` for all the
-//! writers waiting at that moment, whatever their number.
-//!
-//! Why a thread and not a mutex around per-write batches: a sled 0.34 batch rolls the log
-//! buffer twice and takes sled's global write lock, and per-write batches topped out near
-//! 10k/s on the 2-core machine. One frame and one batch per group keep every write atomic
-//! (a group is applied all or nothing, crash included) and make its cost per group.
+//! one frame of the write-ahead log, synced once ([`super::wal`]), then applies the frame's
+//! changes to sled; then it answers every writer of the group. That is group commit: one
+//! `fdatasync` for all the writers waiting at that moment, whatever their number, and a
+//! group is all or nothing across a crash (the frame is).
 //!
 //! Processing writes one at a time on this thread is also what makes them correct:
 //! - the dedup check of an accept and its write cannot interleave with another accept of
@@ -27,7 +23,7 @@ use super::codec;
 use super::wal::{Appender, Wal};
 use crate::{Digest, Envelope, Error, Handed, Result};
 
-/// Most writes in one group: bounds a batch's size and the wait of the first writer.
+/// Most writes in one group: bounds a frame's size and the wait of the first writer.
 const MAX_GROUP: usize = 512;
 
 /// A write the applier performs.
@@ -225,7 +221,7 @@ impl Applier {
         Ok(self.db.generate_id()? + 1)
     }
 
-    /// Checks `write` against the store and the group, and adds its changes to the batch.
+    /// Checks `write` against the store and the group, and stages its changes.
     fn prepare(&mut self, write: Write, group: &mut Group) -> Result<Written> {
         match write {
             Write::Accept {
@@ -257,21 +253,20 @@ impl Applier {
                         Err(Error::Conflict { id: id.to_string() })
                     };
                 }
-                let inbox_value = codec::encode_inbox(id, envelope.kind, envelope.priority);
+                // Numbers first (the only step that can fail), then the changes: the
+                // record before the queue entries that name it, because sled applies the
+                // changes one by one and a reader must never find an entry without its
+                // message.
                 let mut cursors = Vec::with_capacity(inboxes.len());
                 for agency in inboxes {
-                    let cursor = self.next_seq()?;
-                    self.wal.insert(
-                        codec::inbox_key(&agency, envelope.priority, cursor),
-                        inbox_value.as_slice(),
-                    );
-                    cursors.push((agency, cursor));
+                    cursors.push((agency, self.next_seq()?));
                 }
+                let mut entries = Vec::with_capacity(outboxes.len() + dead.len());
                 for (hop, recipients) in &outboxes {
-                    self.wal.insert(
+                    entries.push((
                         codec::outbox_key(hop, envelope.priority, self.next_seq()?),
                         codec::encode_outbox(id, envelope.priority, recipients),
-                    );
+                    ));
                 }
                 for (reason, recipients) in &dead {
                     let letter = codec::encode_dead_letter(
@@ -282,8 +277,7 @@ impl Applier {
                         reason,
                         recipients,
                     );
-                    self.wal
-                        .insert(codec::dead_letter_key(self.next_seq()?), letter);
+                    entries.push((codec::dead_letter_key(self.next_seq()?), letter));
                 }
                 let block = (self.next_seq()?, events.as_slice());
                 let mut len = [0; 4];
@@ -294,6 +288,16 @@ impl Applier {
                     key.clone(),
                     codec::encode_message(&envelope, block, &cursors, &body),
                 );
+                let inbox_value = codec::encode_inbox(id, envelope.kind, envelope.priority);
+                for (agency, cursor) in &cursors {
+                    self.wal.insert(
+                        codec::inbox_key(agency, envelope.priority, *cursor),
+                        inbox_value.as_slice(),
+                    );
+                }
+                for (key, value) in entries {
+                    self.wal.insert(key, value);
+                }
                 group
                     .accepted
                     .insert(key, (envelope.content_digest, receipt));
@@ -405,7 +409,7 @@ impl Applier {
         }
     }
 
-    /// Removes the queue entry `key` in this group's batch; `false` if it is not in the
+    /// Stages the removal of queue entry `key`; `false` if it is not in the
     /// tree or an earlier write of the group removed it.
     fn take(&mut self, group: &mut Group, key: &[u8]) -> Result<bool> {
         if group.removed.contains(key) || !self.tree.contains_key(key)? {
@@ -416,7 +420,7 @@ impl Applier {
         Ok(true)
     }
 
-    /// Appends `event` to the log of message `id` in this group's batch.
+    /// Stages `event` at the end of the log of message `id`.
     fn log_event(&mut self, id: &DocumentId, event: &[u8]) -> Result<()> {
         self.wal
             .insert(codec::event_key(id, self.next_seq()?), event);
