@@ -430,7 +430,10 @@ async fn serve_link(
     // ones). A new connection starts from the head and re-sends whatever is still
     // unacknowledged; the neighbour deduplicates.
     let mut cursors: [Option<Bytes>; 4] = Default::default();
+    // Answered items leave the outbox in one write per round: while a round is being
+    // written, the answers that arrive wait for the next.
     let mut finishing = tokio::task::JoinSet::new();
+    let mut answered: Vec<(Vec<(OutboxEntry, MessageKind)>, pb::RelayAck)> = Vec::new();
     // Documents whose large attachments are being pushed on the side, so that the link
     // goes on with other items (urgent ones first) meanwhile.
     let mut pushing: tokio::task::JoinSet<(OutboxEntry, Result<Prepared, Error>)> =
@@ -439,7 +442,7 @@ async fn serve_link(
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
         if let Some(deadline) = draining {
-            if window.in_flight.is_empty() && finishing.is_empty() {
+            if window.in_flight.is_empty() && finishing.is_empty() && answered.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -521,12 +524,19 @@ async fn serve_link(
                 };
                 let Some(entries) = window.answered(ack.seq) else { continue };
                 *delivered = true;
-                let (node, hop) = (node.clone(), hop.clone());
-                finishing.spawn(async move { finish(&node, &hop, entries, ack).await });
+                answered.push((entries, ack));
+                if finishing.is_empty() {
+                    let (node, hop, round) = (node.clone(), hop.clone(), std::mem::take(&mut answered));
+                    finishing.spawn(async move { finish(&node, &hop, round).await });
+                }
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
                     result?;
+                }
+                if !answered.is_empty() {
+                    let (node, hop, round) = (node.clone(), hop.clone(), std::mem::take(&mut answered));
+                    finishing.spawn(async move { finish(&node, &hop, round).await });
                 }
             }
             Some(pushed) = pushing.join_next(), if !pushing.is_empty() && draining.is_none() => {
@@ -602,37 +612,42 @@ fn is_transient(code: i32) -> bool {
     )
 }
 
-/// After the neighbour answered an item: its entries leave the outbox and the hand-off is
-/// recorded, in one write.
+/// After the neighbour answered items: their entries leave the outbox and the hand-offs
+/// are recorded, in one write for the whole round.
 async fn finish(
     node: &Node,
     hop: &NodeId,
-    entries: Vec<(OutboxEntry, MessageKind)>,
-    ack: pb::RelayAck,
+    round: Vec<(Vec<(OutboxEntry, MessageKind)>, pb::RelayAck)>,
 ) -> Result<(), Error> {
-    let refused = ack.refused_code != 0;
-    // A refusal for a passing reason on the neighbour's side (its store unavailable, its
-    // disk full) is not the message's fault: keep it, break the link, and re-send after
-    // the back-off. Only a refusal of the message itself dead-letters it.
-    if refused && is_transient(ack.refused_code) {
-        return Err(Error::Transport(format!(
-            "{hop} could not take {} for now: {}",
-            ack.id, ack.refused_reason
-        )));
-    }
-    if refused {
-        for (entry, _) in &entries {
-            let why = Undeliverable::Refused {
-                by: hop.clone(),
-                reason: ack.refused_reason.clone(),
-            };
-            delivery::dead_letter(node, hop, entry, why).await?;
+    let mut handed_over = Vec::new();
+    let mut transient = None;
+    for (entries, ack) in round {
+        let refused = ack.refused_code != 0;
+        // A refusal for a passing reason on the neighbour's side (its store unavailable,
+        // its disk full) is not the message's fault: keep it, break the link, and re-send
+        // after the back-off. Only a refusal of the message itself dead-letters it.
+        if refused && is_transient(ack.refused_code) {
+            transient.get_or_insert(Error::Transport(format!(
+                "{hop} could not take {} for now: {}",
+                ack.id, ack.refused_reason
+            )));
+            continue;
         }
-        return Ok(());
+        if refused {
+            for (entry, _) in &entries {
+                let why = Undeliverable::Refused {
+                    by: hop.clone(),
+                    reason: ack.refused_reason.clone(),
+                };
+                delivery::dead_letter(node, hop, entry, why).await?;
+            }
+            continue;
+        }
+        handed_over.extend(entries);
     }
     // A hand-off is recorded here; the sender's home node learns every hop from the
     // trace that comes back with the delivery. Transport events have no log of their own.
-    let handed = entries
+    let handed: Vec<Handed> = handed_over
         .into_iter()
         .map(|(entry, kind)| {
             let events = match kind {
@@ -654,8 +669,10 @@ async fn finish(
             }
         })
         .collect();
-    node.store().outbox_remove(hop, handed).await?;
-    Ok(())
+    if !handed.is_empty() {
+        node.store().outbox_remove(hop, handed).await?;
+    }
+    transient.map_or(Ok(()), Err)
 }
 
 /// Transport events read one after another from an outbox, on their way into one
