@@ -14,6 +14,12 @@ mod dms;
 mod edxml;
 mod pki;
 
+/// mimalloc instead of glibc's malloc: a node allocates and frees many small buffers on
+/// several threads (messages, gRPC frames, store keys), where glibc's allocator took 13%
+/// of the CPU of `bench network` and mimalloc takes a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for usage and configuration errors (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
