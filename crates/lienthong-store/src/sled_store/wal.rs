@@ -40,6 +40,8 @@ use crate::{Error, Result};
 
 /// A segment takes frames until it holds this many bytes.
 const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// Capacity of the staging buffer kept from one group to the next.
+const KEPT_CAPACITY: usize = 8 * 1024 * 1024;
 /// First bytes of every frame.
 const MAGIC: [u8; 4] = *b"LTw1";
 const HEADER: usize = 12;
@@ -440,20 +442,14 @@ impl Appender {
         if self.is_empty() {
             return Ok(self.position());
         }
-        let mut frame = std::mem::replace(&mut self.staged, header_placeholder());
-        let payload_len = (frame.len() - HEADER) as u32;
-        let crc = crc32fast::hash(&frame[HEADER..]);
-        frame[..4].copy_from_slice(&MAGIC);
-        frame[4..8].copy_from_slice(&crc.to_be_bytes());
-        frame[8..12].copy_from_slice(&payload_len.to_be_bytes());
-        self.file
-            .write_all_at(&frame, self.len)
-            .and_then(|()| self.file.sync_data())
-            .map_err(CommitError::Log)?;
-        self.len += frame.len() as u64;
-        let applied = apply(tree, &frame[HEADER..])
-            .map_err(CommitError::Sled)
-            .map(|parsed| debug_assert!(parsed.is_some(), "a staged frame parses"));
+        let applied = self.write_and_apply(tree);
+        // The buffer is kept for the next frame (its capacity saves reallocations), unless
+        // an unusually large group grew it.
+        self.staged.truncate(HEADER);
+        if self.staged.capacity() > KEPT_CAPACITY {
+            self.staged.shrink_to(KEPT_CAPACITY);
+        }
+        let applied = applied?;
         if self.len >= SEGMENT_BYTES {
             let next = self.segment + 1;
             self.file = self.wal.create(next).map_err(CommitError::Log)?;
@@ -461,6 +457,28 @@ impl Appender {
             self.len = 0;
         }
         applied.map(|()| self.position())
+    }
+
+    /// Writes and syncs the staged frame, then applies it; the outer error is the log's
+    /// (nothing applied), the inner one sled's (the frame is durable anyway).
+    fn write_and_apply(
+        &mut self,
+        tree: &sled::Tree,
+    ) -> std::result::Result<std::result::Result<(), CommitError>, CommitError> {
+        let frame = &mut self.staged;
+        let payload_len = (frame.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&frame[HEADER..]);
+        frame[..4].copy_from_slice(&MAGIC);
+        frame[4..8].copy_from_slice(&crc.to_be_bytes());
+        frame[8..12].copy_from_slice(&payload_len.to_be_bytes());
+        self.file
+            .write_all_at(frame, self.len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(CommitError::Log)?;
+        self.len += frame.len() as u64;
+        Ok(apply(tree, &frame[HEADER..])
+            .map_err(CommitError::Sled)
+            .map(|parsed| debug_assert!(parsed.is_some(), "a staged frame parses")))
     }
 
     /// Where the log ends.
