@@ -45,8 +45,9 @@ const KEPT_CAPACITY: usize = 8 * 1024 * 1024;
 /// First bytes of every frame.
 const MAGIC: [u8; 4] = *b"LTw1";
 const HEADER: usize = 12;
-/// Largest frame a replay believes in; a longer length field is a torn header.
-const MAX_FRAME: u32 = 1 << 30;
+/// A group stops taking writes once its frame holds this many bytes (one write may go
+/// past it; a frame's length field bounds it at 4 GiB).
+pub(crate) const GROUP_BYTES: usize = 64 * 1024 * 1024;
 
 const INSERT: u8 = 1;
 const REMOVE: u8 = 2;
@@ -217,6 +218,7 @@ impl Wal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((start, 0)),
             Err(e) => return Err(e.into()),
         };
+        let size = file.metadata()?.len();
         file.seek(SeekFrom::Start(start))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut at = start;
@@ -229,7 +231,8 @@ impl Wal {
             }
             let crc = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
             let len = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
-            if len > MAX_FRAME {
+            // A length past the end of the file is a torn header, not a frame to read.
+            if at + (HEADER as u64) + u64::from(len) > size {
                 break;
             }
             payload.resize(len as usize, 0);
@@ -429,6 +432,11 @@ impl Appender {
         }
     }
 
+    /// Bytes staged for the next frame.
+    pub(crate) fn staged_bytes(&self) -> usize {
+        self.staged.len()
+    }
+
     /// Whether nothing is staged.
     pub(crate) fn is_empty(&self) -> bool {
         self.staged.len() == HEADER
@@ -466,7 +474,12 @@ impl Appender {
         tree: &sled::Tree,
     ) -> std::result::Result<std::result::Result<(), CommitError>, CommitError> {
         let frame = &mut self.staged;
-        let payload_len = (frame.len() - HEADER) as u32;
+        let payload_len = u32::try_from(frame.len() - HEADER).map_err(|_| {
+            CommitError::Log(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a group of {} bytes does not fit in one frame", frame.len()),
+            ))
+        })?;
         let crc = crc32fast::hash(&frame[HEADER..]);
         frame[..4].copy_from_slice(&MAGIC);
         frame[4..8].copy_from_slice(&crc.to_be_bytes());
@@ -580,6 +593,29 @@ mod tests {
         let (_, _, replayed) = Wal::open(log_dir, LogPos::default(), &t3).unwrap();
         assert_eq!(replayed, 2);
         assert_eq!(get(&t3, b"after").as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn a_header_that_claims_more_than_the_file_holds_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("wal");
+        let (_db, t) = tree(dir.path());
+        let (_, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
+        app.insert(b"k", b"v");
+        let end = app.commit(&t).unwrap();
+        drop(app);
+        // A torn header: the magic, any checksum, and a length of almost 4 GiB.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(segment_path(&log_dir, 0))
+            .unwrap();
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0]);
+        file.write_all_at(&header, end.offset).unwrap();
+        let (_db2, t2) = tree(&dir.path().join("fresh"));
+        let (_, app, replayed) = Wal::open(log_dir, LogPos::default(), &t2).unwrap();
+        assert_eq!((replayed, app.position()), (1, end));
+        assert_eq!(get(&t2, b"k").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use super::checkpoint::{Applied, Checkpointer};
 use super::codec;
-use super::wal::{Appender, Wal};
+use super::wal::{Appender, CommitError, GROUP_BYTES, Wal};
 use crate::{Digest, Envelope, Error, Handed, Result};
 
 /// Most writes in one group: bounds a frame's size and the wait of the first writer.
@@ -120,6 +120,7 @@ impl Writer {
             wal,
             log,
             applied,
+            sled_failed: false,
         };
         let handle = std::thread::Builder::new()
             .name("store-apply".into())
@@ -166,6 +167,8 @@ struct Applier {
     log: Arc<Wal>,
     /// Where the log is applied up to, for checkpoints.
     applied: Applied,
+    /// Set when sled failed to apply a durable frame.
+    sled_failed: bool,
 }
 
 /// What the writes of the group so far have done, for the writes after them in the group.
@@ -188,7 +191,7 @@ impl Applier {
             while let Some((write, reply)) = next {
                 let outcome = self.prepare(write, &mut group);
                 answers.push((reply, outcome));
-                next = if answers.len() < MAX_GROUP {
+                next = if answers.len() < MAX_GROUP && self.wal.staged_bytes() < GROUP_BYTES {
                     requests.try_recv().ok()
                 } else {
                     None
@@ -198,8 +201,14 @@ impl Applier {
             // wrote nothing (duplicates, failed acks) is answered in turn too: an answer
             // may rest on a write of an earlier group, durable by now.
             match self.wal.commit(&self.tree) {
-                Ok(at) => *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = at,
+                // After a group that is in the log but not (wholly) in sled, checkpoints
+                // stop before it: the next open applies it again.
+                Ok(at) if !self.sled_failed => {
+                    *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = at;
+                }
+                Ok(_) => {}
                 Err(failed) => {
+                    self.sled_failed |= matches!(failed, CommitError::Sled(_));
                     tracing::error!(error = ?failed, "store write failed");
                     for (_, outcome) in &mut answers {
                         if outcome.is_ok() {
