@@ -446,7 +446,7 @@ async fn serve_link(
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(node = %node.id(), %hop, unanswered = window.in_flight.len(), "shutdown: items still unacknowledged; they stay queued");
+                tracing::warn!(node = %node.id(), %hop, unanswered = window.in_flight.len(), answered_unrecorded = answered.len(), "shutdown: items still unacknowledged, or answered but not yet recorded; they stay queued and go again later");
                 return Ok(());
             }
         }
@@ -612,42 +612,40 @@ fn is_transient(code: i32) -> bool {
     )
 }
 
-/// After the neighbour answered items: their entries leave the outbox and the hand-offs
-/// are recorded, in one write for the whole round.
+/// After the neighbour answered items: the entries it took leave the outbox and the
+/// hand-offs are recorded, in one write for the whole round; then those it refused for
+/// good are dead-lettered.
 async fn finish(
     node: &Node,
     hop: &NodeId,
     round: Vec<(Vec<(OutboxEntry, MessageKind)>, pb::RelayAck)>,
 ) -> Result<(), Error> {
-    let mut handed_over = Vec::new();
+    let mut handed = Vec::new();
+    let mut refused = Vec::new();
     let mut transient = None;
     for (entries, ack) in round {
-        let refused = ack.refused_code != 0;
-        // A refusal for a passing reason on the neighbour's side (its store unavailable,
-        // its disk full) is not the message's fault: keep it, break the link, and re-send
-        // after the back-off. Only a refusal of the message itself dead-letters it.
-        if refused && is_transient(ack.refused_code) {
+        if ack.refused_code == 0 {
+            handed.extend(entries);
+        } else if is_transient(ack.refused_code) {
+            // A refusal for a passing reason on the neighbour's side (its store
+            // unavailable, its disk full) is not the message's fault: keep it, break the
+            // link, and re-send after the back-off.
             transient.get_or_insert(Error::Transport(format!(
                 "{hop} could not take {} for now: {}",
                 ack.id, ack.refused_reason
             )));
-            continue;
+        } else {
+            // Only a refusal of the message itself dead-letters it.
+            refused.extend(
+                entries
+                    .into_iter()
+                    .map(|(entry, _)| (entry, ack.refused_reason.clone())),
+            );
         }
-        if refused {
-            for (entry, _) in &entries {
-                let why = Undeliverable::Refused {
-                    by: hop.clone(),
-                    reason: ack.refused_reason.clone(),
-                };
-                delivery::dead_letter(node, hop, entry, why).await?;
-            }
-            continue;
-        }
-        handed_over.extend(entries);
     }
     // A hand-off is recorded here; the sender's home node learns every hop from the
     // trace that comes back with the delivery. Transport events have no log of their own.
-    let handed: Vec<Handed> = handed_over
+    let handed: Vec<Handed> = handed
         .into_iter()
         .map(|(entry, kind)| {
             let events = match kind {
@@ -671,6 +669,13 @@ async fn finish(
         .collect();
     if !handed.is_empty() {
         node.store().outbox_remove(hop, handed).await?;
+    }
+    for (entry, reason) in refused {
+        let why = Undeliverable::Refused {
+            by: hop.clone(),
+            reason,
+        };
+        delivery::dead_letter(node, hop, &entry, why).await?;
     }
     transient.map_or(Ok(()), Err)
 }

@@ -21,6 +21,11 @@
 //! power loss within what the OS promises). Concurrent writers share one flush: the
 //! [`sled_store`] implementation batches them into a group commit.
 //!
+//! "Atomically" below means all or nothing across a crash, and for the writer: a write
+//! that fails leaves none of its changes. A concurrent reader may see a write applied in
+//! part (an acknowledged entry gone before its event is logged, say), never an entry
+//! without the message it names.
+//!
 //! The same conformance tests (`tests/conformance.rs`) run against every implementation.
 #![forbid(unsafe_code)]
 

@@ -40,8 +40,6 @@ pub struct SledStore {
     blobs: Arc<BlobDir>,
     /// Message bodies are read from the log.
     wal: Arc<Wal>,
-    /// For [`SledStore::flush`].
-    db: sled::Db,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -87,20 +85,12 @@ impl SledStore {
             writer,
             blobs,
             wal,
-            db,
         })
     }
 
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Flushes sled now, outside group commit; for tools and shutdown paths that run
-    /// outside tokio. Async callers never need it.
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -574,5 +564,39 @@ fn check_format(tree: &sled::Tree, path: &Path) -> Result<()> {
             },
             expected,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_that_fails_leaves_none_of_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        // A dead letter whose value does not decode: requeueing it fails after its removal
+        // was staged.
+        let key = codec::dead_letter_key(7);
+        store.tree.insert(&key, &b"garbage"[..]).unwrap();
+        let hop = NodeId::parse("H41").unwrap();
+        let recipient = AgencyCode::parse("000.00.00.H41").unwrap();
+        let requeued = store
+            .requeue_dead_letter(
+                &key,
+                vec![(hop.clone(), vec![recipient])],
+                Bytes::from_static(b"event"),
+                Bytes::from_static(b"action"),
+            )
+            .await;
+        assert!(matches!(requeued, Err(Error::Corrupt(_))), "{requeued:?}");
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(
+            store.tree.contains_key(&key).unwrap(),
+            "the dead letter stays"
+        );
+        assert!(store.outbox(&hop, 10).unwrap().is_empty());
+        assert!(store.operator_log(0, 10).unwrap().is_empty());
     }
 }

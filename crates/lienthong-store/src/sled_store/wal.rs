@@ -19,14 +19,18 @@
 //! record holds a [`BodyRef`] to them: sled clones a leaf on every insert and rewrites whole
 //! leaves when it consolidates a page, so kilobyte values would cost it many times their
 //! size. Nothing is ever deleted: message records are kept for ever (deduplication), and so
-//! are their bodies.
+//! are their bodies. The log keeps every other change too (queue entries, events), so it
+//! grows with the writes, not only with the messages; compacting it (copying live bodies
+//! out, dropping old segments) is left for later.
 //!
 //! A frame is `magic crc32(payload) payload_len payload` (u32s, big-endian); its payload is
 //! a sequence of entries, each a tag and length-prefixed parts: `1 key value` (insert),
 //! `2 key` (remove), `3 body` (read through a [`BodyRef`], never applied). Opening replays
 //! frames from the checkpoint on; the first that is short or fails its checksum ends the log
-//! (a crash tore it, so it was never acknowledged), and the segment is cut there, so that
-//! later appends cannot leave stale bytes behind a valid frame. Segments are numbered
+//! (a crash tore it while it was being written, so its writers never heard `Ok`; a write
+//! that failed is cut off at once), and the segment is cut there, so that later appends
+//! cannot leave stale bytes behind a valid frame. A log missing a segment, or shorter than
+//! the last checkpoint, is refused: sled points into it. Segments are numbered
 //! (`00000000.log`, …); the appender moves to the next past [`SEGMENT_BYTES`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -144,7 +148,13 @@ impl Wal {
         checkpoint: LogPos,
         tree: &sled::Tree,
     ) -> Result<(Arc<Wal>, Appender, usize)> {
-        fs::create_dir_all(&dir)?;
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            // The log's directory must survive a crash along with what is synced into it.
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
         let mut segments = BTreeSet::new();
         for entry in fs::read_dir(&dir)? {
             let name = entry?.file_name();
@@ -160,14 +170,29 @@ impl Wal {
             dir,
             files: RwLock::new(HashMap::new()),
         });
+        // The log must hold everything from the checkpoint on: a segment that is missing
+        // or shorter than the checkpoint means the log was lost or cut, and the bodies
+        // that sled points at with it.
         let last = segments.last().copied().unwrap_or(checkpoint.segment);
-        if last < checkpoint.segment {
-            return Err(Error::Corrupt(format!(
-                "the store's checkpoint is in write-ahead log segment {} but {} ends at \
-                 segment {last}",
-                checkpoint.segment,
+        let missing = (checkpoint.segment..=last).find(|s| !segments.contains(s));
+        let lost = |what: String| {
+            Error::Corrupt(format!(
+                "the store's write-ahead log in {} {what}; the sled database in the same \
+                 store points into it. Restore the whole data directory together",
                 wal.dir.display()
-            )));
+            ))
+        };
+        if checkpoint != LogPos::default() || !segments.is_empty() {
+            if let Some(s) = missing {
+                return Err(lost(format!("has no segment {s}")));
+            }
+            let held = fs::metadata(segment_path(&wal.dir, checkpoint.segment))?.len();
+            if held < checkpoint.offset {
+                return Err(lost(format!(
+                    "holds {held} bytes of segment {} but the last checkpoint was at byte {}",
+                    checkpoint.segment, checkpoint.offset
+                )));
+            }
         }
         let mut replayed = 0;
         let mut end = checkpoint;
@@ -193,7 +218,14 @@ impl Wal {
                         "a damaged frame before the last segment",
                     ));
                 }
-                // A torn tail: never acknowledged. Cut it so nothing stale follows.
+                // A torn tail (a frame whose write or sync did not finish, so it was never
+                // acknowledged): cut it so that nothing stale can follow a later frame.
+                tracing::warn!(
+                    segment,
+                    at = valid_end,
+                    bytes = len - valid_end,
+                    "write-ahead log: cutting an incomplete frame at the end"
+                );
                 file.set_len(valid_end)?;
                 file.sync_all()?;
             }
@@ -205,6 +237,7 @@ impl Wal {
             file,
             len: end.offset,
             staged: header_placeholder(),
+            broken: None,
         };
         Ok((wal, appender, replayed))
     }
@@ -368,6 +401,8 @@ fn header_placeholder() -> Vec<u8> {
 pub(crate) enum CommitError {
     Log(io::Error),
     Sled(sled::Error),
+    /// An earlier failure left the log unable to take frames until the store reopens.
+    Broken(String),
 }
 
 impl CommitError {
@@ -378,6 +413,9 @@ impl CommitError {
                 format!("writing the write-ahead log: {e}"),
             )),
             CommitError::Sled(e) => Error::Sled(e.clone()),
+            CommitError::Broken(why) => Error::Io(io::Error::other(format!(
+                "the store takes no more writes until the node restarts: {why}"
+            ))),
         }
     }
 }
@@ -393,6 +431,9 @@ pub(crate) struct Appender {
     len: u64,
     /// The frame being built: header placeholder, then entries.
     staged: Vec<u8>,
+    /// Why the log takes no more frames until the store is opened again: a failed write
+    /// that could not be cut off, or a frame sled did not take wholly.
+    broken: Option<String>,
 }
 
 impl Appender {
@@ -437,42 +478,49 @@ impl Appender {
         self.staged.len()
     }
 
+    /// Takes back what was staged after `mark` (a [`Appender::staged_bytes`]).
+    pub(crate) fn unstage(&mut self, mark: usize) {
+        self.staged.truncate(mark.max(HEADER));
+    }
+
     /// Whether nothing is staged.
     pub(crate) fn is_empty(&self) -> bool {
         self.staged.len() == HEADER
     }
 
     /// Makes the staged changes durable, then applies them to `tree`; returns where the
-    /// log ends after them. Staged bodies are readable once this returns `Ok`. On an error
-    /// the staged changes are dropped; after a sled error the frame is durable anyway and
-    /// is applied when the store next opens.
+    /// log ends after them. Staged bodies are readable once this returns `Ok`. The staged
+    /// changes are gone afterwards, whatever the outcome:
+    /// - a failed write or sync is cut off the file, so it is never replayed (if cutting
+    ///   fails too, the log takes no more frames until the store is opened again);
+    /// - after a sled error the frame is durable and is applied again when the store next
+    ///   opens, and the log takes no more frames until then: later groups would be
+    ///   prepared against a sled that holds only part of it.
     pub(crate) fn commit(&mut self, tree: &sled::Tree) -> std::result::Result<LogPos, CommitError> {
-        if self.is_empty() {
-            return Ok(self.position());
-        }
-        let applied = self.write_and_apply(tree);
+        let committed = self.commit_staged(tree);
         // The buffer is kept for the next frame (its capacity saves reallocations), unless
         // an unusually large group grew it.
         self.staged.truncate(HEADER);
         if self.staged.capacity() > KEPT_CAPACITY {
             self.staged.shrink_to(KEPT_CAPACITY);
         }
-        let applied = applied?;
+        committed
+    }
+
+    fn commit_staged(&mut self, tree: &sled::Tree) -> std::result::Result<LogPos, CommitError> {
+        if let Some(why) = &self.broken {
+            return Err(CommitError::Broken(why.clone()));
+        }
+        if self.is_empty() {
+            return Ok(self.position());
+        }
+        // A full segment is left before writing, so that a failure here writes nothing.
         if self.len >= SEGMENT_BYTES {
             let next = self.segment + 1;
             self.file = self.wal.create(next).map_err(CommitError::Log)?;
             self.segment = next;
             self.len = 0;
         }
-        applied.map(|()| self.position())
-    }
-
-    /// Writes and syncs the staged frame, then applies it; the outer error is the log's
-    /// (nothing applied), the inner one sled's (the frame is durable anyway).
-    fn write_and_apply(
-        &mut self,
-        tree: &sled::Tree,
-    ) -> std::result::Result<std::result::Result<(), CommitError>, CommitError> {
         let frame = &mut self.staged;
         let payload_len = u32::try_from(frame.len() - HEADER).map_err(|_| {
             CommitError::Log(io::Error::new(
@@ -484,14 +532,34 @@ impl Appender {
         frame[..4].copy_from_slice(&MAGIC);
         frame[4..8].copy_from_slice(&crc.to_be_bytes());
         frame[8..12].copy_from_slice(&payload_len.to_be_bytes());
-        self.file
+        let written = self
+            .file
             .write_all_at(frame, self.len)
-            .and_then(|()| self.file.sync_data())
-            .map_err(CommitError::Log)?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Its writers hear that it failed: it must not come back in a replay.
+            if let Err(cut) = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+            {
+                self.broken = Some(format!(
+                    "a failed write ({e}) could not be cut off the log: {cut}"
+                ));
+            }
+            return Err(CommitError::Log(e));
+        }
         self.len += frame.len() as u64;
-        Ok(apply(tree, &frame[HEADER..])
-            .map_err(CommitError::Sled)
-            .map(|parsed| debug_assert!(parsed.is_some(), "a staged frame parses")))
+        match apply(tree, &frame[HEADER..]) {
+            Ok(parsed) => {
+                debug_assert!(parsed.is_some(), "a staged frame parses");
+                Ok(self.position())
+            }
+            Err(e) => {
+                self.broken = Some(format!("sled did not take a whole group: {e}"));
+                Err(CommitError::Sled(e))
+            }
+        }
     }
 
     /// Where the log ends.
@@ -625,37 +693,51 @@ mod tests {
         let (_db, t) = tree(dir.path());
         let (wal, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
         let a = app.body(&[b"a"]);
-        app.commit(&t).unwrap();
-        app.len = SEGMENT_BYTES; // as if the segment were full
+        let first = app.commit(&t).unwrap();
+        // As if the segment were full: the next frame opens segment 1.
+        app.len = SEGMENT_BYTES;
         app.insert(b"k", b"v");
-        app.commit(&t).unwrap();
-        assert_eq!(
-            app.position(),
-            LogPos {
-                segment: 1,
-                offset: 0
-            }
-        );
+        let second = app.commit(&t).unwrap();
+        assert_eq!(second.segment, 1);
         let b = app.body(&[b"b"]);
         app.commit(&t).unwrap();
         assert_eq!(b.segment, 1);
         assert_eq!(wal.read(&a).unwrap(), b"a");
         drop((wal, app));
-        // The first segment's frame written past SEGMENT_BYTES is not on disk where this
-        // test pretended; replay from segment 1 only.
+        // From a checkpoint in segment 0, replay goes on into segment 1.
         let (_db2, t2) = tree(&dir.path().join("fresh"));
-        let (wal, app, replayed) = Wal::open(
-            log_dir,
-            LogPos {
-                segment: 1,
-                offset: 0,
-            },
-            &t2,
-        )
-        .unwrap();
-        assert_eq!(replayed, 1);
+        let (wal, app, replayed) = Wal::open(log_dir, first, &t2).unwrap();
+        assert_eq!(replayed, 2);
         assert_eq!(app.position().segment, 1);
+        assert_eq!(get(&t2, b"k").as_deref(), Some(&b"v"[..]));
         assert_eq!(wal.read(&b).unwrap(), b"b");
+    }
+
+    #[test]
+    fn a_log_lost_or_cut_behind_the_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("wal");
+        let (_db, t) = tree(dir.path());
+        let (_, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
+        app.insert(b"k", b"v");
+        let end = app.commit(&t).unwrap();
+        drop(app);
+        let path = segment_path(&log_dir, 0);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(end.offset - 1)
+            .unwrap();
+        assert!(matches!(
+            Wal::open(log_dir.clone(), end, &t),
+            Err(Error::Corrupt(_))
+        ));
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            Wal::open(log_dir, end, &t),
+            Err(Error::Corrupt(_))
+        ));
     }
 
     #[test]

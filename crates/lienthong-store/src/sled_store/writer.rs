@@ -20,7 +20,7 @@ use lienthong_core::{AgencyCode, DocumentId, NodeId};
 
 use super::checkpoint::{Applied, Checkpointer};
 use super::codec;
-use super::wal::{Appender, CommitError, GROUP_BYTES, Wal};
+use super::wal::{Appender, GROUP_BYTES, Wal};
 use crate::{Digest, Envelope, Error, Handed, Result};
 
 /// Most writes in one group: bounds a frame's size and the wait of the first writer.
@@ -120,7 +120,6 @@ impl Writer {
             wal,
             log,
             applied,
-            sled_failed: false,
         };
         let handle = std::thread::Builder::new()
             .name("store-apply".into())
@@ -167,8 +166,6 @@ struct Applier {
     log: Arc<Wal>,
     /// Where the log is applied up to, for checkpoints.
     applied: Applied,
-    /// Set when sled failed to apply a durable frame.
-    sled_failed: bool,
 }
 
 /// What the writes of the group so far have done, for the writes after them in the group.
@@ -180,6 +177,27 @@ struct Group {
     removed: HashSet<Vec<u8>>,
     /// Events appended to logs by `AppendEvents` in this group: message key → events.
     appended: HashMap<Vec<u8>, Vec<Bytes>>,
+    /// What the write being prepared added to `removed` and `appended` (with the length
+    /// the key's events had before), to take back if it fails.
+    removed_now: Vec<Vec<u8>>,
+    appended_now: Vec<(Vec<u8>, Option<usize>)>,
+}
+
+impl Group {
+    /// Forgets what the failed write being prepared added.
+    fn undo(&mut self) {
+        for key in self.removed_now.drain(..) {
+            self.removed.remove(&key);
+        }
+        for (key, before) in self.appended_now.drain(..).rev() {
+            match before {
+                Some(len) => self.appended.entry(key).or_default().truncate(len),
+                None => {
+                    self.appended.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 impl Applier {
@@ -189,7 +207,15 @@ impl Applier {
             let mut answers: Vec<(Reply, Result<Written>)> = Vec::new();
             let mut next = Some(first);
             while let Some((write, reply)) = next {
+                // A write that fails leaves nothing behind, not even part of its changes.
+                let mark = self.wal.staged_bytes();
                 let outcome = self.prepare(write, &mut group);
+                if outcome.is_err() {
+                    self.wal.unstage(mark);
+                    group.undo();
+                }
+                group.removed_now.clear();
+                group.appended_now.clear();
                 answers.push((reply, outcome));
                 next = if answers.len() < MAX_GROUP && self.wal.staged_bytes() < GROUP_BYTES {
                     requests.try_recv().ok()
@@ -200,15 +226,11 @@ impl Applier {
             // Durable first (the log), then visible (sled), then answered. A group that
             // wrote nothing (duplicates, failed acks) is answered in turn too: an answer
             // may rest on a write of an earlier group, durable by now.
+            // After a failure, checkpoints stay before the failed group: one that is in the
+            // log but not wholly in sled is applied again when the store next opens.
             match self.wal.commit(&self.tree) {
-                // After a group that is in the log but not (wholly) in sled, checkpoints
-                // stop before it: the next open applies it again.
-                Ok(at) if !self.sled_failed => {
-                    *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = at;
-                }
-                Ok(_) => {}
+                Ok(at) => *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = at,
                 Err(failed) => {
-                    self.sled_failed |= matches!(failed, CommitError::Sled(_));
                     tracing::error!(error = ?failed, "store write failed");
                     for (_, outcome) in &mut answers {
                         if outcome.is_ok() {
@@ -346,6 +368,8 @@ impl Applier {
                         self.log_event(&id, &event)?;
                         added.push(event);
                     }
+                    let before = group.appended.get(&key).map(Vec::len);
+                    group.appended_now.push((key.clone(), before));
                     group.appended.entry(key).or_default().extend(added);
                 }
                 Ok(Written::Done)
@@ -426,6 +450,7 @@ impl Applier {
         }
         self.wal.remove(key);
         group.removed.insert(key.to_vec());
+        group.removed_now.push(key.to_vec());
         Ok(true)
     }
 
