@@ -641,7 +641,7 @@ impl Node {
         // one document cannot both pass.
         let targets = crate::lifecycle::references(&message.document)?;
         let _guard = self.lifecycle_locks.lock(&targets).await;
-        if !targets.is_empty() && self.store.message(&message.document.id)?.is_none() {
+        if !targets.is_empty() && !self.store.has_message(&message.document.id)? {
             self.check_document_lifecycle(caller, &message.document)?;
         }
         let (receipt, outcome) = self
@@ -953,7 +953,7 @@ impl Node {
             .lifecycle_locks
             .lock(std::slice::from_ref(&document_id))
             .await;
-        if self.store.message(&notice.id)?.is_none() {
+        if !self.store.has_message(&notice.id)? {
             self.check_status_lifecycle(caller, &notice, &original)?;
         }
         let (receipt, outcome) = self
@@ -1039,7 +1039,7 @@ impl Node {
         // that `track` can show it.
         if !plan.local.is_empty()
             && let Ok(document_id) = notice.document_id()
-            && self.store.message(&document_id)?.is_some()
+            && self.store.has_message(&document_id)?
         {
             self.store
                 .append_event(

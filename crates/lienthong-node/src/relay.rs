@@ -441,6 +441,10 @@ async fn serve_link(
     // Set on shutdown: no new items; the link ends once those in flight are answered.
     let mut draining: Option<tokio::time::Instant> = None;
     loop {
+        if finishing.is_empty() && !answered.is_empty() {
+            let (node, hop, round) = (node.clone(), hop.clone(), std::mem::take(&mut answered));
+            finishing.spawn(async move { finish(&node, &hop, round).await });
+        }
         if let Some(deadline) = draining {
             if window.in_flight.is_empty() && finishing.is_empty() && answered.is_empty() {
                 return Ok(());
@@ -525,18 +529,10 @@ async fn serve_link(
                 let Some(entries) = window.answered(ack.seq) else { continue };
                 *delivered = true;
                 answered.push((entries, ack));
-                if finishing.is_empty() {
-                    let (node, hop, round) = (node.clone(), hop.clone(), std::mem::take(&mut answered));
-                    finishing.spawn(async move { finish(&node, &hop, round).await });
-                }
             }
             Some(done) = finishing.join_next(), if !finishing.is_empty() => {
                 if let Ok(result) = done {
                     result?;
-                }
-                if !answered.is_empty() {
-                    let (node, hop, round) = (node.clone(), hop.clone(), std::mem::take(&mut answered));
-                    finishing.spawn(async move { finish(&node, &hop, round).await });
                 }
             }
             Some(pushed) = pushing.join_next(), if !pushing.is_empty() && draining.is_none() => {

@@ -188,6 +188,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The stored message with this id, if any.
     fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>>;
 
+    /// Whether a message with this id is stored, without reading it.
+    fn has_message(&self, id: &DocumentId) -> Result<bool> {
+        Ok(self.message(id)?.is_some())
+    }
+
     /// Up to `limit` entries of `agency`'s inbox with a cursor greater than `after`
     /// (all when `None`): higher priority first, then in cursor order.
     fn inbox(

@@ -188,6 +188,10 @@ impl Store for SledStore {
         record.to_stored(id, &body).map(Some)
     }
 
+    fn has_message(&self, id: &DocumentId) -> Result<bool> {
+        Ok(self.tree.contains_key(codec::message_key(id))?)
+    }
+
     fn inbox(
         &self,
         agency: &AgencyCode,

@@ -194,7 +194,11 @@ pub async fn accept_of_same_id_with_other_content_is_conflict<S: Store>(open: &d
 pub async fn message_of_unknown_id_is_none<S: Store>(open: &dyn Fn() -> S) {
     let s = open();
     assert_eq!(s.message(&doc_id("nope")).unwrap(), None);
+    assert!(!s.has_message(&doc_id("nope")).unwrap());
     assert!(s.events(&doc_id("nope")).unwrap().is_empty());
+    accept_to(&s, "there", 0, to_inboxes(&[H41])).await;
+    assert!(s.has_message(&doc_id("there")).unwrap());
+    assert!(!s.has_message(&doc_id("nope")).unwrap());
 }
 
 pub async fn concurrent_accepts_of_one_id_accept_exactly_once<S: Store>(open: &dyn Fn() -> S) {

@@ -236,7 +236,7 @@ impl Wal {
             segment: end.segment,
             file,
             len: end.offset,
-            staged: header_placeholder(),
+            staged: vec![0; HEADER],
             broken: None,
         };
         Ok((wal, appender, replayed))
@@ -390,10 +390,6 @@ fn apply(tree: &sled::Tree, mut payload: &[u8]) -> sled::Result<Option<()>> {
         }
     }
     Ok(Some(()))
-}
-
-fn header_placeholder() -> Vec<u8> {
-    vec![0; HEADER]
 }
 
 /// Why a group did not commit; each of its writes that had succeeded fails with it.
@@ -575,28 +571,55 @@ impl Appender {
 mod tests {
     use super::*;
 
-    fn tree(dir: &Path) -> (sled::Db, sled::Tree) {
+    /// A log in `dir/wal`, opened from `from` over a sled of its own in `dir/<name>` (a
+    /// fresh name is a sled that lost everything).
+    struct Opened {
+        _db: sled::Db,
+        tree: sled::Tree,
+        wal: Arc<Wal>,
+        app: Appender,
+        replayed: usize,
+    }
+
+    fn open(dir: &Path, name: &str, from: LogPos) -> Result<Opened> {
         let db = sled::Config::new()
-            .path(dir.join("db"))
+            .path(dir.join(name))
             .flush_every_ms(None)
             .open()
             .unwrap();
         let tree = db.open_tree("t").unwrap();
-        (db, tree)
+        let (wal, app, replayed) = Wal::open(dir.join("wal"), from, &tree)?;
+        Ok(Opened {
+            _db: db,
+            tree,
+            wal,
+            app,
+            replayed,
+        })
     }
 
     fn get(tree: &sled::Tree, key: &[u8]) -> Option<Vec<u8>> {
         tree.get(key).unwrap().map(|v| v.to_vec())
     }
 
+    fn segment(dir: &Path, n: u32) -> File {
+        OpenOptions::new()
+            .write(true)
+            .open(segment_path(&dir.join("wal"), n))
+            .unwrap()
+    }
+
     #[test]
     fn frames_replay_onto_a_sled_that_lost_them_and_bodies_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let log_dir = dir.path().join("wal");
         let (body, second) = {
-            let (_db, t) = tree(&dir.path().join("a"));
-            let (wal, mut app, replayed) =
-                Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
+            let Opened {
+                tree: t,
+                wal,
+                mut app,
+                replayed,
+                ..
+            } = open(dir.path(), "a", LogPos::default()).unwrap();
             assert_eq!(replayed, 0);
             app.insert(b"k1", b"v1");
             let body = app.body(&[b"receipt", b"message"]);
@@ -611,152 +634,115 @@ mod tests {
             (body, second)
         };
         // A fresh sled (as if none of it had been flushed) gets every frame back, in order.
-        let (_db, t) = tree(&dir.path().join("b"));
-        let (wal, app, replayed) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
-        assert_eq!(replayed, 2);
-        assert_eq!(app.position(), second);
-        assert_eq!(get(&t, b"k1"), None);
-        assert_eq!(get(&t, b"k2").as_deref(), Some(&b"v2"[..]));
-        assert_eq!(get(&t, b"k3").as_deref(), Some(&b"v3"[..]));
-        assert_eq!(wal.read(&body).unwrap(), b"receiptmessage");
-        drop((wal, app));
+        let b = open(dir.path(), "b", LogPos::default()).unwrap();
+        assert_eq!(b.replayed, 2);
+        assert_eq!(b.app.position(), second);
+        assert_eq!(get(&b.tree, b"k1"), None);
+        assert_eq!(get(&b.tree, b"k2").as_deref(), Some(&b"v2"[..]));
+        assert_eq!(get(&b.tree, b"k3").as_deref(), Some(&b"v3"[..]));
+        assert_eq!(b.wal.read(&body).unwrap(), b"receiptmessage");
+        drop(b);
         // From the end, nothing is replayed.
-        let (_db, t) = tree(&dir.path().join("c"));
-        let (_, _, replayed) = Wal::open(log_dir, second, &t).unwrap();
-        assert_eq!(replayed, 0);
-        assert!(t.is_empty());
+        let c = open(dir.path(), "c", second).unwrap();
+        assert_eq!(c.replayed, 0);
+        assert!(c.tree.is_empty());
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_later_frames_follow_the_last_whole_one() {
         let dir = tempfile::tempdir().unwrap();
-        let log_dir = dir.path().join("wal");
-        let (_db, t) = tree(dir.path());
-        let (_, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
-        app.insert(b"whole", b"1");
-        let whole = app.commit(&t).unwrap();
-        app.insert(b"torn", b"2");
-        app.commit(&t).unwrap();
-        drop(app);
+        let mut a = open(dir.path(), "a", LogPos::default()).unwrap();
+        a.app.insert(b"whole", b"1");
+        let whole = a.app.commit(&a.tree).unwrap();
+        a.app.insert(b"torn", b"2");
+        let torn = a.app.commit(&a.tree).unwrap();
+        drop(a);
         // The second frame loses its last byte, as a crash during its write would leave it.
-        let path = segment_path(&log_dir, 0);
-        let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 1)
-            .unwrap();
+        segment(dir.path(), 0).set_len(torn.offset - 1).unwrap();
 
-        let (_db2, t2) = tree(&dir.path().join("fresh"));
-        let (_, mut app, replayed) = Wal::open(log_dir.clone(), LogPos::default(), &t2).unwrap();
-        assert_eq!(replayed, 1);
-        assert_eq!(get(&t2, b"torn"), None);
-        assert_eq!(app.position(), whole);
+        let mut b = open(dir.path(), "b", LogPos::default()).unwrap();
+        assert_eq!(b.replayed, 1);
+        assert_eq!(get(&b.tree, b"torn"), None);
+        assert_eq!(b.app.position(), whole);
+        let path = segment_path(&dir.path().join("wal"), 0);
         assert_eq!(fs::metadata(&path).unwrap().len(), whole.offset);
-        app.insert(b"after", b"3");
-        app.commit(&t2).unwrap();
-        drop(app);
-        let (_db3, t3) = tree(&dir.path().join("again"));
-        let (_, _, replayed) = Wal::open(log_dir, LogPos::default(), &t3).unwrap();
-        assert_eq!(replayed, 2);
-        assert_eq!(get(&t3, b"after").as_deref(), Some(&b"3"[..]));
+        b.app.insert(b"after", b"3");
+        b.app.commit(&b.tree).unwrap();
+        drop(b);
+        let c = open(dir.path(), "c", LogPos::default()).unwrap();
+        assert_eq!(c.replayed, 2);
+        assert_eq!(get(&c.tree, b"after").as_deref(), Some(&b"3"[..]));
     }
 
     #[test]
     fn a_header_that_claims_more_than_the_file_holds_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let log_dir = dir.path().join("wal");
-        let (_db, t) = tree(dir.path());
-        let (_, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
-        app.insert(b"k", b"v");
-        let end = app.commit(&t).unwrap();
-        drop(app);
+        let mut a = open(dir.path(), "a", LogPos::default()).unwrap();
+        a.app.insert(b"k", b"v");
+        let end = a.app.commit(&a.tree).unwrap();
+        drop(a);
         // A torn header: the magic, any checksum, and a length of almost 4 GiB.
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment_path(&log_dir, 0))
-            .unwrap();
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xf0]);
-        file.write_all_at(&header, end.offset).unwrap();
-        let (_db2, t2) = tree(&dir.path().join("fresh"));
-        let (_, app, replayed) = Wal::open(log_dir, LogPos::default(), &t2).unwrap();
-        assert_eq!((replayed, app.position()), (1, end));
-        assert_eq!(get(&t2, b"k").as_deref(), Some(&b"v"[..]));
+        segment(dir.path(), 0)
+            .write_all_at(&header, end.offset)
+            .unwrap();
+        let b = open(dir.path(), "b", LogPos::default()).unwrap();
+        assert_eq!((b.replayed, b.app.position()), (1, end));
+        assert_eq!(get(&b.tree, b"k").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
     fn segments_roll_over_and_replay_across_them() {
         let dir = tempfile::tempdir().unwrap();
-        let log_dir = dir.path().join("wal");
-        let (_db, t) = tree(dir.path());
-        let (wal, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
-        let a = app.body(&[b"a"]);
-        let first = app.commit(&t).unwrap();
+        let mut a = open(dir.path(), "a", LogPos::default()).unwrap();
+        let body_a = a.app.body(&[b"a"]);
+        let first = a.app.commit(&a.tree).unwrap();
         // As if the segment were full: the next frame opens segment 1.
-        app.len = SEGMENT_BYTES;
-        app.insert(b"k", b"v");
-        let second = app.commit(&t).unwrap();
+        a.app.len = SEGMENT_BYTES;
+        a.app.insert(b"k", b"v");
+        let second = a.app.commit(&a.tree).unwrap();
         assert_eq!(second.segment, 1);
-        let b = app.body(&[b"b"]);
-        app.commit(&t).unwrap();
-        assert_eq!(b.segment, 1);
-        assert_eq!(wal.read(&a).unwrap(), b"a");
-        drop((wal, app));
+        let body_b = a.app.body(&[b"b"]);
+        a.app.commit(&a.tree).unwrap();
+        assert_eq!(body_b.segment, 1);
+        assert_eq!(a.wal.read(&body_a).unwrap(), b"a");
+        drop(a);
         // From a checkpoint in segment 0, replay goes on into segment 1.
-        let (_db2, t2) = tree(&dir.path().join("fresh"));
-        let (wal, app, replayed) = Wal::open(log_dir, first, &t2).unwrap();
-        assert_eq!(replayed, 2);
-        assert_eq!(app.position().segment, 1);
-        assert_eq!(get(&t2, b"k").as_deref(), Some(&b"v"[..]));
-        assert_eq!(wal.read(&b).unwrap(), b"b");
+        let b = open(dir.path(), "b", first).unwrap();
+        assert_eq!(b.replayed, 2);
+        assert_eq!(b.app.position().segment, 1);
+        assert_eq!(get(&b.tree, b"k").as_deref(), Some(&b"v"[..]));
+        assert_eq!(b.wal.read(&body_b).unwrap(), b"b");
     }
 
     #[test]
     fn a_log_lost_or_cut_behind_the_checkpoint_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let log_dir = dir.path().join("wal");
-        let (_db, t) = tree(dir.path());
-        let (_, mut app, _) = Wal::open(log_dir.clone(), LogPos::default(), &t).unwrap();
-        app.insert(b"k", b"v");
-        let end = app.commit(&t).unwrap();
-        drop(app);
-        let path = segment_path(&log_dir, 0);
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(end.offset - 1)
-            .unwrap();
-        assert!(matches!(
-            Wal::open(log_dir.clone(), end, &t),
-            Err(Error::Corrupt(_))
-        ));
-        fs::remove_file(&path).unwrap();
-        assert!(matches!(
-            Wal::open(log_dir, end, &t),
-            Err(Error::Corrupt(_))
-        ));
+        let mut a = open(dir.path(), "a", LogPos::default()).unwrap();
+        a.app.insert(b"k", b"v");
+        let end = a.app.commit(&a.tree).unwrap();
+        drop(a);
+        segment(dir.path(), 0).set_len(end.offset - 1).unwrap();
+        assert!(matches!(open(dir.path(), "b", end), Err(Error::Corrupt(_))));
+        fs::remove_file(segment_path(&dir.path().join("wal"), 0)).unwrap();
+        assert!(matches!(open(dir.path(), "c", end), Err(Error::Corrupt(_))));
     }
 
     #[test]
     fn a_damaged_or_missing_body_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        let (_db, t) = tree(dir.path());
-        let (wal, mut app, _) = Wal::open(dir.path().join("wal"), LogPos::default(), &t).unwrap();
-        let r = app.body(&[b"the body"]);
-        app.commit(&t).unwrap();
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment_path(&dir.path().join("wal"), 0))
+        let mut a = open(dir.path(), "a", LogPos::default()).unwrap();
+        let r = a.app.body(&[b"the body"]);
+        a.app.commit(&a.tree).unwrap();
+        segment(dir.path(), 0)
+            .write_all_at(b"X", r.offset + 2)
             .unwrap();
-        file.write_all_at(b"X", r.offset + 2).unwrap();
-        assert!(matches!(wal.read(&r), Err(Error::Corrupt(_))));
+        assert!(matches!(a.wal.read(&r), Err(Error::Corrupt(_))));
         let beyond = BodyRef { offset: 1000, ..r };
-        assert!(matches!(wal.read(&beyond), Err(Error::Corrupt(_))));
+        assert!(matches!(a.wal.read(&beyond), Err(Error::Corrupt(_))));
         let elsewhere = BodyRef { segment: 7, ..r };
-        assert!(matches!(wal.read(&elsewhere), Err(Error::Corrupt(_))));
+        assert!(matches!(a.wal.read(&elsewhere), Err(Error::Corrupt(_))));
         let mut encoded = Vec::new();
         r.encode_into(&mut encoded);
         assert_eq!(BodyRef::decode(&encoded).unwrap(), r);

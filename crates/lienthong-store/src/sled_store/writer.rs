@@ -184,8 +184,14 @@ struct Group {
 }
 
 impl Group {
-    /// Forgets what the failed write being prepared added.
-    fn undo(&mut self) {
+    /// Ends the write being prepared: what it added stays if it succeeded, and is
+    /// forgotten if it failed.
+    fn settle(&mut self, succeeded: bool) {
+        if succeeded {
+            self.removed_now.clear();
+            self.appended_now.clear();
+            return;
+        }
         for key in self.removed_now.drain(..) {
             self.removed.remove(&key);
         }
@@ -212,10 +218,8 @@ impl Applier {
                 let outcome = self.prepare(write, &mut group);
                 if outcome.is_err() {
                     self.wal.unstage(mark);
-                    group.undo();
                 }
-                group.removed_now.clear();
-                group.appended_now.clear();
+                group.settle(outcome.is_ok());
                 answers.push((reply, outcome));
                 next = if answers.len() < MAX_GROUP && self.wal.staged_bytes() < GROUP_BYTES {
                     requests.try_recv().ok()
