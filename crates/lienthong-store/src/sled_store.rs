@@ -59,16 +59,10 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore> {
         std::fs::create_dir_all(dir)?;
         let db_path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            // The write-ahead log makes writes durable, checkpoints flush sled; sled's own
-            // periodic flush would only add I/O.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| Error::Open {
-                path: db_path.display().to_string(),
-                source,
-            })?;
+        let db = open_sled(&db_path).map_err(|source| Error::Open {
+            path: db_path.display().to_string(),
+            source,
+        })?;
         let tree = db.open_tree("lienthong")?;
         check_format(&tree, &db_path)?;
         let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
@@ -548,6 +542,39 @@ pub(crate) fn read_events(tree: &sled::Tree, id: &DocumentId) -> Result<Vec<Byte
     Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
+/// How long [`open_sled`] waits for the lock of a database that is being closed.
+#[cfg(not(test))]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+#[cfg(test)]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Opens sled at `path`. A store closed a moment ago in this process (a node restarted in
+/// place) can hold the database's file lock a little longer: sled's I/O threads let go
+/// of it after the last flush has returned. A lock still held after [`LOCK_WAIT`] is
+/// another owner, and the error says so.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            // The write-ahead log makes writes durable, checkpoints flush sled; sled's own
+            // periodic flush would only add I/O.
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            // sled 0.34 reports it as an `Other` error with this text around the
+            // `WouldBlock` of `flock`.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Checks that `tree` holds data in [`codec::FORMAT_VERSION`], writing the mark into a new
 /// store. A store of another format is refused rather than misread.
 fn check_format(tree: &sled::Tree, path: &Path) -> Result<()> {
@@ -574,6 +601,55 @@ fn check_format(tree: &sled::Tree, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn opening_waits_for_a_store_being_closed_and_refuses_one_held_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let agency = AgencyCode::parse("000.00.00.H41").unwrap();
+        for round in 0..20u32 {
+            let store = SledStore::open(dir.path()).unwrap();
+            for i in 0..50u32 {
+                let id = DocumentId::parse(&format!("doc-{round}-{i}")).unwrap();
+                let envelope = Envelope {
+                    id,
+                    kind: crate::MessageKind::Document,
+                    priority: 0,
+                    content_digest: [round as u8; 32],
+                    encoded: Bytes::from(vec![b'x'; 2048]),
+                    received_at: 0,
+                };
+                let delivery = Delivery {
+                    inboxes: vec![agency.clone()],
+                    outboxes: Vec::new(),
+                    dead: Vec::new(),
+                };
+                store
+                    .accept(envelope, delivery, Bytes::new(), Vec::new())
+                    .await
+                    .unwrap();
+            }
+            if round == 0 {
+                // Another owner: refused once the wait is over.
+                let held = SledStore::open(dir.path());
+                assert!(matches!(held, Err(Error::Open { .. })), "{held:?}");
+            }
+            drop(store);
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.inbox(&agency, None, 2000).unwrap().len(), 1000);
+        // An open while the store is still closing waits for it, as a node restarted in
+        // place does.
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(store);
+        });
+        let reopened = SledStore::open(dir.path());
+        closing.join().unwrap();
+        assert_eq!(
+            reopened.unwrap().inbox(&agency, None, 2000).unwrap().len(),
+            1000
+        );
+    }
 
     #[tokio::test]
     async fn a_write_that_fails_leaves_none_of_its_changes() {
