@@ -580,6 +580,9 @@ pub struct TrackArgs {
     pub profile: ProfileArg,
     /// The document id.
     pub id: String,
+    /// The document's sender, when documents of two senders with this id concern you.
+    #[arg(long)]
+    pub from: Option<String>,
 }
 
 pub async fn track(args: TrackArgs) -> anyhow::Result<ExitCode> {
@@ -588,6 +591,7 @@ pub async fn track(args: TrackArgs) -> anyhow::Result<ExitCode> {
         .rpc()
         .track(pb::TrackRequest {
             id: args.id.clone(),
+            from: args.from.clone().unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -826,6 +830,9 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                 if h.store_ok { "ok" } else { "FAILING" },
                 h.agencies
             );
+            for damaged in &h.damaged {
+                println!("damaged message (quarantined): {damaged}");
+            }
             Ok(if h.store_ok {
                 ExitCode::SUCCESS
             } else {

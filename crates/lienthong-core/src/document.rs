@@ -299,6 +299,11 @@ impl Document {
             .ok_or_else(|| Error::InvalidDocument("the sender (from) has no agency code".into()))
     }
 
+    /// How the bus names this document: its id within its sender.
+    pub fn key(&self) -> Result<crate::MessageKey, Error> {
+        Ok(crate::MessageKey::sent_by(self.sender()?, &self.id))
+    }
+
     /// The recipients' codes, in order, without duplicates.
     pub fn recipients(&self) -> Result<Vec<AgencyCode>, Error> {
         let mut out: Vec<AgencyCode> = Vec::with_capacity(self.to.len());

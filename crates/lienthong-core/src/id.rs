@@ -241,6 +241,50 @@ impl fmt::Debug for DocumentId {
     }
 }
 
+/// How the bus names a message: the id its sender gave it, within that sender.
+///
+/// Ids are chosen by senders (edXML ids such as `000.00.00.G22,2014/01/30,7806/VPCP-TTĐT`
+/// are predictable), so two agencies may use the same one. Deduplication, conflicts and
+/// every lookup are scoped to the sender: one agency can never take, block or read
+/// another agency's message by naming its id.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageKey {
+    pub id: DocumentId,
+    /// The sending agency; `None` for a node's own messages (packs of transport events),
+    /// which no agency sends.
+    pub sender: Option<AgencyCode>,
+}
+
+impl MessageKey {
+    /// The key of a message `sender` sent under `id`.
+    pub fn sent_by(sender: &AgencyCode, id: &DocumentId) -> Self {
+        MessageKey {
+            id: id.clone(),
+            sender: Some(sender.clone()),
+        }
+    }
+
+    /// The key of a node's own message.
+    pub fn node_own(id: DocumentId) -> Self {
+        MessageKey { id, sender: None }
+    }
+}
+
+impl fmt::Display for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sender {
+            Some(sender) => write!(f, "{} (from {sender})", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
+impl fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageKey({self})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ pub mod status;
 pub use directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry, Route, RoutePlan};
 pub use document::*;
 pub use error::Error;
-pub use id::{AgencyCode, DocumentId, NodeId};
+pub use id::{AgencyCode, DocumentId, MessageKey, NodeId};
 pub use sign::{Signature, SignatureAlgorithm};
 pub use status::*;
 

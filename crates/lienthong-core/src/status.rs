@@ -214,6 +214,29 @@ impl StatusNotice {
         })
     }
 
+    /// How the bus names this notice: its id within its sender.
+    pub fn key(&self) -> Result<crate::MessageKey, Error> {
+        Ok(crate::MessageKey::sent_by(self.sender()?, &self.id))
+    }
+
+    /// Who sent the document this notice is about: the notice's own sender for a
+    /// withdraw request (13), else the agency it goes to.
+    pub fn document_sender(&self) -> Result<&AgencyCode, Error> {
+        if self.code.sent_by_original_sender() {
+            self.sender()
+        } else {
+            Ok(&self.to)
+        }
+    }
+
+    /// The key of the document this notice is about.
+    pub fn document_key(&self) -> Result<crate::MessageKey, Error> {
+        Ok(crate::MessageKey::sent_by(
+            self.document_sender()?,
+            &self.document_id()?,
+        ))
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
         self.sender()?;
         self.document_id()?;

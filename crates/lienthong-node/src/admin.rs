@@ -53,13 +53,20 @@ impl AdminService for AdminApi {
         req: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
         self.authorize(&req)?;
-        let store_ok = self.node.store().queue_depths().is_ok();
+        let damaged: Vec<String> = self
+            .node
+            .damaged()
+            .into_iter()
+            .map(|(key, why)| format!("{key}: {why}"))
+            .collect();
+        let store_ok = self.node.store().queue_depths().is_ok() && damaged.is_empty();
         Ok(Response::new(pb::HealthResponse {
             node: self.node.id().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: self.node.uptime().as_secs(),
             store_ok,
             agencies: self.node.agencies().len() as u32,
+            damaged,
         }))
     }
 

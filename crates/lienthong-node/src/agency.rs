@@ -42,10 +42,20 @@ fn document_id(s: &str) -> Result<DocumentId, Status> {
     DocumentId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// The optional `from` of a request naming a message: the sender's code, or empty.
+fn sender(s: &str) -> Result<Option<AgencyCode>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    AgencyCode::parse(s)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("from: {e}")))
+}
+
 fn entry_pb(item: InboxItem) -> pb::InboxEntry {
     pb::InboxEntry {
         cursor: item.entry.cursor,
-        id: item.entry.id.to_string(),
+        id: item.entry.message.id.to_string(),
         kind: match item.entry.kind {
             MessageKind::Document => pb::MessageKind::Document,
             MessageKind::Status | MessageKind::Event => pb::MessageKind::Status,
@@ -115,15 +125,17 @@ impl AgencyService for AgencyApi {
                 let mut batch = Vec::new();
                 for priority in (0..=3u8).rev() {
                     let lane = &mut sent[priority as usize];
-                    batch = match node.inbox_lane(&caller, priority, *lane, SUBSCRIBE_BATCH) {
-                        Ok(items) => items,
+                    let page = match node.inbox_lane(&caller, priority, *lane, SUBSCRIBE_BATCH) {
+                        Ok(page) => page,
                         Err(e) => {
                             let _ = tx.send(Err(Status::from(e))).await;
                             return;
                         }
                     };
-                    if let Some(last) = batch.last() {
-                        *lane = Some(last.entry.cursor);
+                    batch = page.items;
+                    // Past quarantined entries too, which the page leaves out.
+                    if let Some(last) = page.read_up_to {
+                        *lane = Some(last);
                         break;
                     }
                 }
@@ -179,8 +191,10 @@ impl AgencyService for AgencyApi {
         req: Request<pb::FetchDocumentRequest>,
     ) -> Result<Response<pb::FetchDocumentResponse>, Status> {
         let caller = self.caller(&req)?;
-        let id = document_id(&req.into_inner().id)?;
-        let response = match self.node.fetch(&caller, &id).await? {
+        let req = req.into_inner();
+        let id = document_id(&req.id)?;
+        let from = sender(&req.from)?;
+        let response = match self.node.fetch(&caller, &id, from.as_ref()).await? {
             Fetched::Document {
                 document,
                 contents,
@@ -203,8 +217,10 @@ impl AgencyService for AgencyApi {
 
     async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
         let caller = self.caller(&req)?;
-        let id = document_id(&req.into_inner().id)?;
-        self.node.ack(&caller, &id).await?;
+        let req = req.into_inner();
+        let id = document_id(&req.id)?;
+        let from = sender(&req.from)?;
+        self.node.ack(&caller, &id, from.as_ref()).await?;
         Ok(Response::new(pb::AckResponse {}))
     }
 
@@ -255,8 +271,16 @@ impl AgencyService for AgencyApi {
         let caller = self.caller(&req)?;
         let req = req.into_inner();
         let id = document_id(&req.document_id)?;
-        let stream =
-            crate::attachments::serve(&self.node, &caller, &id, &req.sha256, req.offset).await?;
+        let from = sender(&req.from)?;
+        let stream = crate::attachments::serve(
+            &self.node,
+            &caller,
+            &id,
+            from.as_ref(),
+            &req.sha256,
+            req.offset,
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -265,8 +289,10 @@ impl AgencyService for AgencyApi {
         req: Request<pb::TrackRequest>,
     ) -> Result<Response<pb::TrackResponse>, Status> {
         let caller = self.caller(&req)?;
-        let id = document_id(&req.into_inner().id)?;
-        let tracked = self.node.track(&caller, &id)?;
+        let req = req.into_inner();
+        let id = document_id(&req.id)?;
+        let from = sender(&req.from)?;
+        let tracked = self.node.track(&caller, &id, from.as_ref())?;
         let (business_state, superseded_by) = tracked
             .business
             .mark()

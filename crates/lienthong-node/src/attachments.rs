@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use lienthong_core::{AgencyCode, Attachment, DocumentId, NodeId};
 use lienthong_proto::pb;
-use lienthong_store::Digest;
+use lienthong_store::{BlobWriter, Digest};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -76,42 +76,113 @@ fn digest_of(bytes: &[u8]) -> Result<Digest, Error> {
     })
 }
 
-/// Which agencies uploaded which blobs at a node: `<dir>/<sha256 hex>/<agency code>`.
-/// A DMS may name in a document, or ask about, only bytes it uploaded itself, so that a
-/// digest learnt elsewhere opens nothing. A mark lost in a crash costs one re-upload,
-/// which finds the blob complete and ends at its first chunk.
+/// What each agency proved it holds here: `<dir>/<agency code>/<sha256 hex>`, a file
+/// holding the blob's size, written once the agency streamed every byte of the blob and
+/// they hashed to the digest — renamed `<hex>.sent` once a document of the agency names
+/// it. A DMS may name in a document, or ask about, only blobs its agency proved it holds,
+/// so a digest learnt elsewhere opens nothing and tells nothing. Marks not yet sent count
+/// against the agency's upload quota. A mark lost in a crash costs one re-upload.
 #[derive(Debug)]
-pub struct Uploaders {
+pub struct Uploads {
     dir: PathBuf,
 }
 
-impl Uploaders {
-    pub fn new(dir: PathBuf) -> Self {
-        Uploaders { dir }
+impl Uploads {
+    /// Opens (creating) `dir`, readable by the node's user only.
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+        create_private_dir(&dir)?;
+        Ok(Uploads { dir })
+    }
+
+    fn agency_dir(&self, agency: &AgencyCode) -> PathBuf {
+        self.dir.join(agency.as_str())
     }
 
     fn mark(&self, digest: &Digest, agency: &AgencyCode) -> PathBuf {
-        self.dir.join(hex::encode(digest)).join(agency.as_str())
+        self.agency_dir(agency).join(hex::encode(digest))
     }
 
-    /// Notes that `agency` uploads blob `digest`.
-    pub fn note(&self, digest: &Digest, agency: &AgencyCode) -> Result<(), Error> {
-        let mark = self.mark(digest, agency);
-        if !mark.exists() {
-            if let Some(parent) = mark.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::File::create(&mark)?;
+    fn sent_mark(&self, digest: &Digest, agency: &AgencyCode) -> PathBuf {
+        self.agency_dir(agency)
+            .join(format!("{}.sent", hex::encode(digest)))
+    }
+
+    /// Whether `agency` proved here that it holds blob `digest`.
+    pub fn proven(&self, digest: &Digest, agency: &AgencyCode) -> bool {
+        self.mark(digest, agency).exists() || self.sent_mark(digest, agency).exists()
+    }
+
+    /// Notes, durably, that `agency` streamed all `size` bytes of blob `digest` and they
+    /// hashed to it.
+    pub fn note_proven(
+        &self,
+        digest: &Digest,
+        agency: &AgencyCode,
+        size: u64,
+    ) -> std::io::Result<()> {
+        if self.proven(digest, agency) {
+            return Ok(());
         }
-        Ok(())
+        let dir = self.agency_dir(agency);
+        create_private_dir(&dir)?;
+        let mut f = private_file(&self.mark(digest, agency))?;
+        std::io::Write::write_all(&mut f, size.to_string().as_bytes())?;
+        f.sync_all()?;
+        std::fs::File::open(&dir)?.sync_all()
     }
 
-    pub fn uploaded(&self, digest: &Digest, agency: &AgencyCode) -> bool {
-        self.mark(digest, agency).exists()
+    /// Notes that a document of `agency` names blob `digest`: it no longer counts
+    /// against the agency's quota.
+    pub fn note_sent(&self, digest: &Digest, agency: &AgencyCode) -> std::io::Result<()> {
+        match std::fs::rename(self.mark(digest, agency), self.sent_mark(digest, agency)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes of the blobs `agency` proved it holds that no document of its names yet.
+    pub fn unsent_bytes(&self, agency: &AgencyCode) -> std::io::Result<u64> {
+        let entries = match std::fs::read_dir(self.agency_dir(agency)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut total = 0u64;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().ends_with(".sent") {
+                continue;
+            }
+            let size = std::fs::read_to_string(entry.path())?;
+            total = total.saturating_add(size.trim().parse().unwrap_or(0));
+        }
+        Ok(total)
     }
 }
 
-/// What the node holds of blob `digest`; for a DMS (`asker`), only of bytes it uploads.
+/// Creates `dir` (and its parents) with mode 0700, and makes an existing one 0700.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Creates (truncating) a file with mode 0600.
+fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// What the node holds of blob `digest`; for a DMS (`asker`), only what its agency
+/// uploaded: the bytes of other agencies, complete or partial, are not its business.
 pub async fn status(
     node: &Node,
     sha256: &[u8],
@@ -120,10 +191,24 @@ pub async fn status(
     let digest = digest_of(sha256)?;
     let store = node.store();
     let (durable_bytes, complete) = match asker {
-        Some(agency) if !node.uploaders().uploaded(&digest, agency) => (0, false),
-        _ => match store.blob_len(digest).await? {
+        Some(agency) if node.uploads().proven(&digest, agency) => {
+            match store.blob_len(digest).await? {
+                Some(len) => (len, true),
+                None => (0, false),
+            }
+        }
+        Some(agency) => (
+            store
+                .partial_blob_len(digest, &BlobWriter::Agency(agency.clone()))
+                .await?,
+            false,
+        ),
+        None => match store.blob_len(digest).await? {
             Some(len) => (len, true),
-            None => (store.partial_blob_len(digest).await?, false),
+            None => (
+                store.partial_blob_len(digest, &BlobWriter::Relay).await?,
+                false,
+            ),
         },
     };
     Ok(pb::BlobStatus {
@@ -133,15 +218,15 @@ pub async fn status(
     })
 }
 
-/// Checks that an attachment sent without content is held complete here (and, from a
-/// DMS, that its agency uploaded it).
+/// Checks that an attachment sent without content is held complete here and, from a
+/// DMS, that its agency proved it holds it (uploaded all of it).
 pub(crate) async fn check_held(
     node: &Node,
     attachment: &Attachment,
     origin: &Origin,
 ) -> Result<(), Error> {
     let held = match origin {
-        Origin::Agency(agency) if !node.uploaders().uploaded(&attachment.sha256, agency) => None,
+        Origin::Agency(agency) if !node.uploads().proven(&attachment.sha256, agency) => None,
         _ => node.store().blob_len(attachment.sha256).await?,
     };
     match held {
@@ -151,8 +236,8 @@ pub(crate) async fn check_held(
             attachment.name, attachment.size
         ))),
         None => Err(Error::FailedPrecondition(format!(
-            "attachment {:?} carries no content and its bytes (SHA-256 {}) are not held \
-             complete at node {}: upload them with UploadAttachment first (ask \
+            "attachment {:?} carries no content and you have not uploaded its bytes \
+             (SHA-256 {}) to node {}: upload them with UploadAttachment first (ask \
              AttachmentStatus where to resume)",
             attachment.name,
             hex::encode(attachment.sha256),
@@ -161,14 +246,60 @@ pub(crate) async fn check_held(
     }
 }
 
-/// Receives the chunks of one blob (`UploadAttachment`, `PushBlob`): each is fsynced
-/// before the next is read. Completes the blob when its last byte arrives. Returns what
-/// is held when the stream ends; a broken stream keeps every chunk written before it.
+/// Whether `agency` may start uploading a blob of `size` bytes: not larger than
+/// `limits.max_attachment_bytes`, and within its quota of bytes that no document of its
+/// names yet (`limits.upload_quota_bytes`, partial uploads included).
+async fn admit_upload(
+    node: &Node,
+    agency: &AgencyCode,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), Error> {
+    let limits = node.limits();
+    if size > limits.max_attachment_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "an attachment of {size} bytes is larger than node {} takes ({} bytes); \
+             send a smaller file",
+            node.id(),
+            limits.max_attachment_bytes
+        )));
+    }
+    let writer = BlobWriter::Agency(agency.clone());
+    let partial: u64 = node
+        .store()
+        .partial_blobs(&writer)
+        .await?
+        .iter()
+        .filter(|(d, _)| d != digest)
+        .map(|(_, len)| len)
+        .sum();
+    let held = partial.saturating_add(node.uploads().unsent_bytes(agency)?);
+    if held.saturating_add(size) > limits.upload_quota_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "{agency} holds {held} bytes of uploads at node {} that no document names yet; \
+             {size} more would pass its quota of {} bytes: send the documents that name \
+             them first",
+            node.id(),
+            limits.upload_quota_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Receives the chunks of one blob (`UploadAttachment` from the DMS of `uploader`,
+/// `PushBlob` from a neighbour when `None`): each is fsynced before the next is read.
+/// Completes the blob when its last byte arrives. Returns what is held when the stream
+/// ends; a broken stream keeps every chunk written before it.
+///
+/// An agency's upload goes to a partial file of its own and counts only once all its
+/// bytes arrived and hashed to the digest, even when the blob is stored already: that
+/// is how it proves it holds the bytes it may then name in a document.
 pub async fn receive(
     node: &Node,
     mut chunks: Streaming<pb::BlobChunk>,
     uploader: Option<&AgencyCode>,
 ) -> Result<pb::BlobStatus, Error> {
+    let writer = uploader.map_or(BlobWriter::Relay, |a| BlobWriter::Agency(a.clone()));
     let mut named: Option<(Digest, u64)> = None;
     let mut held = 0u64;
     loop {
@@ -185,11 +316,17 @@ pub async fn receive(
         let digest = digest_of(&chunk.sha256)?;
         match named {
             None => {
-                if let Some(agency) = uploader {
-                    node.uploaders().note(&digest, agency)?;
-                }
-                if node.store().blob_len(digest).await?.is_some() {
-                    return status(node, &digest, None).await;
+                match uploader {
+                    // Proven before: nothing more to send.
+                    Some(agency) if node.uploads().proven(&digest, agency) => {
+                        return status(node, &digest, uploader).await;
+                    }
+                    Some(agency) => admit_upload(node, agency, &digest, chunk.size).await?,
+                    None => {
+                        if node.store().blob_len(digest).await?.is_some() {
+                            return status(node, &digest, None).await;
+                        }
+                    }
                 }
                 named = Some((digest, chunk.size));
             }
@@ -212,18 +349,21 @@ pub async fn receive(
         }
         held = node
             .store()
-            .write_blob_chunk(digest, chunk.offset, chunk.data)
+            .write_blob_chunk(digest, &writer, chunk.offset, chunk.data)
             .await?;
         // `>=`: a partial file already whole (its completion cut short by a crash) is
         // completed by the sender's one empty chunk at its end; a longer one fails its
         // hash there and is dropped.
         if held >= size {
-            node.store().complete_blob(digest, size).await?;
+            node.store().complete_blob(digest, &writer, size).await?;
+            if let Some(agency) = uploader {
+                node.uploads().note_proven(&digest, agency, size)?;
+            }
             break;
         }
     }
     match named {
-        Some((digest, _)) => status(node, &digest, None).await,
+        Some((digest, _)) => status(node, &digest, uploader).await,
         None => Err(Error::InvalidArgument("the stream carried no chunk".into())),
     }
 }
@@ -291,12 +431,18 @@ pub async fn serve(
     node: &std::sync::Arc<Node>,
     caller: &AgencyCode,
     id: &DocumentId,
+    from: Option<&AgencyCode>,
     sha256: &[u8],
     offset: u64,
 ) -> Result<ChunkStream, Error> {
     let digest = digest_of(sha256)?;
-    let attachment = match node.load_for(caller, id)? {
-        Some(Fetched::Document { document, .. }) => document
+    let found = match node.find_for(caller, id, from) {
+        Ok(found) => Some(found),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let attachment = match found {
+        Some((_, Fetched::Document { document, .. })) => document
             .attachments
             .into_iter()
             .find(|a| a.sha256 == digest),

@@ -521,7 +521,10 @@ impl DmsClient {
         let r = self
             .rpc
             .clone()
-            .fetch_document(pb::FetchDocumentRequest { id: id.to_string() })
+            .fetch_document(pb::FetchDocumentRequest {
+                id: id.to_string(),
+                from: String::new(),
+            })
             .await?
             .into_inner();
         let receipt = self.check_receipt(r.receipt)?;
@@ -593,7 +596,10 @@ impl DmsClient {
     pub async fn ack(&self, id: &str) -> Result<(), tonic::Status> {
         self.rpc
             .clone()
-            .ack(pb::AckRequest { id: id.to_string() })
+            .ack(pb::AckRequest {
+                id: id.to_string(),
+                from: String::new(),
+            })
             .await?;
         Ok(())
     }
@@ -606,7 +612,10 @@ impl DmsClient {
         let r = self
             .rpc
             .clone()
-            .track(pb::TrackRequest { id: id.to_string() })
+            .track(pb::TrackRequest {
+                id: id.to_string(),
+                from: String::new(),
+            })
             .await?
             .into_inner();
         let internal = |e: lienthong_proto::Error| tonic::Status::internal(e.to_string());
@@ -879,6 +888,7 @@ impl DmsClient {
                 document_id: id.to_string(),
                 sha256: Bytes::copy_from_slice(&a.sha256),
                 offset: 0,
+                from: String::new(),
             })
             .await?
             .into_inner();
@@ -930,6 +940,7 @@ impl DmsClient {
                             document_id: id.to_string(),
                             sha256: Bytes::copy_from_slice(&a.sha256),
                             offset,
+                            from: String::new(),
                         })
                         .await?
                         .into_inner();

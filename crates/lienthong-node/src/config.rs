@@ -107,6 +107,12 @@ pub struct AgencyConfig {
 /// refused while fetches and acknowledgements go on.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default largest attachment a DMS may upload: 2 GiB.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Default bytes one agency may hold in uploads no document of its names yet: 4 GiB.
+pub const DEFAULT_UPLOAD_QUOTA_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Limits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,6 +125,13 @@ pub struct Limits {
     /// accepted (default [`DEFAULT_MIN_FREE_DISK_BYTES`]); the rest of the space is for
     /// fetches, acknowledgements and events.
     pub min_free_disk_bytes: u64,
+    /// Largest attachment a DMS may upload in chunks, in bytes (default
+    /// [`DEFAULT_MAX_ATTACHMENT_BYTES`]); a larger declared size is refused at once.
+    pub max_attachment_bytes: u64,
+    /// Bytes one agency may hold in uploads that no document of its names yet, partial
+    /// uploads included (default [`DEFAULT_UPLOAD_QUOTA_BYTES`]): an upload that would go
+    /// past it is refused until the agency sends its documents.
+    pub upload_quota_bytes: u64,
 }
 
 impl Default for Limits {
@@ -127,6 +140,8 @@ impl Default for Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
+            upload_quota_bytes: DEFAULT_UPLOAD_QUOTA_BYTES,
         }
     }
 }

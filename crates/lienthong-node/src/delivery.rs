@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId, TransportEventKind, UnixMillis, now_millis};
+use lienthong_core::{DocumentId, NodeId, TransportEventKind, UnixMillis, now_millis};
 use lienthong_pki::Identity;
 use lienthong_proto::{pb, stored};
 use lienthong_store::{DeadLetter, MessageKind, OutboxEntry, StoredMessage};
@@ -200,7 +200,7 @@ pub async fn sweep_expired(node: &Node) -> Result<usize, Error> {
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
                 for entry in &page {
-                    let Some(message) = node.store().message(&entry.id)? else {
+                    let Some(message) = node.store().message(&entry.message)? else {
                         continue;
                     };
                     // A copy that does not decode is left to the link, which quarantines it.
@@ -278,10 +278,10 @@ pub async fn dead_letter(
     let reason = why.reason();
     match &why {
         Undeliverable::Corrupt(_) => {
-            tracing::error!(node = %node.id(), id = %entry.id, %hop, %reason, "message quarantined")
+            tracing::error!(node = %node.id(), id = %entry.message, %hop, %reason, "message quarantined")
         }
         _ => {
-            tracing::warn!(node = %node.id(), id = %entry.id, %hop, %reason, "message dead-lettered")
+            tracing::warn!(node = %node.id(), id = %entry.message, %hop, %reason, "message dead-lettered")
         }
     }
     let events: Vec<_> = entry
@@ -301,36 +301,12 @@ pub async fn dead_letter(
                 .collect(),
         )
         .await?;
-    if moved && let Some(sender) = sender_of(node, &entry.id)? {
+    if moved {
         for event in events {
-            node.tell_sender_home(&entry.id, &sender, event).await?;
+            node.tell_sender_home(&entry.message, event).await?;
         }
     }
     Ok(moved)
-}
-
-/// The sending agency of a stored document or status notice.
-fn sender_of(node: &Node, id: &DocumentId) -> Result<Option<AgencyCode>, Error> {
-    match node.store().message(id)? {
-        Some(m) => sender_in(&m),
-        None => Ok(None),
-    }
-}
-
-fn sender_in(m: &StoredMessage) -> Result<Option<AgencyCode>, Error> {
-    Ok(match m.envelope.kind {
-        MessageKind::Document => Some(
-            stored::decode_document(&m.envelope.encoded)?
-                .sender()?
-                .clone(),
-        ),
-        MessageKind::Status => Some(
-            stored::decode_status(&m.envelope.encoded)?
-                .sender()?
-                .clone(),
-        ),
-        MessageKind::Event => None,
-    })
 }
 
 /// Which dead letters an operator means; `None` fields match everything.
@@ -357,7 +333,9 @@ impl DeadLetterFilter {
     }
 
     fn matches(&self, letter: &DeadLetter, now: UnixMillis) -> bool {
-        self.document_id.as_ref().is_none_or(|id| *id == letter.id)
+        self.document_id
+            .as_ref()
+            .is_none_or(|id| *id == letter.message.id)
             && self
                 .peer
                 .as_ref()
@@ -408,20 +386,22 @@ pub fn list(
 
 /// A dead letter as the admin API shows it.
 pub fn to_pb(node: &Node, letter: &DeadLetter) -> pb::DeadLetter {
-    let (kind, sender) = match node.store().message(&letter.id) {
-        Ok(Some(m)) => {
-            let kind = match m.envelope.kind {
-                MessageKind::Document => "document",
-                MessageKind::Status => "status",
-                MessageKind::Event => "event",
-            };
-            let sender = sender_in(&m).ok().flatten();
-            (kind, sender.map(|s| s.to_string()).unwrap_or_default())
-        }
-        _ => ("unknown", String::new()),
+    let kind = match node.store().message(&letter.message) {
+        Ok(Some(m)) => match m.envelope.kind {
+            MessageKind::Document => "document",
+            MessageKind::Status => "status",
+            MessageKind::Event => "event",
+        },
+        _ => "unknown",
     };
+    let sender = letter
+        .message
+        .sender
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     pb::DeadLetter {
-        document_id: letter.id.to_string(),
+        document_id: letter.message.id.to_string(),
         kind: kind.to_string(),
         priority: u32::from(letter.priority),
         recipients: letter.recipients.iter().map(|r| r.to_string()).collect(),
@@ -487,7 +467,7 @@ pub async fn act(
             action: verb.as_str().to_string(),
             filter: Some(filter_pb.clone()),
             reason: reason.to_string(),
-            document_ids: vec![letter.id.to_string()],
+            document_ids: vec![letter.message.id.to_string()],
         }
         .encode_to_vec();
         let detail = match reason {
@@ -499,14 +479,14 @@ pub async fn act(
                 let routed = match directory.plan(node.id(), &letter.recipients) {
                     Ok(routed) => routed,
                     Err(e) => {
-                        outcome.skipped.push(format!("{}: {e}", letter.id));
+                        outcome.skipped.push(format!("{}: {e}", letter.message));
                         continue;
                     }
                 };
                 if let Some(r) = routed.unknown.first() {
                     outcome.skipped.push(format!(
                         "{}: recipient {r} is still not in the directory (version {})",
-                        letter.id, directory.version
+                        letter.message, directory.version
                     ));
                     continue;
                 }
@@ -514,7 +494,7 @@ pub async fn act(
                     outcome.skipped.push(format!(
                         "{}: recipient {r} is homed at this node now; ask the sender to \
                          send it again",
-                        letter.id
+                        letter.message
                     ));
                     continue;
                 }
@@ -549,14 +529,12 @@ pub async fn act(
             // Another operator acted on it in the meantime.
             continue;
         }
-        tracing::info!(node = %node.id(), id = %letter.id, %operator, action = verb.as_str(), reason, "operator action on a dead letter");
-        if let Some(sender) = sender_of(node, &letter.id)? {
-            for r in &letter.recipients {
-                let event = node.event(kind, Some(r), detail.clone());
-                node.tell_sender_home(&letter.id, &sender, event).await?;
-            }
+        tracing::info!(node = %node.id(), id = %letter.message, %operator, action = verb.as_str(), reason, "operator action on a dead letter");
+        for r in &letter.recipients {
+            let event = node.event(kind, Some(r), detail.clone());
+            node.tell_sender_home(&letter.message, event).await?;
         }
-        outcome.done.push(letter.id);
+        outcome.done.push(letter.message.id);
     }
     Ok(outcome)
 }
@@ -626,7 +604,7 @@ mod tests {
     fn filter_matches_peer_age_reason_and_id() {
         let letter = DeadLetter {
             key: Bytes::new(),
-            id: DocumentId::parse("doc-1").unwrap(),
+            message: lienthong_core::MessageKey::node_own(DocumentId::parse("doc-1").unwrap()),
             priority: 0,
             recipients: vec![],
             hop: Some(NodeId::parse("VN").unwrap()),

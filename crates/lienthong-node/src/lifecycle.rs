@@ -37,7 +37,8 @@
 use std::collections::BTreeMap;
 
 use lienthong_core::{
-    AgencyCode, BusinessType, Document, DocumentId, StatusCode, StatusNotice, TransportEventKind,
+    AgencyCode, BusinessType, Document, DocumentId, MessageKey, StatusCode, StatusNotice,
+    TransportEventKind,
 };
 use lienthong_proto::stored;
 use lienthong_store::MessageKind;
@@ -229,14 +230,19 @@ fn refuse(rule: String) -> Error {
 
 impl Node {
     /// Writes the lifecycle index entries saying that `message` concerns each of
-    /// `targets`, durably; called before `message` itself is stored.
+    /// `targets`, durably; called before `message` itself is stored. An entry names the
+    /// message by its id (the detail) and its sender (the agency).
     pub(crate) async fn index_lifecycle(
         &self,
-        message: &DocumentId,
-        targets: &[DocumentId],
+        message: &MessageKey,
+        targets: &[MessageKey],
     ) -> Result<(), Error> {
         for target in targets {
-            let entry = self.event(TransportEventKind::Lifecycle, None, message.to_string());
+            let entry = self.event(
+                TransportEventKind::Lifecycle,
+                message.sender.as_ref(),
+                message.id.to_string(),
+            );
             self.store()
                 .append_event(target, stored::encode_event(&entry).into())
                 .await?;
@@ -244,18 +250,20 @@ impl Node {
         Ok(())
     }
 
-    /// The lifecycle of document `id` at this node.
-    pub fn business_state(&self, id: &DocumentId) -> Result<BusinessState, Error> {
+    /// The lifecycle of document `key` at this node.
+    pub fn business_state(&self, key: &MessageKey) -> Result<BusinessState, Error> {
         let mut state = BusinessState::default();
-        let mut seen: Vec<DocumentId> = Vec::new();
-        for raw in self.store().events(id)? {
+        let mut seen: Vec<MessageKey> = Vec::new();
+        for raw in self.store().events(key)? {
             let event = stored::decode_event(&raw)?;
             if event.kind != TransportEventKind::Lifecycle {
                 continue;
             }
-            let Ok(message) = DocumentId::parse(&event.detail) else {
+            let (Ok(message), Some(sender)) = (DocumentId::parse(&event.detail), &event.agency)
+            else {
                 continue;
             };
+            let message = MessageKey::sent_by(sender, &message);
             if seen.contains(&message) {
                 continue;
             }
@@ -265,15 +273,19 @@ impl Node {
             };
             seen.push(message);
             match stored_message.envelope.kind {
+                // Only what the message itself says counts: a revoke, update or replace by
+                // the document's own sender, a notice about this sender's document.
                 MessageKind::Document => {
                     let d = stored::decode_document(&stored_message.envelope.encoded)?;
-                    if references(&d).is_ok_and(|r| r.contains(id)) {
+                    if key.sender.as_ref() == d.sender().ok()
+                        && references(&d).is_ok_and(|r| r.contains(&key.id))
+                    {
                         state.apply_document(&d);
                     }
                 }
                 MessageKind::Status => {
                     let n = stored::decode_status(&stored_message.envelope.encoded)?;
-                    if n.document_id().is_ok_and(|d| d == *id) {
+                    if n.document_key().is_ok_and(|d| d == *key) {
                         state.apply_status(&n);
                     }
                 }
@@ -300,7 +312,7 @@ impl Node {
         if code == StatusCode::WithdrawRequest {
             return Ok(()); // who may send it was checked with the other routing rules
         }
-        let state = self.business_state(&original.id)?;
+        let state = self.business_state(&original.key()?)?;
         if code.is_progress() {
             return code
                 .may_follow(state.progress.get(caller).copied())
@@ -333,27 +345,24 @@ impl Node {
         let kind = business_name(document.business.business_type);
         let recipients = document.recipients()?;
         for target in references(document)? {
-            let original = self.load_document(&target)?.ok_or_else(|| {
+            // Looked up among the caller's own documents: a document of another sender
+            // with this id is not the caller's to act on, nor its business to learn of.
+            let target_key = MessageKey::sent_by(caller, &target);
+            let original = self.load_document(&target_key)?.ok_or_else(|| {
                 refuse(format!(
-                    "the {kind} references document {target}, which node {} does not know; \
-                     a {kind} must reference a document its sender sent through its home node",
+                    "the {kind} references document {target}, which node {} does not know \
+                     as sent by {caller}; a {kind} must reference a document its sender sent \
+                     through its home node",
                     self.id()
                 ))
             })?;
-            let original_sender = original.sender()?;
-            if original_sender != caller {
-                return Err(refuse(format!(
-                    "only {original_sender}, the sender of document {target}, may send a \
-                     {kind} of it"
-                )));
-            }
             if original.business.business_type == BusinessType::Revoke {
                 return Err(refuse(format!(
                     "document {target} is itself a revoke and cannot be revoked, updated or \
                      replaced"
                 )));
             }
-            let state = self.business_state(&target)?;
+            let state = self.business_state(&target_key)?;
             if let Some((mark @ (BusinessMark::Revoked | BusinessMark::Replaced), by)) =
                 state.mark()
             {

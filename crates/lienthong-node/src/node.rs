@@ -19,8 +19,8 @@ use lienthong_core::directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntr
 use lienthong_core::id::Agency;
 use lienthong_core::sign::{Signature, SigningKey, sha256};
 use lienthong_core::{
-    AgencyCode, Document, DocumentId, NodeId, Receipt, StatusNotice, TraceEntry, TransportEvent,
-    TransportEventKind, UnixMillis, now_millis,
+    AgencyCode, Document, DocumentId, MessageKey, NodeId, Receipt, StatusNotice, TraceEntry,
+    TransportEvent, TransportEventKind, UnixMillis, now_millis,
 };
 use lienthong_pki::{CachedTrust, Identity, TlsFiles, TrustRoots};
 use lienthong_proto::stored;
@@ -104,12 +104,14 @@ pub struct Node {
     delivery: DeliveryConfig,
     links: Links,
     disk: DiskGuard,
-    uploaders: crate::attachments::Uploaders,
+    uploads: crate::attachments::Uploads,
     started: Instant,
     /// Turns true when the node begins shutting down; long-lived streams end then.
     stopping: watch::Sender<bool>,
     /// Serializes lifecycle checks with the admission they allow, per document.
     lifecycle_locks: LifecycleLocks,
+    /// Stored messages found damaged, with what is wrong: left out of inbox listings.
+    damaged: Mutex<std::collections::BTreeMap<MessageKey, String>>,
 }
 
 impl Node {
@@ -187,10 +189,11 @@ impl Node {
             delivery: config.delivery.clone(),
             links: Links::default(),
             disk: DiskGuard::new(config.data_dir.clone(), config.limits.min_free_disk_bytes),
-            uploaders: crate::attachments::Uploaders::new(config.data_dir.join("uploaders")),
+            uploads: open_uploads(&config.data_dir)?,
             started: Instant::now(),
             stopping: watch::channel(false).0,
             lifecycle_locks: LifecycleLocks::default(),
+            damaged: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -263,13 +266,13 @@ impl Node {
         &self.links
     }
 
-    /// `RESOURCE_EXHAUSTED` while the data directory's filesystem has less free space
-    /// than `limits.min_free_disk_bytes`.
-    /// Which agencies uploaded which blobs here.
-    pub(crate) fn uploaders(&self) -> &crate::attachments::Uploaders {
-        &self.uploaders
+    /// Which blobs each agency proved it holds here.
+    pub(crate) fn uploads(&self) -> &crate::attachments::Uploads {
+        &self.uploads
     }
 
+    /// `RESOURCE_EXHAUSTED` while the data directory's filesystem has less free space
+    /// than `limits.min_free_disk_bytes`.
     pub fn check_disk_space(&self) -> Result<(), Error> {
         self.disk.check()
     }
@@ -479,51 +482,51 @@ impl Node {
 
     // ---- events ----------------------------------------------------------------------
 
-    /// Records `event` about message `id` sent by `sender`: appended here if the sender
-    /// is homed here, else queued towards the sender's home node.
-    pub async fn record(
-        &self,
-        id: &DocumentId,
-        sender: &AgencyCode,
-        event: TransportEvent,
-    ) -> Result<(), Error> {
+    /// Records `event` about message `key`: appended here if its sender is homed here,
+    /// else queued towards the sender's home node.
+    pub async fn record(&self, key: &MessageKey, event: TransportEvent) -> Result<(), Error> {
         let d = self.directory.current();
-        if self.is_homed_here(&d, sender) || d.home_of(sender).is_none() {
-            self.store
-                .append_event(id, stored::encode_event(&event).into())
-                .await?;
-            return Ok(());
+        match &key.sender {
+            Some(sender) if !self.is_homed_here(&d, sender) && d.home_of(sender).is_some() => {
+                self.forward_event(&d, key, sender, event, &[]).await
+            }
+            _ => {
+                self.store
+                    .append_event(key, stored::encode_event(&event).into())
+                    .await?;
+                Ok(())
+            }
         }
-        self.forward_event(&d, id, sender, event, &[]).await
     }
 
-    /// Sends `event`, already recorded here, on to the sender's home node if that is
-    /// another node.
+    /// Sends `event`, already recorded here, on to the home node of the sender of message
+    /// `key` if that is another node.
     pub(crate) async fn tell_sender_home(
         &self,
-        id: &DocumentId,
-        sender: &AgencyCode,
+        key: &MessageKey,
         event: TransportEvent,
     ) -> Result<(), Error> {
         let d = self.directory.current();
-        if self.is_homed_here(&d, sender) || d.home_of(sender).is_none() {
-            return Ok(());
+        match &key.sender {
+            Some(sender) if !self.is_homed_here(&d, sender) && d.home_of(sender).is_some() => {
+                self.forward_event(&d, key, sender, event, &[]).await
+            }
+            _ => Ok(()),
         }
-        self.forward_event(&d, id, sender, event, &[]).await
     }
 
-    /// Queues `event` (with the document's hop `trace` for a delivery) towards the
-    /// sender's home node.
+    /// Queues `event` (with the document's hop `trace` for a delivery) towards the home
+    /// node of `sender`, who sent message `key`.
     async fn forward_event(
         &self,
         d: &DirectoryIndex,
-        id: &DocumentId,
+        key: &MessageKey,
         sender: &AgencyCode,
         event: TransportEvent,
         trace: &[TraceEntry],
     ) -> Result<(), Error> {
         let relay_event = pb::RelayEvent {
-            document_id: id.to_string(),
+            document_id: key.id.to_string(),
             sender: sender.to_string(),
             event: Some((&event).into()),
             trace: lienthong_proto::trace_to_pb(trace),
@@ -547,7 +550,7 @@ impl Node {
         let digest = sha256(&encoded);
         let event_id = DocumentId::parse(&format!("ev-{}", hex::encode(&digest[..16])))?;
         let envelope = Envelope {
-            id: event_id,
+            key: MessageKey::node_own(event_id),
             kind: MessageKind::Event,
             priority: 0,
             content_digest: digest,
@@ -571,10 +574,13 @@ impl Node {
     /// pack) is not added again.
     async fn keep_events(&self, events: Vec<pb::RelayEvent>) -> Result<(), Error> {
         // A pack holds many documents' events: group them by document in one pass.
-        let mut by_message: Vec<(DocumentId, Vec<Bytes>)> = Vec::new();
-        let mut position: HashMap<DocumentId, usize> = HashMap::new();
+        let mut by_message: Vec<(MessageKey, Vec<Bytes>)> = Vec::new();
+        let mut position: HashMap<MessageKey, usize> = HashMap::new();
         for e in events {
-            let id = DocumentId::parse(&e.document_id)?;
+            let id = MessageKey::sent_by(
+                &AgencyCode::parse(&e.sender)?,
+                &DocumentId::parse(&e.document_id)?,
+            );
             let transport: TransportEvent = e
                 .event
                 .ok_or(lienthong_proto::Error::Missing { field: "event" })?
@@ -641,12 +647,24 @@ impl Node {
         // one document cannot both pass.
         let targets = crate::lifecycle::references(&message.document)?;
         let _guard = self.lifecycle_locks.lock(&targets).await;
-        if !targets.is_empty() && !self.store.has_message(&message.document.id)? {
+        if !targets.is_empty() && !self.store.has_message(&message.document.key()?)? {
             self.check_document_lifecycle(caller, &message.document)?;
         }
+        let uploaded: Vec<_> = message
+            .document
+            .attachments
+            .iter()
+            .zip(&message.contents)
+            .filter(|(a, content)| content.is_empty() && a.size > 0)
+            .map(|(a, _)| a.sha256)
+            .collect();
         let (receipt, outcome) = self
             .admit_document(message, recipients, Origin::Agency(caller.clone()))
             .await?;
+        // Uploads a document names no longer count against the agency's quota.
+        for digest in uploaded {
+            self.uploads.note_sent(&digest, caller)?;
+        }
         Ok((receipt, matches!(outcome, RelayOutcome::Duplicate)))
     }
 
@@ -699,8 +717,9 @@ impl Node {
             inline.push(true);
         }
         let signed = canonical::document_bytes(&document);
+        let key = document.key()?;
         let content_digest = match self.check_message(
-            &document.id,
+            &key,
             &signed,
             document.signature.as_ref(),
             &sender,
@@ -713,8 +732,12 @@ impl Node {
         };
         // A revoke, update or replace is indexed under the documents it references before
         // it is stored (see `lifecycle`); an unreadable reference marks nothing.
-        let targets = crate::lifecycle::references(&document).unwrap_or_default();
-        self.index_lifecycle(&document.id, &targets).await?;
+        let targets: Vec<MessageKey> = crate::lifecycle::references(&document)
+            .unwrap_or_default()
+            .iter()
+            .map(|target| MessageKey::sent_by(&sender, target))
+            .collect();
+        self.index_lifecycle(&key, &targets).await?;
         for ((attachment, content), inline) in document.attachments.iter().zip(contents).zip(inline)
         {
             if inline {
@@ -755,7 +778,7 @@ impl Node {
             back.push(e);
         }
         let envelope = Envelope {
-            id: document.id.clone(),
+            key: key.clone(),
             kind: MessageKind::Document,
             priority: document.priority() as u8,
             content_digest,
@@ -786,7 +809,7 @@ impl Node {
                 self.signal_hops(&hops);
                 if !self.is_homed_here(&d, &sender) {
                     for e in back {
-                        self.forward_event(&d, &document.id, &sender, e, &document.trace)
+                        self.forward_event(&d, &key, &sender, e, &document.trace)
                             .await?;
                     }
                 }
@@ -840,7 +863,7 @@ impl Node {
     /// previous hop's trace entry for a relayed one, and deduplication on the id.
     fn check_message(
         &self,
-        id: &DocumentId,
+        key: &MessageKey,
         signed: &[u8],
         signature: Option<&Signature>,
         sender: &AgencyCode,
@@ -850,11 +873,11 @@ impl Node {
         self.verify_sender(signature, signed, sender)?;
         let content_digest = sha256(signed);
         if let Origin::Relay { from, .. } = origin {
-            self.verify_last_hop(id, &content_digest, trace, from)?;
+            self.verify_last_hop(&key.id, &content_digest, trace, from)?;
         }
-        match self.store.message(id)? {
+        match self.store.message(key)? {
             Some(existing) => self
-                .duplicate_or_conflict(id, existing, content_digest)
+                .duplicate_or_conflict(&key.id, existing, content_digest)
                 .map(Checked::Duplicate),
             // Only a new message needs room; duplicates are answered from the store.
             None => {
@@ -898,6 +921,11 @@ impl Node {
 
     /// Accepts a status notice from `caller` about a document held here (delivered to or
     /// sent by `caller`), and routes it to the other party.
+    ///
+    /// The document is looked up under the sender the notice names (the caller itself for
+    /// a withdraw request, else the agency the notice goes to), and a caller who is not a
+    /// party to it gets the same answer as for a document that does not exist: a refusal
+    /// tells an outsider nothing about which ids exist or who sent them.
     pub async fn send_status(
         &self,
         caller: &AgencyCode,
@@ -909,51 +937,38 @@ impl Node {
                 "the notice's sender (from) is {sender} but the connection belongs to {caller}"
             )));
         }
-        let document_id = notice.document_id()?;
-        let original = self.load_document(&document_id)?.ok_or_else(|| {
+        let document_key = notice.document_key()?;
+        let unknown = || {
             Error::NotFound(format!(
-                "document {document_id} is not known at node {}; a status must answer a \
-                 document that was delivered here",
+                "document {} from {} is not known to node {} for you; a status answers a \
+                 document delivered to you (and goes to its sender), or a withdraw request \
+                 (13) one you sent",
+                document_key.id,
+                notice
+                    .document_sender()
+                    .map_or_else(|e| e.to_string(), |s| s.to_string()),
                 self.id
             ))
-        })?;
-        let original_sender = original.sender()?.clone();
+        };
+        let original = self.load_document(&document_key)?.ok_or_else(unknown)?;
         let recipients = original.recipients()?;
         if notice.code.sent_by_original_sender() {
-            if sender != original_sender {
-                return Err(Error::FailedPrecondition(format!(
-                    "lifecycle: status {} (withdraw request) may only be sent by the \
-                     document's original sender {original_sender}",
-                    notice.code.code()
-                )));
-            }
+            // Looked up under the caller's own key: the caller sent it.
             if !recipients.contains(&notice.to) {
                 return Err(Error::InvalidArgument(format!(
-                    "{} is not a recipient of document {document_id}",
-                    notice.to
+                    "{} is not a recipient of document {}",
+                    notice.to, document_key.id
                 )));
             }
-        } else {
-            if !recipients.contains(&sender) {
-                return Err(Error::PermissionDenied(format!(
-                    "{sender} is not a recipient of document {document_id} and cannot report \
-                     its status"
-                )));
-            }
-            if notice.to != original_sender {
-                return Err(Error::InvalidArgument(format!(
-                    "a status about document {document_id} goes to its sender \
-                     {original_sender}, not to {}",
-                    notice.to
-                )));
-            }
+        } else if !recipients.contains(&sender) {
+            return Err(unknown());
         }
         // As for documents: the check and the admission under the document's lock.
         let _guard = self
             .lifecycle_locks
-            .lock(std::slice::from_ref(&document_id))
+            .lock(std::slice::from_ref(&document_key.id))
             .await;
-        if !self.store.has_message(&notice.id)? {
+        if !self.store.has_message(&notice.key()?)? {
             self.check_status_lifecycle(caller, &notice, &original)?;
         }
         let (receipt, outcome) = self
@@ -970,8 +985,9 @@ impl Node {
     ) -> Result<(Receipt, RelayOutcome), Error> {
         let sender = notice.sender()?.clone();
         let signed = canonical::status_bytes(&notice);
+        let key = notice.key()?;
         let content_digest = match self.check_message(
-            &notice.id,
+            &key,
             &signed,
             notice.signature.as_ref(),
             &sender,
@@ -982,8 +998,10 @@ impl Node {
             Checked::New { content_digest } => content_digest,
         };
         // Indexed under its document before it is stored (see `lifecycle`).
-        if let Ok(document_id) = notice.document_id() {
-            self.index_lifecycle(&notice.id, &[document_id]).await?;
+        let document_key = notice.document_key().ok();
+        if let Some(document_key) = &document_key {
+            self.index_lifecycle(&key, std::slice::from_ref(document_key))
+                .await?;
         }
         let (receipt, hop) = self.stamp(&notice.id, content_digest, &origin)?;
         notice.trace.push(hop);
@@ -1006,7 +1024,7 @@ impl Node {
             events.push(self.event(TransportEventKind::DeadLettered, Some(r), reason.clone()));
         }
         let envelope = Envelope {
-            id: notice.id.clone(),
+            key: key.clone(),
             kind: MessageKind::Status,
             priority: 1,
             content_digest,
@@ -1038,12 +1056,12 @@ impl Node {
         // Where the notice reaches its addressee, the document's log points at it, so
         // that `track` can show it.
         if !plan.local.is_empty()
-            && let Ok(document_id) = notice.document_id()
-            && self.store.has_message(&document_id)?
+            && let Some(document_key) = &document_key
+            && self.store.has_message(document_key)?
         {
             self.store
                 .append_event(
-                    &document_id,
+                    document_key,
                     stored::encode_event(&self.event(
                         TransportEventKind::StatusReceived,
                         Some(&sender),
@@ -1103,8 +1121,8 @@ impl Node {
 
     // ---- receiving -------------------------------------------------------------------
 
-    pub(crate) fn load_document(&self, id: &DocumentId) -> Result<Option<Document>, Error> {
-        match self.store.message(id)? {
+    pub(crate) fn load_document(&self, key: &MessageKey) -> Result<Option<Document>, Error> {
+        match self.store.message(key)? {
             Some(m) if m.envelope.kind == MessageKind::Document => {
                 Ok(Some(stored::decode_document(&m.envelope.encoded)?))
             }
@@ -1119,7 +1137,9 @@ impl Node {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxItem>, Error> {
-        self.describe_inbox(self.store.inbox(agency, after, limit)?)
+        Ok(self
+            .describe_inbox(self.store.inbox(agency, after, limit)?)?
+            .items)
     }
 
     /// Entries of `agency`'s inbox after `after` in order of arrival, for paging.
@@ -1129,7 +1149,9 @@ impl Node {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxItem>, Error> {
-        self.describe_inbox(self.store.inbox_by_arrival(agency, after, limit)?)
+        Ok(self
+            .describe_inbox(self.store.inbox_by_arrival(agency, after, limit)?)?
+            .items)
     }
 
     /// Entries of one priority lane of `agency`'s inbox after `after`, in cursor order.
@@ -1139,59 +1161,107 @@ impl Node {
         priority: u8,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<InboxItem>, Error> {
+    ) -> Result<InboxPage, Error> {
         self.describe_inbox(self.store.inbox_lane(agency, priority, after, limit)?)
     }
 
-    /// Inbox entries with the sender and subject of their messages.
+    /// Inbox entries with the sender and subject of their messages. A message whose
+    /// stored copy is damaged is quarantined (left out, logged once, reported by
+    /// [`Node::damaged`]) instead of failing the whole listing.
     fn describe_inbox(
         &self,
         entries: Vec<lienthong_store::InboxEntry>,
-    ) -> Result<Vec<InboxItem>, Error> {
+    ) -> Result<InboxPage, Error> {
+        let read_up_to = entries.last().map(|e| e.cursor);
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
-            let Some(m) = self.store.message(&entry.id)? else {
-                return Err(Error::Store(lienthong_store::Error::Corrupt(format!(
-                    "inbox entry {} has no stored message",
-                    entry.id
-                ))));
-            };
-            let mut business_type = lienthong_core::BusinessType::New;
-            let mut references = Vec::new();
-            let (from, subject, business) = match entry.kind {
-                MessageKind::Document => {
-                    let d = stored::decode_document(&m.envelope.encoded)?;
-                    let business = self
-                        .business_state(&entry.id)?
-                        .mark()
-                        .map(|(mark, by)| (mark, by.clone()));
-                    business_type = d.business.business_type;
-                    references = crate::lifecycle::references(&d).unwrap_or_default();
-                    (d.sender()?.clone(), d.header.subject, business)
-                }
-                MessageKind::Status => {
-                    let n = stored::decode_status(&m.envelope.encoded)?;
-                    let subject = format!("status {} for {}", n.code, n.response_for.document_id);
-                    (n.sender()?.clone(), subject, None)
-                }
-                MessageKind::Event => {
-                    return Err(Error::Store(lienthong_store::Error::Corrupt(format!(
-                        "inbox entry {} is a transport event",
-                        entry.id
-                    ))));
-                }
-            };
-            items.push(InboxItem {
-                entry,
-                from,
-                subject,
-                received_at: m.envelope.received_at,
-                business,
-                business_type,
-                references,
-            });
+            match self.describe_entry(entry) {
+                Ok(item) => items.push(item),
+                Err((key, e)) if is_damage(&e) => self.quarantine(&key, &e),
+                Err((_, e)) => return Err(e),
+            }
         }
-        Ok(items)
+        Ok(InboxPage { items, read_up_to })
+    }
+
+    fn describe_entry(
+        &self,
+        entry: lienthong_store::InboxEntry,
+    ) -> Result<InboxItem, (MessageKey, Error)> {
+        let key = entry.message.clone();
+        let failed = |e: Error| (key.clone(), e);
+        let m = self
+            .store
+            .message(&entry.message)
+            .map_err(|e| failed(e.into()))?
+            .ok_or_else(|| {
+                failed(Error::Store(lienthong_store::Error::Corrupt(format!(
+                    "inbox entry {} has no stored message",
+                    entry.message
+                ))))
+            })?;
+        let mut business_type = lienthong_core::BusinessType::New;
+        let mut references = Vec::new();
+        let (from, subject, business) = match entry.kind {
+            MessageKind::Document => {
+                let d =
+                    stored::decode_document(&m.envelope.encoded).map_err(|e| failed(e.into()))?;
+                let business = self
+                    .business_state(&entry.message)
+                    .map_err(failed)?
+                    .mark()
+                    .map(|(mark, by)| (mark, by.clone()));
+                business_type = d.business.business_type;
+                references = crate::lifecycle::references(&d).unwrap_or_default();
+                (
+                    d.sender().map_err(|e| failed(e.into()))?.clone(),
+                    d.header.subject,
+                    business,
+                )
+            }
+            MessageKind::Status => {
+                let n = stored::decode_status(&m.envelope.encoded).map_err(|e| failed(e.into()))?;
+                let subject = format!("status {} for {}", n.code, n.response_for.document_id);
+                (
+                    n.sender().map_err(|e| failed(e.into()))?.clone(),
+                    subject,
+                    None,
+                )
+            }
+            MessageKind::Event => {
+                return Err(failed(Error::Store(lienthong_store::Error::Corrupt(
+                    format!("inbox entry {} is a transport event", entry.message),
+                ))));
+            }
+        };
+        Ok(InboxItem {
+            entry,
+            from,
+            subject,
+            received_at: m.envelope.received_at,
+            business,
+            business_type,
+            references,
+        })
+    }
+
+    /// Notes that the stored copy of message `key` is damaged: it is left out of inbox
+    /// listings from now on, and health reports it.
+    fn quarantine(&self, key: &MessageKey, why: &Error) {
+        let mut damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        if !damaged.contains_key(key) {
+            tracing::error!(node = %self.id, message = %key, error = %why, "stored message damaged; quarantined (left out of its inbox)");
+            damaged.insert(key.clone(), why.to_string());
+        }
+    }
+
+    /// Stored messages found damaged since the node started, with what is wrong.
+    pub fn damaged(&self) -> Vec<(MessageKey, String)> {
+        let damaged = self.damaged.lock().unwrap_or_else(|p| p.into_inner());
+        damaged
+            .iter()
+            .map(|(k, why)| (k.clone(), why.clone()))
+            .collect()
     }
 
     /// Whether `agency` may read message `id`: it sent it, or it is (one of) its
@@ -1208,8 +1278,8 @@ impl Node {
         }
     }
 
-    fn load(&self, id: &DocumentId) -> Result<Option<Fetched>, Error> {
-        let Some(m) = self.store.message(id)? else {
+    fn load(&self, key: &MessageKey) -> Result<Option<Fetched>, Error> {
+        let Some(m) = self.store.message(key)? else {
             return Ok(None);
         };
         if m.envelope.kind == MessageKind::Event {
@@ -1239,23 +1309,61 @@ impl Node {
         ))
     }
 
-    /// Message `id` without attachment bytes, if `caller` is a party to it.
-    pub(crate) fn load_for(
+    /// The message with id `id` that `caller` is a party to (it sent it, or it is
+    /// addressed to it), without attachment bytes. Ids are chosen by senders, so two
+    /// agencies may have used `id`: `from` names the sender, and is needed only when
+    /// messages of two senders with this id reached `caller`.
+    pub(crate) fn find_for(
         &self,
         caller: &AgencyCode,
         id: &DocumentId,
-    ) -> Result<Option<Fetched>, Error> {
-        Ok(self.load(id)?.filter(|f| self.party_to(caller, f)))
+        from: Option<&AgencyCode>,
+    ) -> Result<(MessageKey, Fetched), Error> {
+        let candidates = match from {
+            Some(from) => vec![MessageKey::sent_by(from, id)],
+            None => self.store.messages_with_id(id)?,
+        };
+        let mut found = Vec::new();
+        for key in candidates {
+            if key.sender.is_none() {
+                continue; // a node's own message: no agency reads it
+            }
+            let loaded = match self.load(&key) {
+                Err(e) if is_damage(&e) => {
+                    self.quarantine(&key, &e);
+                    return Err(e);
+                }
+                loaded => loaded?,
+            };
+            if let Some(fetched) = loaded.filter(|f| self.party_to(caller, f)) {
+                found.push((key, fetched));
+            }
+        }
+        match found.len() {
+            0 => Err(self.not_found(id)),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::FailedPrecondition(format!(
+                "several messages with id {id} concern you ({}); name the sender in the \
+                 request's `from`",
+                found
+                    .iter()
+                    .filter_map(|(k, _)| k.sender.as_ref().map(|s| format!("from {s}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// The message with its attachment bytes, for a party to it; large attachments come
     /// without bytes (empty content, see [`crate::attachments::inline_flags`]) and are
     /// fetched in chunks.
-    pub async fn fetch(&self, caller: &AgencyCode, id: &DocumentId) -> Result<Fetched, Error> {
-        let mut fetched = self
-            .load(id)?
-            .filter(|f| self.party_to(caller, f))
-            .ok_or_else(|| self.not_found(id))?;
+    pub async fn fetch(
+        &self,
+        caller: &AgencyCode,
+        id: &DocumentId,
+        from: Option<&AgencyCode>,
+    ) -> Result<Fetched, Error> {
+        let (key, mut fetched) = self.find_for(caller, id, from)?;
         if let Fetched::Document {
             document, contents, ..
         } = &mut fetched
@@ -1273,14 +1381,29 @@ impl Node {
             }
             if document.recipients()?.contains(caller) {
                 let event = self.event(TransportEventKind::Fetched, Some(caller), String::new());
-                self.record(id, document.sender()?, event).await?;
+                self.record(&key, event).await?;
             }
         }
         Ok(fetched)
     }
 
     /// Removes `id` from `caller`'s inbox.
-    pub async fn ack(&self, caller: &AgencyCode, id: &DocumentId) -> Result<(), Error> {
+    pub async fn ack(
+        &self,
+        caller: &AgencyCode,
+        id: &DocumentId,
+        from: Option<&AgencyCode>,
+    ) -> Result<(), Error> {
+        let not_in_inbox = || {
+            Error::NotFound(format!(
+                "message {id} is not in the inbox of {caller} (never delivered, or already \
+                 acknowledged)"
+            ))
+        };
+        let (key, fetched) = self.find_for(caller, id, from).map_err(|e| match e {
+            Error::NotFound(_) => not_in_inbox(),
+            e => e,
+        })?;
         let event = self.event(
             TransportEventKind::Acknowledged,
             Some(caller),
@@ -1288,35 +1411,32 @@ impl Node {
         );
         if !self
             .store
-            .ack(caller, id, stored::encode_event(&event).into())
+            .ack(caller, &key, stored::encode_event(&event).into())
             .await?
         {
-            return Err(Error::NotFound(format!(
-                "message {id} is not in the inbox of {caller} (never delivered, or already \
-                 acknowledged)"
-            )));
+            return Err(not_in_inbox());
         }
         // The sender's home node hears of it too.
-        if let Some(Fetched::Document { document, .. }) = self.load(id)? {
-            let sender = document.sender()?;
-            let d = self.directory.current();
-            if !self.is_homed_here(&d, sender) && d.home_of(sender).is_some() {
-                self.forward_event(&d, id, sender, event, &[]).await?;
-            }
+        if let Fetched::Document { .. } = fetched {
+            self.tell_sender_home(&key, event).await?;
         }
         Ok(())
     }
 
     /// The transport events of `id`, the status notices received for it, and its
-    /// business state per recipient.
-    pub fn track(&self, caller: &AgencyCode, id: &DocumentId) -> Result<Tracked, Error> {
-        let fetched = self
-            .load(id)?
-            .filter(|f| self.party_to(caller, f))
-            .ok_or_else(|| self.not_found(id))?;
+    /// business state per recipient. Its sender sees everything; a recipient sees its
+    /// own part only (not when a co-recipient fetched it, nor what it answered).
+    pub fn track(
+        &self,
+        caller: &AgencyCode,
+        id: &DocumentId,
+        from: Option<&AgencyCode>,
+    ) -> Result<Tracked, Error> {
+        let (key, fetched) = self.find_for(caller, id, from)?;
+        let sent_by_caller = key.sender.as_ref() == Some(caller);
         let mut events = Vec::new();
         let mut statuses = Vec::new();
-        for raw in self.store.events(id)? {
+        for raw in self.store.events(&key)? {
             let event = stored::decode_event(&raw)?;
             // A hand-off retried after a broken link may bring an event twice.
             if events.contains(&event) {
@@ -1325,9 +1445,16 @@ impl Node {
             if event.kind == TransportEventKind::Lifecycle {
                 continue; // index entries: shown as the business state below
             }
-            if event.kind == TransportEventKind::StatusReceived {
-                let notice_id = DocumentId::parse(&event.detail)?;
-                if let Some(Fetched::Status { notice, .. }) = self.load(&notice_id)? {
+            // Events about one recipient are that recipient's and the sender's business.
+            if !sent_by_caller && event.agency.as_ref().is_some_and(|a| a != caller) {
+                continue;
+            }
+            if event.kind == TransportEventKind::StatusReceived
+                && let Some(notice_sender) = &event.agency
+            {
+                let notice_key =
+                    MessageKey::sent_by(notice_sender, &DocumentId::parse(&event.detail)?);
+                if let Some(Fetched::Status { notice, .. }) = self.load(&notice_key)? {
                     statuses.push(notice);
                 }
             }
@@ -1335,14 +1462,20 @@ impl Node {
         }
         // Events arrive from every node on the path, not in the order they happened.
         events.sort_by_key(|e| e.at);
-        let business = self.business_state(id)?;
+        let mut business = self.business_state(&key)?;
         let recipients = match &fetched {
-            Fetched::Document { document, .. } if document.sender()? == caller => {
-                document.recipients()?
-            }
+            Fetched::Document { document, .. } if sent_by_caller => document.recipients()?,
             Fetched::Document { .. } => vec![caller.clone()],
             Fetched::Status { notice, .. } => vec![notice.to.clone()],
         };
+        if !sent_by_caller {
+            business.latest.retain(|agency, _| agency == caller);
+            business.progress.retain(|agency, _| agency == caller);
+            business
+                .change_requests
+                .retain(|agency, _| agency == caller);
+            business.change_answers.retain(|agency, _| agency == caller);
+        }
         let recipients = recipients
             .into_iter()
             .map(|agency| RecipientState {
@@ -1365,6 +1498,23 @@ impl Node {
             recipients,
         })
     }
+}
+
+/// A page of an inbox lane: the entries described, and the last cursor read — past
+/// quarantined entries too, so that a reader goes on after them.
+#[derive(Debug)]
+pub struct InboxPage {
+    pub items: Vec<InboxItem>,
+    pub read_up_to: Option<u64>,
+}
+
+/// Whether `e` says a stored message is damaged (it does not decode, or the store found it
+/// corrupt), as opposed to the store being unavailable.
+fn is_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Store(lienthong_store::Error::Corrupt(_)) | Error::Wire(_)
+    )
 }
 
 /// What [`Node::track`] answers.
@@ -1406,6 +1556,18 @@ struct Plan {
     via: Vec<(NodeId, Vec<AgencyCode>)>,
     /// Recipients that cannot be routed, with the reason.
     dead: Vec<(AgencyCode, String)>,
+}
+
+/// The agencies' upload marks under `data_dir`. Marks of the layout before `uploads/`
+/// (`uploaders/`) were written at an upload's first chunk, before anything was proven,
+/// so they are not trusted: removed, and an agency uploads such a blob once more.
+fn open_uploads(data_dir: &std::path::Path) -> Result<crate::attachments::Uploads, Error> {
+    let old = data_dir.join("uploaders");
+    if old.exists() {
+        tracing::info!(dir = %old.display(), "removing upload marks of the old layout; agencies upload those attachments again");
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(crate::attachments::Uploads::open(data_dir.join("uploads"))?)
 }
 
 /// The directory of a stand-alone node: itself, serving the agencies of its config.

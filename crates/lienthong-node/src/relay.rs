@@ -219,8 +219,8 @@ async fn prepare(
 ) -> Result<Prepared, Error> {
     let stored_message = node
         .store()
-        .message(&entry.id)?
-        .ok_or_else(|| Error::Store(lienthong_store::Error::NotFound(entry.id.to_string())))?;
+        .message(&entry.message)?
+        .ok_or_else(|| Error::Store(lienthong_store::Error::NotFound(entry.message.to_string())))?;
     // A stored copy that no longer decodes or matches its digest is the store's damage,
     // not the link's: quarantine it rather than retry it forever.
     let corrupt = |e: Error| match e {
@@ -229,7 +229,7 @@ async fn prepare(
         }
         Error::Wire(e) => Ok(Prepared::Undeliverable(Undeliverable::Corrupt(format!(
             "the stored copy of {} does not decode: {e}",
-            entry.id
+            entry.message
         )))),
         e => Err(e),
     };
@@ -262,7 +262,7 @@ async fn item_for(
     let corrupt = |what: &str| {
         Error::Store(lienthong_store::Error::Corrupt(format!(
             "{what} {} no longer matches the digest it was accepted with",
-            entry.id
+            entry.message
         )))
     };
     let receipt_pb = || -> Result<Option<pb::Receipt>, Error> {
@@ -329,7 +329,7 @@ async fn item_for(
     Ok(Some(pb::RelayItem {
         seq: 0, // numbered when sent ([`Window::send`])
         message: Some(message),
-        id: entry.id.to_string(),
+        id: entry.message.id.to_string(),
         // Events name where they go themselves.
         recipients: match envelope.kind {
             MessageKind::Event => Vec::new(),
@@ -548,7 +548,7 @@ async fn serve_link(
                     Prepared::AwaitsBlobs => {
                         return Err(Error::Transport(format!(
                             "{} still awaits its attachments after a push to {hop}",
-                            entry.id
+                            entry.message
                         )));
                     }
                 }
@@ -658,7 +658,7 @@ async fn finish(
             };
             Handed {
                 key: entry.key,
-                id: entry.id,
+                message: entry.message,
                 events,
             }
         })

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 use lienthong_store::{AcceptOutcome, Delivery, Envelope, MessageKind, SledStore, Store};
 
 fn main() {
@@ -65,7 +65,7 @@ async fn run(tasks: usize, duration: Duration) -> f64 {
                         &(task as u64 * 1_000_000_000 + n).to_be_bytes().repeat(2),
                     );
                     let envelope = Envelope {
-                        id,
+                        key: MessageKey::sent_by(&inbox, &id),
                         kind: MessageKind::Document,
                         priority: (n % 4) as u8,
                         content_digest: digest,

@@ -3,10 +3,12 @@
 //! Everything a node keeps on disk, behind the [`Store`] trait:
 //!
 //! - **messages**: every accepted document or status notice, as the node's own encoding
-//!   (opaque bytes here), with the signed receipt the node gave for it;
-//! - **dedup index**: message id → content digest, kept for the whole retention period, so
-//!   a re-send with the same id and content gets the original receipt and the same id with
-//!   other content is refused ([`Error::Conflict`]);
+//!   (opaque bytes here), with the signed receipt the node gave for it, keyed by
+//!   [`MessageKey`]: the id within its sender;
+//! - **dedup index**: message key → content digest, kept for the whole retention period,
+//!   so a re-send with the same id and content gets the original receipt and the same id
+//!   with other content is refused ([`Error::Conflict`]) — from the same sender only: two
+//!   agencies that chose one id have two messages;
 //! - **inboxes**, one per agency homed at the node, ordered by a cursor so a subscriber
 //!   can resume;
 //! - **outboxes**, one per next hop, urgent documents first;
@@ -31,7 +33,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId, UnixMillis};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId, UnixMillis};
 
 pub mod error;
 pub mod sled_store;
@@ -43,6 +45,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// SHA-256 digest.
 pub type Digest = [u8; 32];
+
+/// Who writes a blob in chunks. Each writer has partial files of its own: an agency's
+/// upload never shows in, resumes from, nor completes with bytes that another agency or a
+/// neighbour sent — an agency proves it holds an attachment by streaming all of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BlobWriter {
+    /// A neighbouring node pushing a blob it holds.
+    Relay,
+    /// The DMS of an agency homed here, uploading.
+    Agency(AgencyCode),
+}
 
 /// Position in an inbox; strictly increasing in the order entries were added, and never 0,
 /// so that 0 means "before the first entry". Entries are served by priority lane (urgent
@@ -61,7 +74,7 @@ pub enum MessageKind {
 /// A message as the store keeps it. The store does not interpret `encoded`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
-    pub id: DocumentId,
+    pub key: MessageKey,
     pub kind: MessageKind,
     /// 0 routine (thường) … 3 flash (hỏa tốc); higher leaves outboxes first.
     pub priority: u8,
@@ -91,7 +104,7 @@ pub struct DeadLetter {
     /// Opaque key that the requeue and drop methods take back; dead letters list in the
     /// order they were made.
     pub key: Bytes,
-    pub id: DocumentId,
+    pub message: MessageKey,
     pub priority: u8,
     pub recipients: Vec<AgencyCode>,
     /// The next hop it was leaving through, if it had one.
@@ -128,7 +141,7 @@ pub struct StoredMessage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboxEntry {
     pub cursor: Cursor,
-    pub id: DocumentId,
+    pub message: MessageKey,
     pub kind: MessageKind,
     pub priority: u8,
 }
@@ -138,7 +151,7 @@ pub struct InboxEntry {
 pub struct OutboxEntry {
     /// Opaque key that [`Store::outbox_remove`] takes back.
     pub key: Bytes,
-    pub id: DocumentId,
+    pub message: MessageKey,
     pub priority: u8,
     /// Recipients reached through this hop.
     pub recipients: Vec<AgencyCode>,
@@ -149,7 +162,7 @@ pub struct OutboxEntry {
 pub struct Handed {
     /// [`OutboxEntry::key`].
     pub key: Bytes,
-    pub id: DocumentId,
+    pub message: MessageKey,
     /// Appended to the message's log with the removal.
     pub events: Vec<Bytes>,
 }
@@ -171,12 +184,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new message atomically with its receipt, its first events (opaque bytes,
     /// appended in order to the message's event log — e.g. "accepted" and one "delivered"
     /// per local recipient) and its delivery (inbox and outbox entries),
-    /// unless a message with this id exists:
+    /// unless a message with this key exists:
     /// - same `content_digest` → [`AcceptOutcome::Duplicate`] with the original receipt,
     ///   nothing written;
     /// - different digest → [`Error::Conflict`], nothing written.
     ///
-    /// Concurrent calls with the same id: exactly one is `Accepted`.
+    /// Concurrent calls with the same key: exactly one is `Accepted`.
     async fn accept(
         &self,
         envelope: Envelope,
@@ -185,13 +198,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         events: Vec<Bytes>,
     ) -> Result<AcceptOutcome>;
 
-    /// The stored message with this id, if any.
-    fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>>;
+    /// The stored message with this key, if any.
+    fn message(&self, key: &MessageKey) -> Result<Option<StoredMessage>>;
 
-    /// Whether a message with this id is stored, without reading it.
-    fn has_message(&self, id: &DocumentId) -> Result<bool> {
-        Ok(self.message(id)?.is_some())
+    /// Whether a message with this key is stored, without reading it.
+    fn has_message(&self, key: &MessageKey) -> Result<bool> {
+        Ok(self.message(key)?.is_some())
     }
+
+    /// The keys of the stored messages with this id, whatever their sender: for a reader
+    /// that knows only the id (the caller then checks which of them it may see).
+    fn messages_with_id(&self, id: &DocumentId) -> Result<Vec<MessageKey>>;
 
     /// Up to `limit` entries of `agency`'s inbox with a cursor greater than `after`
     /// (all when `None`): higher priority first, then in cursor order.
@@ -224,29 +241,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<InboxEntry>>;
 
-    /// Removes message `id` from `agency`'s inbox and appends `event` to its event log,
+    /// Removes message `key` from `agency`'s inbox and appends `event` to its event log,
     /// atomically. Returns `false` (and writes nothing) if it was not in that inbox.
-    async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool>;
+    async fn ack(&self, agency: &AgencyCode, key: &MessageKey, event: Bytes) -> Result<bool>;
 
     /// Appends events (opaque bytes) to the logs of several messages, each in order, in
     /// one durable write. An event already in its log, byte for byte, is not appended
     /// again (events carry their time, so only a re-sent one repeats); the check and the
     /// write cannot interleave with another append.
-    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()>;
+    async fn append_event_logs(&self, logs: Vec<(MessageKey, Vec<Bytes>)>) -> Result<()>;
 
     /// Appends events (opaque bytes) to a message's log, in order, in one durable write;
     /// as [`Store::append_event_logs`], an event already logged is not added again.
-    async fn append_events(&self, id: &DocumentId, events: Vec<Bytes>) -> Result<()> {
-        self.append_event_logs(vec![(id.clone(), events)]).await
+    async fn append_events(&self, key: &MessageKey, events: Vec<Bytes>) -> Result<()> {
+        self.append_event_logs(vec![(key.clone(), events)]).await
     }
 
     /// Appends one event (opaque bytes) to a message's log.
-    async fn append_event(&self, id: &DocumentId, event: Bytes) -> Result<()> {
-        self.append_events(id, vec![event]).await
+    async fn append_event(&self, key: &MessageKey, event: Bytes) -> Result<()> {
+        self.append_events(key, vec![event]).await
     }
 
     /// The message's events in the order they were appended.
-    fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>>;
+    fn events(&self, key: &MessageKey) -> Result<Vec<Bytes>>;
 
     /// Up to `limit` entries of the outbox towards `hop`: higher priority first, then in
     /// the order they were added.
@@ -322,21 +339,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The size of blob `digest` if it is stored complete (and so verified), else `None`.
     async fn blob_len(&self, digest: Digest) -> Result<Option<u64>>;
 
-    /// How many bytes of a chunked write of blob `digest` are durable: a sender resumes
-    /// from there. 0 when none started (or it completed).
-    async fn partial_blob_len(&self, digest: Digest) -> Result<u64>;
+    /// How many bytes of `writer`'s chunked write of blob `digest` are durable: it
+    /// resumes from there. 0 when none started (or it completed).
+    async fn partial_blob_len(&self, digest: Digest, writer: &BlobWriter) -> Result<u64>;
 
-    /// Writes `data` at `offset` of the chunked write of blob `digest` and returns the
-    /// durable length once the bytes are fsynced. Fails with [`Error::Gap`] if `offset`
-    /// lies beyond the bytes held. Memory: only `data`.
-    async fn write_blob_chunk(&self, digest: Digest, offset: u64, data: Bytes) -> Result<u64>;
+    /// The chunked writes `writer` has in progress: digest and durable length.
+    async fn partial_blobs(&self, writer: &BlobWriter) -> Result<Vec<(Digest, u64)>>;
 
-    /// Makes the chunked write of `digest` visible as a blob once it holds `size` bytes
-    /// hashing to `digest` (hashed in blocks, not loaded whole), durable before returning.
-    /// [`Error::Incomplete`] if bytes are missing; [`Error::DigestMismatch`] (and the
-    /// partial bytes are dropped) if they hash to something else. A no-op if the blob is
-    /// already stored.
-    async fn complete_blob(&self, digest: Digest, size: u64) -> Result<()>;
+    /// Writes `data` at `offset` of `writer`'s chunked write of blob `digest` and
+    /// returns the durable length once the bytes are fsynced. Fails with [`Error::Gap`] if
+    /// `offset` lies beyond the bytes held. Memory: only `data`.
+    async fn write_blob_chunk(
+        &self,
+        digest: Digest,
+        writer: &BlobWriter,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<u64>;
+
+    /// Makes `writer`'s chunked write of `digest` visible as a blob once it holds `size`
+    /// bytes hashing to `digest` (hashed in blocks, not loaded whole), durable before
+    /// returning. [`Error::Incomplete`] if bytes are missing; [`Error::DigestMismatch`]
+    /// (and the partial bytes are dropped) if they hash to something else. If the blob is
+    /// already stored, the writer's bytes are still checked when it has any (an agency
+    /// proves it holds them), then dropped; a neighbour with none has nothing to prove.
+    async fn complete_blob(&self, digest: Digest, writer: &BlobWriter, size: u64) -> Result<()>;
 
     /// Up to `max` bytes of the stored blob `digest` from `offset` (empty at its end);
     /// [`Error::NotFound`] if absent. Ranges are not checked against the digest: the

@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 
 use crate::{
-    AcceptOutcome, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, Handed, InboxEntry,
-    OutboxEntry, QueueDepths, Result, Store, StoredMessage,
+    AcceptOutcome, BlobWriter, Cursor, DeadLetter, Delivery, Digest, Envelope, Error, Handed,
+    InboxEntry, OutboxEntry, QueueDepths, Result, Store, StoredMessage,
 };
 use blob::BlobDir;
 use wal::Wal;
@@ -173,17 +173,25 @@ impl Store for SledStore {
         }
     }
 
-    fn message(&self, id: &DocumentId) -> Result<Option<StoredMessage>> {
-        let Some(value) = self.tree.get(codec::message_key(id))? else {
+    fn message(&self, key: &MessageKey) -> Result<Option<StoredMessage>> {
+        let Some(value) = self.tree.get(codec::message_key(key))? else {
             return Ok(None);
         };
         let record = codec::decode_message(&value)?;
         let body = self.wal.read(&record.body)?;
-        record.to_stored(id, &body).map(Some)
+        record.to_stored(key, &body).map(Some)
     }
 
-    fn has_message(&self, id: &DocumentId) -> Result<bool> {
-        Ok(self.tree.contains_key(codec::message_key(id))?)
+    fn has_message(&self, key: &MessageKey) -> Result<bool> {
+        Ok(self.tree.contains_key(codec::message_key(key))?)
+    }
+
+    fn messages_with_id(&self, id: &DocumentId) -> Result<Vec<MessageKey>> {
+        self.tree
+            .scan_prefix(codec::message_id_prefix(id))
+            .keys()
+            .map(|key| codec::decode_message_key(&key?))
+            .collect()
     }
 
     fn inbox(
@@ -241,10 +249,10 @@ impl Store for SledStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let (id, kind, priority) = codec::decode_inbox(&value)?;
+            let (message, kind, priority) = codec::decode_inbox(&value)?;
             entries.push(InboxEntry {
                 cursor: codec::trailing_seq(&key)?,
-                id,
+                message,
                 kind,
                 priority,
             });
@@ -252,10 +260,10 @@ impl Store for SledStore {
         Ok(entries)
     }
 
-    async fn ack(&self, agency: &AgencyCode, id: &DocumentId, event: Bytes) -> Result<bool> {
+    async fn ack(&self, agency: &AgencyCode, key: &MessageKey, event: Bytes) -> Result<bool> {
         let write = Write::Ack {
             agency: agency.clone(),
-            id: id.clone(),
+            message: key.clone(),
             event,
         };
         match self.writer.write(write).await? {
@@ -264,15 +272,15 @@ impl Store for SledStore {
         }
     }
 
-    async fn append_event_logs(&self, logs: Vec<(DocumentId, Vec<Bytes>)>) -> Result<()> {
+    async fn append_event_logs(&self, logs: Vec<(MessageKey, Vec<Bytes>)>) -> Result<()> {
         self.writer
             .write(Write::AppendEvents { logs })
             .await
             .map(drop)
     }
 
-    fn events(&self, id: &DocumentId) -> Result<Vec<Bytes>> {
-        read_events(&self.tree, id)
+    fn events(&self, key: &MessageKey) -> Result<Vec<Bytes>> {
+        read_events(&self.tree, key)
     }
 
     fn outbox(&self, hop: &NodeId, limit: usize) -> Result<Vec<OutboxEntry>> {
@@ -281,10 +289,10 @@ impl Store for SledStore {
             .take(limit)
             .map(|item| {
                 let (key, value) = item?;
-                let (id, priority, recipients) = codec::decode_outbox(&value)?;
+                let (message, priority, recipients) = codec::decode_outbox(&value)?;
                 Ok(OutboxEntry {
                     key: Bytes::copy_from_slice(&key),
-                    id,
+                    message,
                     priority,
                     recipients,
                 })
@@ -314,10 +322,10 @@ impl Store for SledStore {
             if !key.starts_with(&lane) {
                 break;
             }
-            let (id, priority, recipients) = codec::decode_outbox(&value)?;
+            let (message, priority, recipients) = codec::decode_outbox(&value)?;
             out.push(OutboxEntry {
                 key: Bytes::copy_from_slice(&key),
-                id,
+                message,
                 priority,
                 recipients,
             });
@@ -351,9 +359,9 @@ impl Store for SledStore {
         self.check_outbox_key(hop, &entry.key)?;
         let write = Write::DeadLetter {
             outbox_key: entry.key.to_vec(),
-            id: entry.id.clone(),
+            message: entry.message.clone(),
             letter: codec::encode_dead_letter(
-                &entry.id,
+                &entry.message,
                 entry.priority,
                 Some(hop),
                 lienthong_core::now_millis(),
@@ -448,17 +456,32 @@ impl Store for SledStore {
         self.blocking(move |blobs| blobs.len(&digest)).await
     }
 
-    async fn partial_blob_len(&self, digest: Digest) -> Result<u64> {
-        self.blocking(move |blobs| blobs.partial_len(&digest)).await
-    }
-
-    async fn write_blob_chunk(&self, digest: Digest, offset: u64, data: Bytes) -> Result<u64> {
-        self.blocking(move |blobs| blobs.write_partial(&digest, offset, &data))
+    async fn partial_blob_len(&self, digest: Digest, writer: &BlobWriter) -> Result<u64> {
+        let writer = writer.clone();
+        self.blocking(move |blobs| blobs.partial_len(&digest, &writer))
             .await
     }
 
-    async fn complete_blob(&self, digest: Digest, size: u64) -> Result<()> {
-        self.blocking(move |blobs| blobs.complete_partial(&digest, size))
+    async fn partial_blobs(&self, writer: &BlobWriter) -> Result<Vec<(Digest, u64)>> {
+        let writer = writer.clone();
+        self.blocking(move |blobs| blobs.partials_of(&writer)).await
+    }
+
+    async fn write_blob_chunk(
+        &self,
+        digest: Digest,
+        writer: &BlobWriter,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<u64> {
+        let writer = writer.clone();
+        self.blocking(move |blobs| blobs.write_partial(&digest, &writer, offset, &data))
+            .await
+    }
+
+    async fn complete_blob(&self, digest: Digest, writer: &BlobWriter, size: u64) -> Result<()> {
+        let writer = writer.clone();
+        self.blocking(move |blobs| blobs.complete_partial(&digest, &writer, size))
             .await
     }
 
@@ -523,7 +546,7 @@ impl SledStore {
 }
 
 /// The event log of message `id` in `tree`, in order.
-pub(crate) fn read_events(tree: &sled::Tree, id: &DocumentId) -> Result<Vec<Bytes>> {
+pub(crate) fn read_events(tree: &sled::Tree, id: &MessageKey) -> Result<Vec<Bytes>> {
     let mut events = Vec::new();
     for item in tree.scan_prefix(codec::event_prefix(id)) {
         let (key, value) = item?;
@@ -611,7 +634,7 @@ mod tests {
             for i in 0..50u32 {
                 let id = DocumentId::parse(&format!("doc-{round}-{i}")).unwrap();
                 let envelope = Envelope {
-                    id,
+                    key: MessageKey::sent_by(&agency, &id),
                     kind: crate::MessageKind::Document,
                     priority: 0,
                     content_digest: [round as u8; 32],

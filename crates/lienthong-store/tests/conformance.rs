@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 use lienthong_store::{
-    AcceptOutcome, Delivery, Digest, Envelope, Error, Handed, InboxEntry, MessageKind, QueueDepths,
-    SledStore, Store,
+    AcceptOutcome, BlobWriter, Delivery, Digest, Envelope, Error, Handed, InboxEntry, MessageKind,
+    QueueDepths, SledStore, Store,
 };
 
 fn sha256(data: &[u8]) -> Digest {
@@ -28,13 +28,14 @@ fn hop(id: &str) -> NodeId {
     NodeId::parse(id).unwrap()
 }
 
-fn doc_id(id: &str) -> DocumentId {
-    DocumentId::parse(id).unwrap()
+/// The key of message `id` sent by [`SENDER`].
+fn doc_id(id: &str) -> MessageKey {
+    MessageKey::sent_by(&agency(SENDER), &DocumentId::parse(id).unwrap())
 }
 
 fn envelope(id: &str, priority: u8, content: &str) -> Envelope {
     Envelope {
-        id: doc_id(id),
+        key: doc_id(id),
         kind: MessageKind::Document,
         priority,
         content_digest: sha256(content.as_bytes()),
@@ -62,6 +63,8 @@ fn to_outbox(node: &str, recipients: &[&str]) -> Delivery {
 const H41: &str = "000.00.00.H41";
 const G22: &str = "000.00.00.G22";
 const H20: &str = "000.00.14.H20";
+/// The agency that sends the test messages.
+const SENDER: &str = "000.00.20.H42";
 
 fn receipt(s: &str) -> Bytes {
     Bytes::from(format!("receipt:{s}"))
@@ -75,20 +78,20 @@ fn ids_of_outbox<S: Store>(s: &S, node: &str) -> Vec<String> {
     s.outbox(&hop(node), 100)
         .unwrap()
         .into_iter()
-        .map(|e| e.id.to_string())
+        .map(|e| e.message.id.to_string())
         .collect()
 }
 
 fn handed(entry: &lienthong_store::OutboxEntry, event_text: &str) -> Handed {
     Handed {
         key: entry.key.clone(),
-        id: entry.id.clone(),
+        message: entry.message.clone(),
         events: vec![event(event_text)],
     }
 }
 
 fn ids(entries: &[InboxEntry]) -> Vec<&str> {
-    entries.iter().map(|e| e.id.as_str()).collect()
+    entries.iter().map(|e| e.message.id.as_str()).collect()
 }
 
 /// Depths with empty queues left out, since implementations may list them as zero.
@@ -156,11 +159,11 @@ pub async fn accept_then_duplicate_returns_original_receipt<S: Store>(open: &dyn
         }
     );
 
-    let stored = s.message(&env.id).unwrap().unwrap();
+    let stored = s.message(&env.key).unwrap().unwrap();
     assert_eq!(stored.envelope, env);
     assert_eq!(stored.receipt, receipt("first"));
     // The duplicate wrote nothing: one event, one inbox entry, no entry for G22.
-    assert_eq!(s.events(&env.id).unwrap(), vec![event("accepted")]);
+    assert_eq!(s.events(&env.key).unwrap(), vec![event("accepted")]);
     assert_eq!(
         ids(&s.inbox(&agency(H41), None, 10).unwrap()),
         vec!["doc-1"]
@@ -201,6 +204,60 @@ pub async fn message_of_unknown_id_is_none<S: Store>(open: &dyn Fn() -> S) {
     assert!(!s.has_message(&doc_id("nope")).unwrap());
 }
 
+/// Ids are chosen by senders: another agency that uses the same id (by chance, or to
+/// squat on a predictable edXML id) gets a message of its own, and neither blocks nor
+/// answers for the other.
+pub async fn one_id_from_two_senders_is_two_messages<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let id = DocumentId::parse("000.00.20.H42,2026/12/05,17/UBND").unwrap();
+    let squatter = MessageKey::sent_by(&agency(G22), &id);
+    let owner = MessageKey::sent_by(&agency(SENDER), &id);
+    let mut first = envelope("unused", 0, "squatter's content");
+    first.key = squatter.clone();
+    let mut second = envelope("unused", 0, "owner's content");
+    second.key = owner.clone();
+    for (env, name) in [(first.clone(), "squatter"), (second, "owner")] {
+        let outcome = s
+            .accept(env, to_inboxes(&[H41]), receipt(name), vec![event(name)])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            AcceptOutcome::Accepted {
+                receipt: receipt(name)
+            }
+        );
+    }
+    // Each sender's re-send is its own duplicate.
+    let again = s
+        .accept(first, Delivery::default(), receipt("x"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        AcceptOutcome::Duplicate {
+            receipt: receipt("squatter")
+        }
+    );
+    assert_eq!(
+        s.message(&owner).unwrap().unwrap().receipt,
+        receipt("owner")
+    );
+    assert_eq!(s.events(&owner).unwrap(), vec![event("owner")]);
+    let mut both = s.messages_with_id(&id).unwrap();
+    both.sort();
+    let mut expected = vec![squatter, owner.clone()];
+    expected.sort();
+    assert_eq!(both, expected);
+    // An id that merely starts like another is not the same id.
+    let longer = DocumentId::parse(&format!("{id}-2")).unwrap();
+    assert!(s.messages_with_id(&longer).unwrap().is_empty());
+    let inbox = s.inbox(&agency(H41), None, 10).unwrap();
+    assert_eq!(inbox.len(), 2);
+    assert!(s.ack(&agency(H41), &owner, event("acked")).await.unwrap());
+    assert_eq!(s.inbox(&agency(H41), None, 10).unwrap().len(), 1);
+}
+
 pub async fn concurrent_accepts_of_one_id_accept_exactly_once<S: Store>(open: &dyn Fn() -> S) {
     let s = Arc::new(open());
     let env = envelope("race", 2, "same content");
@@ -237,8 +294,8 @@ pub async fn concurrent_accepts_of_one_id_accept_exactly_once<S: Store>(open: &d
             "every duplicate carries the winner's receipt"
         );
     }
-    assert_eq!(s.message(&env.id).unwrap().unwrap().receipt, winner);
-    assert_eq!(s.events(&env.id).unwrap().len(), 1);
+    assert_eq!(s.message(&env.key).unwrap().unwrap().receipt, winner);
+    assert_eq!(s.events(&env.key).unwrap().len(), 1);
     assert_eq!(s.inbox(&agency(H41), None, 100).unwrap().len(), 1);
 }
 
@@ -358,7 +415,7 @@ pub async fn one_message_reaches_every_inbox_and_outbox_of_its_delivery<S: Store
     );
     let out = s.outbox(&hop("national"), 10).unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].id.as_str(), "multi");
+    assert_eq!(out[0].message.id.as_str(), "multi");
     assert_eq!(out[0].priority, 2);
     assert_eq!(
         out[0].recipients,
@@ -520,7 +577,7 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
     accept_to(&s, "elsewhere", 3, to_outbox("G22", &[G22])).await;
 
     let out = s.outbox(&hop("H41"), 100).unwrap();
-    let order: Vec<_> = out.iter().map(|e| e.id.as_str()).collect();
+    let order: Vec<_> = out.iter().map(|e| e.message.id.as_str()).collect();
     assert_eq!(order, vec!["b", "d", "f", "c", "a", "e"]);
     assert!(out.iter().all(|e| e.recipients == vec![agency(H41)]));
     let first_two: Vec<_> = s.outbox(&hop("H41"), 2).unwrap();
@@ -534,11 +591,11 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
         .outbox(&hop("H41"), 100)
         .unwrap()
         .into_iter()
-        .map(|e| e.id.to_string())
+        .map(|e| e.message.id.to_string())
         .collect();
     assert_eq!(order, vec!["b", "f", "c", "a", "e"]);
     assert_eq!(
-        s.events(&out[1].id).unwrap(),
+        s.events(&out[1].message).unwrap(),
         vec![event("d:accepted"), event("to H41")]
     );
     // Removing again (a retry) is harmless.
@@ -546,7 +603,11 @@ pub async fn outbox_is_in_priority_then_insertion_order<S: Store>(open: &dyn Fn(
         .await
         .unwrap();
     assert_eq!(s.outbox(&hop("H41"), 100).unwrap().len(), 5);
-    assert_eq!(s.events(&out[1].id).unwrap().len(), 2, "no event twice");
+    assert_eq!(
+        s.events(&out[1].message).unwrap().len(),
+        2,
+        "no event twice"
+    );
     assert_eq!(s.outbox(&hop("G22"), 100).unwrap().len(), 1);
 }
 
@@ -557,7 +618,7 @@ pub async fn outbox_lane_reads_one_priority_after_a_cursor<S: Store>(open: &dyn 
     }
     accept_to(&s, "elsewhere", 0, to_outbox("G22", &[G22])).await;
     let ids = |v: Vec<lienthong_store::OutboxEntry>| -> Vec<String> {
-        v.into_iter().map(|e| e.id.to_string()).collect()
+        v.into_iter().map(|e| e.message.id.to_string()).collect()
     };
     let routine = s.outbox_lane(&hop("H41"), 0, None, 100).unwrap();
     assert_eq!(ids(routine.clone()), vec!["a", "c", "e"]);
@@ -625,7 +686,7 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
         &hop("H20-C1"),
         vec![Handed {
             key: key.clone(),
-            id: doc_id("z"),
+            message: doc_id("z"),
             events: vec![],
         }],
     )
@@ -635,7 +696,7 @@ pub async fn queue_depths_count_inboxes_and_outboxes<S: Store>(open: &dyn Fn() -
         &hop("H20-C1"),
         vec![Handed {
             key: key.clone(),
-            id: doc_id("z"),
+            message: doc_id("z"),
             events: vec![],
         }],
     )
@@ -664,7 +725,7 @@ pub async fn dead_letters_keep_their_reason_hop_and_order<S: Store>(open: &dyn F
     let outbox = s.outbox(&hop("national"), 10).unwrap();
     let b = outbox
         .iter()
-        .find(|e| e.id.as_str() == "b")
+        .find(|e| e.message.id.as_str() == "b")
         .unwrap()
         .clone();
     assert!(
@@ -687,11 +748,11 @@ pub async fn dead_letters_keep_their_reason_hop_and_order<S: Store>(open: &dyn F
 
     let letters = s.dead_letters(None, 10).unwrap();
     assert_eq!(letters.len(), 2, "{letters:?}");
-    assert_eq!(letters[0].id.as_str(), "a");
+    assert_eq!(letters[0].message.id.as_str(), "a");
     assert_eq!(letters[0].recipients, vec![agency(G22), agency(H41)]);
     assert_eq!(letters[0].reason, "not in the directory");
     assert_eq!(letters[0].hop, None);
-    assert_eq!(letters[1].id.as_str(), "b");
+    assert_eq!(letters[1].message.id.as_str(), "b");
     assert_eq!(letters[1].priority, 3);
     assert_eq!(letters[1].recipients, vec![agency(G22)]);
     assert_eq!(letters[1].hop, Some(hop("national")));
@@ -750,7 +811,7 @@ pub async fn requeue_and_drop_of_dead_letters_are_logged<S: Store>(open: &dyn Fn
     );
     let lane = s.outbox_lane(&hop("H20-C1"), 2, None, 10).unwrap();
     assert_eq!(lane.len(), 1);
-    assert_eq!(lane[0].id.as_str(), "a");
+    assert_eq!(lane[0].message.id.as_str(), "a");
     assert_eq!(lane[0].recipients, vec![agency(H20)]);
     assert_eq!(ids_of_outbox(&s, "national"), vec!["a"]);
 
@@ -826,21 +887,29 @@ pub async fn chunked_blob_resumes_across_reopen_and_appears_only_when_complete<S
     let size = data.len() as u64;
     {
         let s = open();
-        assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
         assert_eq!(
-            s.write_blob_chunk(digest, 0, data.slice(..100_000))
+            s.partial_blob_len(digest, &BlobWriter::Relay)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.write_blob_chunk(digest, &BlobWriter::Relay, 0, data.slice(..100_000))
                 .await
                 .unwrap(),
             100_000
         );
         // A chunk beyond what is held is refused; nothing is visible yet.
         let err = s
-            .write_blob_chunk(digest, 200_000, data.slice(200_000..))
+            .write_blob_chunk(digest, &BlobWriter::Relay, 200_000, data.slice(200_000..))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Gap { held: 100_000, .. }), "{err:?}");
         assert_eq!(s.blob_len(digest).await.unwrap(), None);
-        let err = s.complete_blob(digest, size).await.unwrap_err();
+        let err = s
+            .complete_blob(digest, &BlobWriter::Relay, size)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, Error::Incomplete { held: 100_000, .. }),
             "{err:?}"
@@ -848,19 +917,36 @@ pub async fn chunked_blob_resumes_across_reopen_and_appears_only_when_complete<S
     }
     // The durable offset survives a reopen; a chunk re-sent from an earlier offset is fine.
     let s = open();
-    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 100_000);
-    s.write_blob_chunk(digest, 50_000, data.slice(50_000..250_000))
-        .await
-        .unwrap();
     assert_eq!(
-        s.write_blob_chunk(digest, 250_000, data.slice(250_000..))
+        s.partial_blob_len(digest, &BlobWriter::Relay)
+            .await
+            .unwrap(),
+        100_000
+    );
+    s.write_blob_chunk(
+        digest,
+        &BlobWriter::Relay,
+        50_000,
+        data.slice(50_000..250_000),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.write_blob_chunk(digest, &BlobWriter::Relay, 250_000, data.slice(250_000..))
             .await
             .unwrap(),
         size
     );
-    s.complete_blob(digest, size).await.unwrap();
+    s.complete_blob(digest, &BlobWriter::Relay, size)
+        .await
+        .unwrap();
     assert_eq!(s.blob_len(digest).await.unwrap(), Some(size));
-    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
+    assert_eq!(
+        s.partial_blob_len(digest, &BlobWriter::Relay)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(s.blob(digest).await.unwrap(), data);
     assert_eq!(
         s.read_blob(digest, 299_990, 1 << 20).await.unwrap(),
@@ -872,39 +958,66 @@ pub async fn chunked_blob_resumes_across_reopen_and_appears_only_when_complete<S
     );
     assert!(s.read_blob(digest, size, 10).await.unwrap().is_empty());
     // Completing again is a no-op.
-    s.complete_blob(digest, size).await.unwrap();
+    s.complete_blob(digest, &BlobWriter::Relay, size)
+        .await
+        .unwrap();
 }
 
 pub async fn chunked_blob_with_wrong_bytes_is_dropped<S: Store>(open: &dyn Fn() -> S) {
     let s = open();
     let claimed = sha256(b"the announced attachment");
-    s.write_blob_chunk(claimed, 0, Bytes::from_static(b"other attachment bytes!!"))
+    s.write_blob_chunk(
+        claimed,
+        &BlobWriter::Relay,
+        0,
+        Bytes::from_static(b"other attachment bytes!!"),
+    )
+    .await
+    .unwrap();
+    let err = s
+        .complete_blob(claimed, &BlobWriter::Relay, 24)
         .await
-        .unwrap();
-    let err = s.complete_blob(claimed, 24).await.unwrap_err();
+        .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
     assert_eq!(s.blob_len(claimed).await.unwrap(), None);
     // The bad bytes are gone: the upload starts over.
-    assert_eq!(s.partial_blob_len(claimed).await.unwrap(), 0);
+    assert_eq!(
+        s.partial_blob_len(claimed, &BlobWriter::Relay)
+            .await
+            .unwrap(),
+        0
+    );
     let err = s.read_blob(claimed, 0, 10).await.unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
 
     // A partial file with more bytes than the blob has is dropped as damaged.
     let data = Bytes::from_static(b"exactly these bytes");
     let digest = sha256(&data);
-    s.write_blob_chunk(digest, 0, data.clone()).await.unwrap();
-    s.write_blob_chunk(digest, data.len() as u64, Bytes::from_static(b"+more"))
+    s.write_blob_chunk(digest, &BlobWriter::Relay, 0, data.clone())
         .await
         .unwrap();
+    s.write_blob_chunk(
+        digest,
+        &BlobWriter::Relay,
+        data.len() as u64,
+        Bytes::from_static(b"+more"),
+    )
+    .await
+    .unwrap();
     let err = s
-        .complete_blob(digest, data.len() as u64)
+        .complete_blob(digest, &BlobWriter::Relay, data.len() as u64)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
-    assert_eq!(s.partial_blob_len(digest).await.unwrap(), 0);
+    assert_eq!(
+        s.partial_blob_len(digest, &BlobWriter::Relay)
+            .await
+            .unwrap(),
+        0
+    );
     // A chunk past offset 0 does not start a partial file.
     let err = s
-        .write_blob_chunk(digest, 5, Bytes::from_static(b"late"))
+        .write_blob_chunk(digest, &BlobWriter::Relay, 5, Bytes::from_static(b"late"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Gap { held: 0, .. }), "{err:?}");
@@ -912,6 +1025,58 @@ pub async fn chunked_blob_with_wrong_bytes_is_dropped<S: Store>(open: &dyn Fn() 
 
 /// A partial file that holds every byte but was never completed (a crash cut the
 /// completion short) takes one empty chunk at its end, then completes.
+/// An agency proves it holds an attachment by streaming all of it: its upload has a
+/// partial file of its own (no resuming from another writer's bytes), and completing an
+/// upload of a blob stored already still checks the agency's bytes.
+pub async fn an_agency_upload_is_its_own_and_proves_possession<S: Store>(open: &dyn Fn() -> S) {
+    let s = open();
+    let data = Bytes::from(vec![7u8; 300_000]);
+    let digest = sha256(&data);
+    let size = data.len() as u64;
+    let victim = BlobWriter::Agency(agency(H41));
+    let thief = BlobWriter::Agency(agency(G22));
+    s.write_blob_chunk(digest, &victim, 0, data.slice(..100_000))
+        .await
+        .unwrap();
+    assert_eq!(s.partial_blob_len(digest, &victim).await.unwrap(), 100_000);
+    assert_eq!(s.partial_blob_len(digest, &thief).await.unwrap(), 0);
+    assert_eq!(
+        s.partial_blob_len(digest, &BlobWriter::Relay)
+            .await
+            .unwrap(),
+        0
+    );
+    // No resuming from the victim's offset.
+    let gap = s
+        .write_blob_chunk(digest, &thief, 100_000, data.slice(100_000..))
+        .await
+        .unwrap_err();
+    assert!(matches!(gap, Error::Gap { held: 0, .. }), "{gap:?}");
+    s.write_blob_chunk(digest, &victim, 100_000, data.slice(100_000..))
+        .await
+        .unwrap();
+    s.complete_blob(digest, &victim, size).await.unwrap();
+    assert_eq!(s.blob_len(digest).await.unwrap(), Some(size));
+    // The blob is stored, but the thief holds no bytes of it: nothing to complete.
+    let none = s.complete_blob(digest, &thief, size).await.unwrap_err();
+    assert!(matches!(none, Error::NotFound(_)), "{none:?}");
+    // Other bytes of the right length do not pass either, and are dropped.
+    s.write_blob_chunk(digest, &thief, 0, Bytes::from(vec![8u8; 300_000]))
+        .await
+        .unwrap();
+    let wrong = s.complete_blob(digest, &thief, size).await.unwrap_err();
+    assert!(matches!(wrong, Error::DigestMismatch { .. }), "{wrong:?}");
+    assert_eq!(s.partial_blob_len(digest, &thief).await.unwrap(), 0);
+    // The real bytes do, and leave no partial file behind.
+    s.write_blob_chunk(digest, &thief, 0, data.clone())
+        .await
+        .unwrap();
+    assert_eq!(s.partial_blobs(&thief).await.unwrap(), vec![(digest, size)]);
+    s.complete_blob(digest, &thief, size).await.unwrap();
+    assert!(s.partial_blobs(&thief).await.unwrap().is_empty());
+    assert_eq!(s.blob(digest).await.unwrap(), data);
+}
+
 pub async fn a_whole_partial_blob_completes_after_an_empty_last_chunk<S: Store>(
     open: &dyn Fn() -> S,
 ) {
@@ -920,16 +1085,20 @@ pub async fn a_whole_partial_blob_completes_after_an_empty_last_chunk<S: Store>(
     let digest = sha256(&data);
     let size = data.len() as u64;
     assert_eq!(
-        s.write_blob_chunk(digest, 0, data.clone()).await.unwrap(),
-        size
-    );
-    assert_eq!(
-        s.write_blob_chunk(digest, size, Bytes::new())
+        s.write_blob_chunk(digest, &BlobWriter::Relay, 0, data.clone())
             .await
             .unwrap(),
         size
     );
-    s.complete_blob(digest, size).await.unwrap();
+    assert_eq!(
+        s.write_blob_chunk(digest, &BlobWriter::Relay, size, Bytes::new())
+            .await
+            .unwrap(),
+        size
+    );
+    s.complete_blob(digest, &BlobWriter::Relay, size)
+        .await
+        .unwrap();
     assert_eq!(s.blob_len(digest).await.unwrap(), Some(size));
     assert_eq!(s.read_blob(digest, 0, 100).await.unwrap(), data);
 }
@@ -1008,7 +1177,7 @@ pub async fn everything_survives_reopen_and_cursors_keep_increasing<S: Store>(
         .outbox(&hop("national"), 100)
         .unwrap()
         .into_iter()
-        .map(|e| e.id.to_string())
+        .map(|e| e.message.id.to_string())
         .collect();
     // Same priority (0): the entry added after reopen comes after the one added before.
     assert_eq!(order, vec!["d3", "d2", "d1", "d0", "after-reopen-2"]);
@@ -1040,6 +1209,7 @@ mod sled_store {
         accept_then_duplicate_returns_original_receipt,
         accept_of_same_id_with_other_content_is_conflict,
         message_of_unknown_id_is_none,
+        one_id_from_two_senders_is_two_messages,
         concurrent_accepts_of_one_id_accept_exactly_once,
         inbox_is_in_cursor_order_and_resumes_after_a_cursor,
         inbox_serves_urgent_lanes_first,
@@ -1056,6 +1226,7 @@ mod sled_store {
         chunked_blob_resumes_across_reopen_and_appears_only_when_complete,
         chunked_blob_with_wrong_bytes_is_dropped,
         a_whole_partial_blob_completes_after_an_empty_last_chunk,
+        an_agency_upload_is_its_own_and_proves_possession,
         everything_survives_reopen_and_cursors_keep_increasing,
         dead_letters_keep_their_reason_hop_and_order,
         requeue_and_drop_of_dead_letters_are_logged,

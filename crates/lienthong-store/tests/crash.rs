@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 use lienthong_store::{SledStore, Store};
 
 /// Acks to see before the kill. With fewer (3,000 was tried) sled's log buffer can reach
@@ -79,18 +79,21 @@ fn every_acknowledged_accept_survives_sigkill() {
         )
         .unwrap()
         .into_iter()
-        .map(|e| e.id.to_string())
+        .map(|e| e.message.id.to_string())
         .collect();
     let outbox: HashSet<String> = store
         .outbox(&NodeId::parse("national").unwrap(), usize::MAX)
         .unwrap()
         .into_iter()
-        .map(|e| e.id.to_string())
+        .map(|e| e.message.id.to_string())
         .collect();
     let mut missing = Vec::new();
     for id in &acked {
         let present = store
-            .message(&DocumentId::parse(id).unwrap())
+            .message(&MessageKey::sent_by(
+                &AgencyCode::parse("000.00.00.H41").unwrap(),
+                &DocumentId::parse(id).unwrap(),
+            ))
             .unwrap()
             .is_some_and(|m| m.envelope.encoded.len() == 1024)
             && inbox.contains(id)

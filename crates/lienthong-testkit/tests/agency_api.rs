@@ -509,10 +509,12 @@ async fn rejects_status_from_an_agency_that_did_not_receive_the_document() {
         &d.id,
         StatusCode::Done,
     );
+    // The same answer as for a document that does not exist (see
+    // `refusals_to_outsiders_reveal_neither_existence_nor_parties`).
     assert_status(
         c.send_status(notice).await,
-        Code::PermissionDenied,
-        "is not a recipient",
+        Code::NotFound,
+        "is not known to node",
     );
     assert_inbox_empty(&a).await;
     // 02 without a reason is refused before it reaches the node's rules.

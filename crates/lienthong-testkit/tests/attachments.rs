@@ -220,7 +220,10 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
     // FetchDocument leaves the content out: `size` > 0 with no bytes.
     let raw = recipient
         .rpc()
-        .fetch_document(pb::FetchDocumentRequest { id: id.clone() })
+        .fetch_document(pb::FetchDocumentRequest {
+            id: id.clone(),
+            from: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

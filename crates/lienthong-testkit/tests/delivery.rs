@@ -639,7 +639,7 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
             .outbox(&hop, DOCS * 2)
             .unwrap()
             .into_iter()
-            .map(|e| e.id.to_string())
+            .map(|e| e.message.id.to_string())
             .collect()
     };
     net.stop_node("VN").await.unwrap();
@@ -647,7 +647,9 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
         let store = SledStore::open(&net.net.node("VN").config.data_dir).unwrap();
         let mut at_vn = 0;
         for id in &ids {
-            let held = store.message(id).unwrap().is_some();
+            let sender = lienthong_core::AgencyCode::parse("000.00.00.H41").unwrap();
+            let key = lienthong_core::MessageKey::sent_by(&sender, id);
+            let held = store.message(&key).unwrap().is_some();
             let waiting = queued.contains(&id.to_string());
             assert!(held || waiting, "{id} is neither at VN nor queued at H41");
             // Within the grace period every acknowledgement was waited for; only a stop

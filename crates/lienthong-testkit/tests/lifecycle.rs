@@ -66,7 +66,10 @@ async fn status(
 async fn track(client: &DmsClient, id: &str) -> pb::TrackResponse {
     client
         .rpc()
-        .track(pb::TrackRequest { id: id.into() })
+        .track(pb::TrackRequest {
+            id: id.into(),
+            from: String::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -180,11 +183,14 @@ async fn rejects_withdraw_request_not_from_the_original_sender() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let d = send_new(&a, &[&b], "Công văn").await;
-    assert_status(
-        status(&b, &a, &d, StatusCode::WithdrawRequest, "xin rút").await,
-        Code::FailedPrecondition,
-        "may only be sent by the document's original sender 000.00.00.H41",
+    // Looked up among b's own documents: not there, and the refusal does not name the
+    // document's real sender (issue #16, item 5).
+    let refused = status(&b, &a, &d, StatusCode::WithdrawRequest, "xin rút").await;
+    assert!(
+        !format!("{refused:?}").contains(a.agency().as_str()),
+        "{refused:?}"
     );
+    assert_status(refused, Code::NotFound, "is not known to node");
     status(&a, &b, &d, StatusCode::WithdrawRequest, "xin rút lại")
         .await
         .unwrap();
@@ -340,10 +346,16 @@ async fn rejects_revoke_not_from_the_original_sender() {
     let d = send_new(&a, &[&b, &c], "Công văn").await;
     // c received it and tries to revoke it for everyone.
     let mut r = successor(&c, &[&a, &b, &c], BusinessType::Revoke, &d);
+    // Looked up among c's own documents; the refusal does not name the real sender.
+    let refused = c.send(&mut r, &[]).await;
+    assert!(
+        !format!("{refused:?}").contains(a.agency().as_str()),
+        "{refused:?}"
+    );
     assert_status(
-        c.send(&mut r, &[]).await,
+        refused,
         Code::FailedPrecondition,
-        "only 000.00.00.H41, the sender of document",
+        "lifecycle: the revoke (1) references document",
     );
     t.stop().await.unwrap();
 }
@@ -475,11 +487,15 @@ async fn an_index_entry_whose_message_was_never_stored_marks_nothing() {
             kind: lienthong_core::TransportEventKind::Lifecycle,
             at: lienthong_core::now_millis(),
             node: lienthong_core::NodeId::parse("H41").unwrap(),
-            agency: None,
+            // The index names a message by its sender (the agency) and id (the detail).
+            agency: Some(d.sender().unwrap().clone()),
             detail: ghost.to_string(),
         };
         store
-            .append_event(&d.id, lienthong_proto::stored::encode_event(&entry).into())
+            .append_event(
+                &d.key().unwrap(),
+                lienthong_proto::stored::encode_event(&entry).into(),
+            )
             .await
             .unwrap();
     }

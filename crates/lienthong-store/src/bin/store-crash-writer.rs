@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 use lienthong_store::{Delivery, Envelope, MessageKind, SledStore, Store};
 
 const TASKS: usize = 32;
@@ -39,7 +39,7 @@ async fn run(dir: String) {
                 for n in 0u64.. {
                     let id = DocumentId::parse(&format!("crash-{task}-{n}")).expect("id");
                     let envelope = Envelope {
-                        id: id.clone(),
+                        key: MessageKey::sent_by(&inbox, &id),
                         kind: MessageKind::Document,
                         priority: (n % 4) as u8,
                         content_digest: ring::digest::digest(

@@ -1,10 +1,12 @@
 //! Attachment blobs: one file per blob under `blobs/`, named by the hex SHA-256 of its
 //! content, written through `blobs/tmp/` so a file under its final name is always complete.
 //!
-//! Large blobs arrive in chunks: they grow in `blobs/partial/<hex>`, fsynced after every
-//! write so that the length of the file is what a sender may resume from (kept across
-//! restarts), and are renamed under their final name only once complete and hashed. A
-//! partial file untouched for a week is removed when the store opens.
+//! Large blobs arrive in chunks: they grow in a partial file of their writer —
+//! `blobs/partial/<hex>` for a neighbour's push, `blobs/partial/<hex>.<agency code>` for an
+//! agency's upload — fsynced after every write so that the length of the file is what the
+//! writer may resume from (kept across restarts), and are renamed under their final name
+//! only once complete and hashed. A partial file untouched for a week is removed when the
+//! store opens.
 //!
 //! These functions block; the store calls them from `spawn_blocking`.
 
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::{Digest, Error, Result};
+use crate::{BlobWriter, Digest, Error, Result};
 
 /// Where blobs live and how to name temporary files uniquely.
 #[derive(Debug)]
@@ -145,8 +147,38 @@ impl BlobDir {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn partial_path(&self, digest: &Digest) -> PathBuf {
-        self.partial.join(hex::encode(digest))
+    fn partial_path(&self, digest: &Digest, writer: &BlobWriter) -> PathBuf {
+        match writer {
+            BlobWriter::Relay => self.partial.join(hex::encode(digest)),
+            BlobWriter::Agency(agency) => {
+                self.partial
+                    .join(format!("{}.{}", hex::encode(digest), agency.as_str()))
+            }
+        }
+    }
+
+    /// The chunked writes of `writer` in progress, with their durable lengths.
+    pub(crate) fn partials_of(&self, writer: &BlobWriter) -> Result<Vec<(Digest, u64)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.partial)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (hex, owner) = match name.split_once('.') {
+                Some((hex, owner)) => (hex, Some(owner)),
+                None => (name, None),
+            };
+            let mine = match writer {
+                BlobWriter::Relay => owner.is_none(),
+                BlobWriter::Agency(agency) => owner == Some(agency.as_str()),
+            };
+            let digest = hex::decode(hex).ok().and_then(|d| Digest::try_from(d).ok());
+            if let (true, Some(digest)) = (mine, digest) {
+                // Taken in turn with writers, like `partial_len`.
+                out.push((digest, self.partial_len(&digest, writer)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Size of the complete blob `digest`, if it is stored.
@@ -158,11 +190,12 @@ impl BlobDir {
         }
     }
 
-    /// Bytes of a chunked upload of `digest` held durably so far (0 when none started).
-    /// Taken in turn with writers, so a chunk written but not yet fsynced is not counted.
-    pub(crate) fn partial_len(&self, digest: &Digest) -> Result<u64> {
+    /// Bytes of `writer`'s chunked upload of `digest` held durably so far (0 when none
+    /// started). Taken in turn with writers, so a chunk written but not yet fsynced is not
+    /// counted.
+    pub(crate) fn partial_len(&self, digest: &Digest, writer: &BlobWriter) -> Result<u64> {
         let _turn = self.stripe(digest);
-        match fs::metadata(self.partial_path(digest)) {
+        match fs::metadata(self.partial_path(digest, writer)) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e.into()),
@@ -174,10 +207,16 @@ impl BlobDir {
     /// [`BlobDir::partial_len`] or earlier. Concurrent writers of one digest write the same
     /// bytes at the same offsets, one at a time; a writer that sends other bytes is caught
     /// when the blob completes, since only a file that hashes to its name becomes visible.
-    pub(crate) fn write_partial(&self, digest: &Digest, offset: u64, data: &[u8]) -> Result<u64> {
+    pub(crate) fn write_partial(
+        &self,
+        digest: &Digest,
+        writer: &BlobWriter,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64> {
         use std::os::unix::fs::FileExt;
         let _turn = self.stripe(digest);
-        let path = self.partial_path(digest);
+        let path = self.partial_path(digest, writer);
         // Only a chunk at offset 0 starts a partial file (one that arrives after the blob
         // was completed meanwhile finds no file and reports the gap).
         let f = match fs::OpenOptions::new()
@@ -217,17 +256,25 @@ impl BlobDir {
         Ok(f.metadata()?.len())
     }
 
-    /// Turns the partial file of `digest` into the blob once it holds `size` bytes that
-    /// hash to `digest`. A partial file that is complete but hashes to something else is
-    /// removed (the upload starts over) and [`Error::DigestMismatch`] returned.
-    pub(crate) fn complete_partial(&self, digest: &Digest, size: u64) -> Result<()> {
+    /// Turns `writer`'s partial file of `digest` into the blob once it holds `size` bytes
+    /// that hash to `digest`. A partial file that is complete but hashes to something else
+    /// is removed (the upload starts over) and [`Error::DigestMismatch`] returned. When the
+    /// blob is stored already, the writer's partial file is still checked, then removed: an
+    /// agency proves it holds the bytes (a neighbour without a partial file has nothing to
+    /// prove).
+    pub(crate) fn complete_partial(
+        &self,
+        digest: &Digest,
+        writer: &BlobWriter,
+        size: u64,
+    ) -> Result<()> {
         use std::io::Read;
         let _turn = self.stripe(digest);
-        if self.len(digest)?.is_some() {
-            let _ = fs::remove_file(self.partial_path(digest));
+        let path = self.partial_path(digest, writer);
+        let stored = self.len(digest)?.is_some();
+        if stored && *writer == BlobWriter::Relay && !path.exists() {
             return Ok(());
         }
-        let path = self.partial_path(digest);
         let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -270,6 +317,10 @@ impl BlobDir {
             });
         }
         drop(f);
+        if stored {
+            fs::remove_file(&path)?;
+            return Ok(());
+        }
         match fs::rename(&path, self.path(digest)) {
             Ok(()) => {}
             // A concurrent writer completed it first.

@@ -8,14 +8,19 @@
 //!
 //! | family | key | value |
 //! |---|---|---|
-//! | message (and dedup index) | `m` id | [`MessageRecord`], pointing into the write-ahead log |
+//! | message (and dedup index) | `m` id sender | [`MessageRecord`], pointing into the write-ahead log |
 //! | inbox | `i` agency (3 - priority) cursor | [`encode_inbox`] |
 //! | outbox | `o` hop (3 - priority) seq | [`encode_outbox`] |
-//! | event | `e` id seq | event bytes |
+//! | event | `e` id sender seq | event bytes |
 //! | dead letter | `d` seq | [`encode_dead_letter`] |
 //! | operator log | `a` seq | action bytes |
 //! | format mark | `!` | [`FORMAT_VERSION`] |
 //! | checkpoint | `!c` | write-ahead log position |
+//!
+//! A message is keyed by its id and its sender ([`MessageKey`]): the id first, so the
+//! messages of all senders that used one id sit together (`messages_with_id`). Ids are
+//! written with a two-byte length (they may be 256 bytes long), the sender with one (an
+//! empty one for a node's own messages).
 //!
 //! Sequence numbers (`cursor`, `seq`) come from sled's `generate_id`: store-wide, strictly
 //! increasing, never reused after a crash. They give inbox cursors, outbox insertion order
@@ -28,7 +33,7 @@
 //! appended later have event keys with greater numbers and so come after them.
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, DocumentId, MessageKey, NodeId};
 
 use super::wal::BodyRef;
 use crate::{DeadLetter, Digest, Envelope, Error, MessageKind, Result, StoredMessage};
@@ -38,8 +43,8 @@ const FORMAT: u8 = 1;
 
 /// Version of the key layout and values as a whole, marked in every store: 2 since inbox
 /// keys carry a priority lane, 3 since changes go through a write-ahead log that also keeps
-/// receipts and message bodies.
-pub(crate) const FORMAT_VERSION: u8 = 3;
+/// receipts and message bodies, 4 since messages are keyed by id and sender.
+pub(crate) const FORMAT_VERSION: u8 = 4;
 
 pub(crate) fn format_key() -> [u8; 1] {
     [b'!']
@@ -64,6 +69,17 @@ fn push_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
+/// A message key: the id with a two-byte length, then the sender ("" for none).
+fn push_message_key(buf: &mut Vec<u8>, key: &MessageKey) {
+    push_id(buf, &key.id);
+    push_str(buf, key.sender.as_ref().map_or("", |s| s.as_str()));
+}
+
+fn push_id(buf: &mut Vec<u8>, id: &DocumentId) {
+    buf.extend_from_slice(&(id.as_str().len() as u16).to_be_bytes());
+    buf.extend_from_slice(id.as_str().as_bytes());
+}
+
 fn push_bytes(buf: &mut Vec<u8>, b: &[u8]) {
     buf.extend_from_slice(&(b.len() as u32).to_be_bytes());
     buf.extend_from_slice(b);
@@ -82,8 +98,30 @@ fn key(family: u8, parts: &[&str], seq: Option<u64>, extra: usize) -> Vec<u8> {
     k
 }
 
-pub(crate) fn message_key(id: &DocumentId) -> Vec<u8> {
-    key(MESSAGE, &[id.as_str()], None, 0)
+pub(crate) fn message_key(key: &MessageKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.id.as_str().len() + 14);
+    k.push(MESSAGE);
+    push_message_key(&mut k, key);
+    k
+}
+
+/// The keys of the messages of every sender that used `id`.
+pub(crate) fn message_id_prefix(id: &DocumentId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(3 + id.as_str().len());
+    k.push(MESSAGE);
+    push_id(&mut k, id);
+    k
+}
+
+/// The message key in a message record's key.
+pub(crate) fn decode_message_key(key: &[u8]) -> Result<MessageKey> {
+    let mut r = Reader::new(key);
+    match r.u8()? {
+        MESSAGE => r.message_key(),
+        other => Err(Error::Corrupt(format!(
+            "not a message key (family {other})"
+        ))),
+    }
 }
 
 pub(crate) fn inbox_prefix(agency: &AgencyCode) -> Vec<u8> {
@@ -125,12 +163,17 @@ pub(crate) fn outbox_lane_prefix(hop: &NodeId, priority: u8) -> Vec<u8> {
     k
 }
 
-pub(crate) fn event_prefix(id: &DocumentId) -> Vec<u8> {
-    key(EVENT, &[id.as_str()], None, 8)
+pub(crate) fn event_prefix(key: &MessageKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.id.as_str().len() + 14 + 8);
+    k.push(EVENT);
+    push_message_key(&mut k, key);
+    k
 }
 
-pub(crate) fn event_key(id: &DocumentId, seq: u64) -> Vec<u8> {
-    key(EVENT, &[id.as_str()], Some(seq), 0)
+pub(crate) fn event_key(key: &MessageKey, seq: u64) -> Vec<u8> {
+    let mut k = event_prefix(key);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 pub(crate) fn dead_letter_prefix() -> [u8; 1] {
@@ -232,11 +275,11 @@ impl MessageRecord<'_> {
     }
 
     /// The stored message, given its body as read from the write-ahead log.
-    pub(crate) fn to_stored(&self, id: &DocumentId, body: &[u8]) -> Result<StoredMessage> {
+    pub(crate) fn to_stored(&self, key: &MessageKey, body: &[u8]) -> Result<StoredMessage> {
         let (receipt, encoded) = decode_body(body)?;
         Ok(StoredMessage {
             envelope: Envelope {
-                id: id.clone(),
+                key: key.clone(),
                 kind: self.kind,
                 priority: self.priority,
                 content_digest: self.content_digest,
@@ -330,30 +373,30 @@ pub(crate) fn decode_message(value: &[u8]) -> Result<MessageRecord<'_>> {
     })
 }
 
-/// `FORMAT id kind priority`
-pub(crate) fn encode_inbox(id: &DocumentId, kind: MessageKind, priority: u8) -> Vec<u8> {
-    let mut v = Vec::with_capacity(4 + id.as_str().len());
+/// `FORMAT key kind priority`
+pub(crate) fn encode_inbox(key: &MessageKey, kind: MessageKind, priority: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity(6 + key.id.as_str().len() + 14);
     v.push(FORMAT);
-    push_str(&mut v, id.as_str());
+    push_message_key(&mut v, key);
     v.push(kind_byte(kind));
     v.push(priority);
     v
 }
 
-pub(crate) fn decode_inbox(value: &[u8]) -> Result<(DocumentId, MessageKind, u8)> {
+pub(crate) fn decode_inbox(value: &[u8]) -> Result<(MessageKey, MessageKind, u8)> {
     let mut r = Reader::new(value);
     r.format()?;
-    let id = DocumentId::parse(r.str()?).map_err(corrupt)?;
+    let id = r.message_key()?;
     let kind = byte_kind(r.u8()?)?;
     let priority = r.u8()?;
     Ok((id, kind, priority))
 }
 
-/// `FORMAT id priority count (agency)*`
-pub(crate) fn encode_outbox(id: &DocumentId, priority: u8, recipients: &[AgencyCode]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(5 + id.as_str().len() + recipients.len() * 14);
+/// `FORMAT key priority count (agency)*`
+pub(crate) fn encode_outbox(key: &MessageKey, priority: u8, recipients: &[AgencyCode]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(7 + key.id.as_str().len() + 14 + recipients.len() * 14);
     v.push(FORMAT);
-    push_str(&mut v, id.as_str());
+    push_message_key(&mut v, key);
     v.push(priority);
     v.extend_from_slice(&(recipients.len() as u16).to_be_bytes());
     for r in recipients {
@@ -362,10 +405,10 @@ pub(crate) fn encode_outbox(id: &DocumentId, priority: u8, recipients: &[AgencyC
     v
 }
 
-pub(crate) fn decode_outbox(value: &[u8]) -> Result<(DocumentId, u8, Vec<AgencyCode>)> {
+pub(crate) fn decode_outbox(value: &[u8]) -> Result<(MessageKey, u8, Vec<AgencyCode>)> {
     let mut r = Reader::new(value);
     r.format()?;
-    let id = DocumentId::parse(r.str()?).map_err(corrupt)?;
+    let id = r.message_key()?;
     let priority = r.u8()?;
     let count = u16::from_be_bytes(r.take(2)?.try_into().map_err(corrupt)?);
     let recipients = (0..count)
@@ -374,9 +417,9 @@ pub(crate) fn decode_outbox(value: &[u8]) -> Result<(DocumentId, u8, Vec<AgencyC
     Ok((id, priority, recipients))
 }
 
-/// `FORMAT id priority hop("" for none) at(i64) reason_len(u32) reason count (agency)*`
+/// `FORMAT key priority count (agency)* hop("" for none) at(i64) reason_len(u32) reason`
 pub(crate) fn encode_dead_letter(
-    id: &DocumentId,
+    id: &MessageKey,
     priority: u8,
     hop: Option<&NodeId>,
     at: i64,
@@ -393,7 +436,7 @@ pub(crate) fn encode_dead_letter(
 pub(crate) fn decode_dead_letter(key: &[u8], value: &[u8]) -> Result<DeadLetter> {
     let mut r = Reader::new(value);
     r.format()?;
-    let id = DocumentId::parse(r.str()?).map_err(corrupt)?;
+    let message = r.message_key()?;
     let priority = r.u8()?;
     let count = u16::from_be_bytes(r.take(2)?.try_into().map_err(corrupt)?);
     let recipients = (0..count)
@@ -407,7 +450,7 @@ pub(crate) fn decode_dead_letter(key: &[u8], value: &[u8]) -> Result<DeadLetter>
     let reason = String::from_utf8(r.bytes()?.to_vec()).map_err(corrupt)?;
     Ok(DeadLetter {
         key: Bytes::copy_from_slice(key),
-        id,
+        message,
         priority,
         recipients,
         hop,
@@ -459,6 +502,17 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(len)?).map_err(corrupt)
     }
 
+    fn message_key(&mut self) -> Result<MessageKey> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().map_err(corrupt)?) as usize;
+        let id = std::str::from_utf8(self.take(len)?).map_err(corrupt)?;
+        let id = DocumentId::parse(id).map_err(corrupt)?;
+        let sender = match self.str()? {
+            "" => None,
+            s => Some(AgencyCode::parse(s).map_err(corrupt)?),
+        };
+        Ok(MessageKey { id, sender })
+    }
+
     fn bytes(&mut self) -> Result<&'a [u8]> {
         let len = u32::from_be_bytes(self.take(4)?.try_into().map_err(corrupt)?) as usize;
         self.take(len)
@@ -475,7 +529,10 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
-            id: DocumentId::parse("doc-1").unwrap(),
+            key: MessageKey::sent_by(
+                &AgencyCode::parse("000.00.00.H41").unwrap(),
+                &DocumentId::parse("doc-1").unwrap(),
+            ),
             kind: MessageKind::Status,
             priority: 2,
             content_digest: [7; 32],
@@ -503,7 +560,7 @@ mod tests {
         assert_eq!(m.body, body_ref());
         let mut len = [0; 4];
         let body = encode_body(&mut len, b"receipt", &env.encoded).concat();
-        let stored = m.to_stored(&env.id, &body).unwrap();
+        let stored = m.to_stored(&env.key, &body).unwrap();
         assert_eq!(stored.envelope, env);
         assert_eq!(stored.receipt, &b"receipt"[..]);
         assert_eq!(m.events, (42, vec![&b"accepted"[..], &b""[..]]));
@@ -529,7 +586,7 @@ mod tests {
         assert!(matches!(decode_message(&future), Err(Error::Corrupt(_))));
         assert!(matches!(decode_body(&[0, 0, 1]), Err(Error::Corrupt(_))));
         let outbox = encode_outbox(
-            &envelope().id,
+            &envelope().key,
             1,
             &[AgencyCode::parse("000.00.00.H41").unwrap()],
         );
@@ -541,6 +598,23 @@ mod tests {
             decode_inbox(&[FORMAT, 5, b'a']),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn message_keys_of_one_id_share_a_prefix_and_roundtrip_long_ids() {
+        let id = DocumentId::parse(&"x".repeat(DocumentId::MAX_LEN)).unwrap();
+        let a = MessageKey::sent_by(&AgencyCode::parse("000.00.00.H41").unwrap(), &id);
+        let b = MessageKey::node_own(id.clone());
+        for key in [&a, &b] {
+            let k = message_key(key);
+            assert!(k.starts_with(&message_id_prefix(&id)));
+            assert_eq!(&decode_message_key(&k).unwrap(), key);
+            let v = encode_inbox(key, MessageKind::Document, 1);
+            assert_eq!(&decode_inbox(&v).unwrap().0, key);
+        }
+        // An id that is a prefix of another does not share its messages' prefix.
+        let short = DocumentId::parse(&"x".repeat(10)).unwrap();
+        assert!(!message_key(&a).starts_with(&message_id_prefix(&short)));
     }
 
     #[test]

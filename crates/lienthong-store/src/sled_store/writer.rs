@@ -6,7 +6,7 @@
 //!
 //! Processing writes one at a time on this thread is also what makes them correct:
 //! - the dedup check of an accept and its write cannot interleave with another accept of
-//!   the same id (a same-id accept earlier in the same group counts as stored);
+//!   the same message key (one accepted earlier in the same group counts as stored);
 //! - sequence numbers are taken and applied in order, so the entries of an inbox lane
 //!   become visible in cursor order and a subscriber reading a lane after cursor `c` never
 //!   misses an entry that appears later with a smaller cursor.
@@ -16,7 +16,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use lienthong_core::{AgencyCode, DocumentId, NodeId};
+use lienthong_core::{AgencyCode, MessageKey, NodeId};
 
 use super::checkpoint::{Applied, Checkpointer};
 use super::codec;
@@ -40,11 +40,11 @@ pub(crate) enum Write {
     },
     Ack {
         agency: AgencyCode,
-        id: DocumentId,
+        message: MessageKey,
         event: Bytes,
     },
     AppendEvents {
-        logs: Vec<(DocumentId, Vec<Bytes>)>,
+        logs: Vec<(MessageKey, Vec<Bytes>)>,
     },
     /// Outbox entries leave, and events about their hand-off are appended.
     OutboxRemove {
@@ -53,7 +53,7 @@ pub(crate) enum Write {
     /// An outbox entry becomes a dead letter.
     DeadLetter {
         outbox_key: Vec<u8>,
-        id: DocumentId,
+        message: MessageKey,
         letter: Vec<u8>,
         events: Vec<Bytes>,
     },
@@ -267,7 +267,7 @@ impl Applier {
                 receipt,
                 events,
             } => {
-                let id = &envelope.id;
+                let id = &envelope.key;
                 let key = codec::message_key(id);
                 let existing = match group.accepted.get(&key) {
                     Some((digest, receipt)) => Some((*digest, receipt.clone())),
@@ -285,7 +285,9 @@ impl Applier {
                     return if digest == envelope.content_digest {
                         Ok(Written::Duplicate(original))
                     } else {
-                        Err(Error::Conflict { id: id.to_string() })
+                        Err(Error::Conflict {
+                            id: id.id.to_string(),
+                        })
                     };
                 }
                 // Numbers first (the only step that can fail), then the changes: the
@@ -338,7 +340,11 @@ impl Applier {
                     .insert(key, (envelope.content_digest, receipt));
                 Ok(Written::Accepted)
             }
-            Write::Ack { agency, id, event } => {
+            Write::Ack {
+                agency,
+                message: id,
+                event,
+            } => {
                 // A message accepted in this same group is not visible yet, so not
                 // ackable yet: the tree is the only place to look.
                 let entry = match self.tree.get(codec::message_key(&id))? {
@@ -379,7 +385,12 @@ impl Applier {
                 Ok(Written::Done)
             }
             Write::OutboxRemove { handed } => {
-                for Handed { key, id, events } in handed {
+                for Handed {
+                    key,
+                    message: id,
+                    events,
+                } in handed
+                {
                     // Removing an absent key (a retry) writes nothing.
                     if self.take(group, &key)? {
                         for event in events {
@@ -391,7 +402,7 @@ impl Applier {
             }
             Write::DeadLetter {
                 outbox_key,
-                id,
+                message: id,
                 letter,
                 events,
             } => {
@@ -421,10 +432,10 @@ impl Applier {
                 for (hop, recipients) in &outboxes {
                     self.wal.insert(
                         codec::outbox_key(hop, letter.priority, self.next_seq()?),
-                        codec::encode_outbox(&letter.id, letter.priority, recipients),
+                        codec::encode_outbox(&letter.message, letter.priority, recipients),
                     );
                 }
-                self.log(&letter.id, event, action)?;
+                self.log(&letter.message, event, action)?;
                 Ok(Written::Moved(true))
             }
             Write::DropDeadLetter { key, event, action } => {
@@ -435,7 +446,7 @@ impl Applier {
                     return Ok(Written::Moved(false));
                 }
                 let letter = codec::decode_dead_letter(&key, &value)?;
-                self.log(&letter.id, event, action)?;
+                self.log(&letter.message, event, action)?;
                 Ok(Written::Moved(true))
             }
             Write::OperatorAction { action } => {
@@ -459,14 +470,14 @@ impl Applier {
     }
 
     /// Stages `event` at the end of the log of message `id`.
-    fn log_event(&mut self, id: &DocumentId, event: &[u8]) -> Result<()> {
+    fn log_event(&mut self, id: &MessageKey, event: &[u8]) -> Result<()> {
         self.wal
             .insert(codec::event_key(id, self.next_seq()?), event);
         Ok(())
     }
 
     /// Appends a message event and an operator action.
-    fn log(&mut self, id: &DocumentId, event: Bytes, action: Bytes) -> Result<()> {
+    fn log(&mut self, id: &MessageKey, event: Bytes, action: Bytes) -> Result<()> {
         self.log_event(id, &event)?;
         self.wal
             .insert(codec::operator_key(self.next_seq()?), action.as_ref());
