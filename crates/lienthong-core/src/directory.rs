@@ -420,6 +420,12 @@ impl DirectoryIndex {
             .collect()
     }
 
+    /// The neighbour of `here` on the way to node `to`: `None` if `to` is `here` or
+    /// either is unknown. A node `to` is "behind" the link to that neighbour.
+    pub fn next_hop_towards(&self, here: &NodeId, to: &NodeId) -> Option<NodeId> {
+        self.path(here, to).into_iter().nth(1)
+    }
+
     /// Where a document for `recipient` goes next from node `here` (DESIGN §2): locally if
     /// `here` is its home, down to the child whose subtree holds the home, else up to the
     /// parent.

@@ -1088,7 +1088,10 @@ impl Node {
         for event in pack.events {
             // One unusable event must not cost the others of its pack their way home:
             // it is dropped here, with a log line, and never goes further.
-            let sender = match check_event(&event) {
+            let sender = match check_event(&event).and_then(|sender| {
+                self.check_event_source(&d, from, &event)?;
+                Ok(sender)
+            }) {
                 Ok(sender) => sender,
                 Err(e) => {
                     tracing::warn!(node = %self.id, %from, document = %event.document_id, error = %e, "unusable transport event dropped");
@@ -1117,6 +1120,83 @@ impl Node {
         }
         self.keep_events(here).await?;
         Ok(RelayOutcome::Stored)
+    }
+
+    /// Whether neighbour `from` may speak for `event`. Events are not signed yet, so a
+    /// node takes from a link only what the nodes behind it can have seen: the event
+    /// happened at a node behind `from` (the recipient's home for a delivery, a fetch or
+    /// an acknowledgement, which must then be that agency's home), its trace is a path
+    /// through the tree ending there, and it travels towards the sender's home node,
+    /// which is not behind `from`.
+    fn check_event_source(
+        &self,
+        d: &DirectoryIndex,
+        from: &NodeId,
+        event: &pb::RelayEvent,
+    ) -> Result<(), Error> {
+        let refuse =
+            |why: String| Error::PermissionDenied(format!("transport event from {from}: {why}"));
+        let transport = TransportEvent::try_from(
+            event
+                .event
+                .clone()
+                .ok_or(lienthong_proto::Error::Missing { field: "event" })?,
+        )?;
+        let at = &transport.node;
+        if d.next_hop_towards(&self.id, at).as_ref() != Some(from) {
+            return Err(refuse(format!(
+                "it happened at {at}, which is not behind {from}"
+            )));
+        }
+        let at_recipient_home = matches!(
+            transport.kind,
+            TransportEventKind::Delivered
+                | TransportEventKind::Fetched
+                | TransportEventKind::Acknowledged
+                | TransportEventKind::StatusReceived
+        );
+        if at_recipient_home {
+            let agency = transport.agency.as_ref().ok_or_else(|| {
+                refuse(format!(
+                    "a {} event names no agency",
+                    transport.kind.as_str()
+                ))
+            })?;
+            if d.home_of(agency) != Some(at) {
+                return Err(refuse(format!(
+                    "it says {agency} {} at {at}, which is not {agency}'s home",
+                    transport.kind.as_str()
+                )));
+            }
+        }
+        let trace = lienthong_proto::trace_from_pb(event.trace.clone())?;
+        if let Some(last) = trace.last()
+            && &last.node != at
+        {
+            return Err(refuse(format!(
+                "its trace ends at {}, not at {at}",
+                last.node
+            )));
+        }
+        if let Some(pair) = trace
+            .windows(2)
+            .find(|p| !d.is_neighbour(&p[0].node, &p[1].node))
+        {
+            return Err(refuse(format!(
+                "its trace goes from {} to {}, which are not neighbours",
+                pair[0].node, pair[1].node
+            )));
+        }
+        let sender = AgencyCode::parse(&event.sender)?;
+        if let Some(home) = d.home_of(&sender)
+            && d.next_hop_towards(&self.id, home).as_ref() == Some(from)
+        {
+            return Err(refuse(format!(
+                "it is about a message of {sender}, whose home {home} is behind {from}: \
+                 events travel towards the sender, not away from it"
+            )));
+        }
+        Ok(())
     }
 
     // ---- receiving -------------------------------------------------------------------
