@@ -16,7 +16,7 @@ use lienthong_core::AgencyCode;
 use lienthong_node::client::{ClientProfile, DmsClient};
 use lienthong_proto::pb;
 
-use lienthong_testkit::{DEV_AGENCIES, RunningNode, generate};
+use lienthong_devnet::{DEV_AGENCIES, RunningNode, generate};
 
 mod attachment;
 
@@ -138,11 +138,11 @@ async fn network(
     let dir = tempfile::Builder::new()
         .prefix("lienthong-bench-")
         .tempdir()?;
-    let shape = lienthong_testkit::Shape {
+    let shape = lienthong_devnet::Shape {
         tiers: 2,
         fanout: 1,
     };
-    let net = lienthong_testkit::RunningNetwork::start(dir.path(), shape, 0, 1000).await?;
+    let net = lienthong_devnet::RunningNetwork::start(dir.path(), shape, 0, 1000).await?;
     let from = AgencyCode::parse("001.00.20.H41")?;
     let to = AgencyCode::parse("001.00.20.H42")?;
     println!(

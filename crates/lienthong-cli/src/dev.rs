@@ -10,9 +10,9 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
 use lienthong_core::{Priority, StatusCode, StatusNotice, TransportEventKind};
+use lienthong_devnet::{DEV_AGENCIES, DEV_NODE, DevNetwork, RunningNode, generate};
 use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
 use lienthong_proto::pb;
-use lienthong_testkit::{DEV_AGENCIES, DEV_NODE, DevNetwork, RunningNode, generate};
 use tokio_stream::StreamExt;
 
 #[derive(Args, Debug)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lienthong_core::directory::DirectoryIndex;
 use lienthong_core::{AgencyCode, NodeId, StatusCode, StatusNotice, TransportEventKind};
+use lienthong_devnet::{Network, RunningNetwork, Shape};
 use lienthong_node::client::{DmsClient, Incoming, OutgoingAttachment};
-use lienthong_testkit::{Network, RunningNetwork, Shape};
 
 use crate::dev::check;
 use crate::dms::format_track;

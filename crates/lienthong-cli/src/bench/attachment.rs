@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lienthong_core::AgencyCode;
+use lienthong_devnet::{Shape, generate_network};
 use lienthong_node::client::{AttachmentSource, ClientProfile, FileAttachment, Incoming};
-use lienthong_testkit::{Shape, generate_network};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const TARGET_RSS_MIB: f64 = 64.0;
@@ -80,7 +80,7 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         tiers: 2,
         fanout: 1,
     };
-    let n = lienthong_testkit::network_size(shape);
+    let n = lienthong_devnet::network_size(shape);
     let mut addrs = Vec::with_capacity(n);
     {
         // Bound and released at once, so that each node process can bind its port.
