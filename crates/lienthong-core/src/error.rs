@@ -32,4 +32,13 @@ pub enum Error {
     UnknownRecipient(crate::AgencyCode),
     #[error("unknown node {0}: it is not in the directory")]
     UnknownNode(crate::NodeId),
+    #[error(
+        "{what} {given:?} is not written in its canonical form {canonical:?}; send (and sign) \
+         {canonical:?}: a signature covers the bytes as sent, so the node never rewrites them"
+    )]
+    NonCanonical {
+        what: &'static str,
+        given: String,
+        canonical: String,
+    },
 }

@@ -55,6 +55,21 @@ impl AgencyCode {
         )))
     }
 
+    /// Parses a code that must already be written canonically (no surrounding
+    /// whitespace, an uppercase letter): for values under a signature, which are
+    /// verified as they were sent and so are never rewritten.
+    pub fn parse_canonical(input: &str) -> Result<Self, Error> {
+        let code = Self::parse(input)?;
+        if code.0 != input {
+            return Err(Error::NonCanonical {
+                what: "agency code",
+                given: input.to_string(),
+                canonical: code.0,
+            });
+        }
+        Ok(code)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -304,6 +319,26 @@ mod tests {
             "000.00.00.H41"
         );
         assert_eq!(AgencyCode::parse("002.00.20.H13").unwrap().level1(), "H13");
+    }
+
+    #[test]
+    fn canonical_parsing_refuses_what_lenient_parsing_would_rewrite() {
+        for (input, canonical) in [
+            (" 001.00.20.h42 ", "001.00.20.H42"),
+            ("001.00.20.h42", "001.00.20.H42"),
+        ] {
+            assert_eq!(AgencyCode::parse(input).unwrap().as_str(), canonical);
+            let e = AgencyCode::parse_canonical(input).unwrap_err();
+            assert_eq!(
+                e,
+                Error::NonCanonical {
+                    what: "agency code",
+                    given: input.into(),
+                    canonical: canonical.into()
+                }
+            );
+        }
+        assert!(AgencyCode::parse_canonical("001.00.20.H42").is_ok());
     }
 
     #[test]

@@ -72,6 +72,20 @@ impl StatusCode {
             .ok_or_else(|| Error::UnknownStatusCode(input.to_string()))
     }
 
+    /// Parses a code written exactly as [`StatusCode::code`] writes it (`03`, never `3`):
+    /// for codes under a signature.
+    pub fn parse_canonical(input: &str) -> Result<Self, Error> {
+        let code = Self::parse(input)?;
+        if code.code() != input {
+            return Err(Error::NonCanonical {
+                what: "status code",
+                given: input.to_string(),
+                canonical: code.code().to_string(),
+            });
+        }
+        Ok(code)
+    }
+
     /// A short English description for operators.
     pub fn describe(self) -> &'static str {
         match self {

@@ -1255,62 +1255,45 @@ impl Node {
         let read_up_to = entries.last().map(|e| e.cursor);
         let mut items = Vec::with_capacity(entries.len());
         for entry in entries {
+            let key = entry.message.clone();
             match self.describe_entry(entry) {
                 Ok(item) => items.push(item),
-                Err((key, e)) if is_damage(&e) => self.quarantine(&key, &e),
-                Err((_, e)) => return Err(e),
+                Err(e) if is_damage(&e) => self.quarantine(&key, &e),
+                Err(e) => return Err(e),
             }
         }
         Ok(InboxPage { items, read_up_to })
     }
 
-    fn describe_entry(
-        &self,
-        entry: lienthong_store::InboxEntry,
-    ) -> Result<InboxItem, (MessageKey, Error)> {
-        let key = entry.message.clone();
-        let failed = |e: Error| (key.clone(), e);
-        let m = self
-            .store
-            .message(&entry.message)
-            .map_err(|e| failed(e.into()))?
-            .ok_or_else(|| {
-                failed(Error::Store(lienthong_store::Error::Corrupt(format!(
-                    "inbox entry {} has no stored message",
-                    entry.message
-                ))))
-            })?;
+    fn describe_entry(&self, entry: lienthong_store::InboxEntry) -> Result<InboxItem, Error> {
+        let m = self.store.message(&entry.message)?.ok_or_else(|| {
+            Error::Store(lienthong_store::Error::Corrupt(format!(
+                "inbox entry {} has no stored message",
+                entry.message
+            )))
+        })?;
         let mut business_type = lienthong_core::BusinessType::New;
         let mut references = Vec::new();
         let (from, subject, business) = match entry.kind {
             MessageKind::Document => {
-                let d =
-                    stored::decode_document(&m.envelope.encoded).map_err(|e| failed(e.into()))?;
+                let d = stored::decode_document(&m.envelope.encoded)?;
                 let business = self
-                    .business_state(&entry.message)
-                    .map_err(failed)?
+                    .business_state(&entry.message)?
                     .mark()
                     .map(|(mark, by)| (mark, by.clone()));
                 business_type = d.business.business_type;
                 references = crate::lifecycle::references(&d).unwrap_or_default();
-                (
-                    d.sender().map_err(|e| failed(e.into()))?.clone(),
-                    d.header.subject,
-                    business,
-                )
+                (d.sender()?.clone(), d.header.subject, business)
             }
             MessageKind::Status => {
-                let n = stored::decode_status(&m.envelope.encoded).map_err(|e| failed(e.into()))?;
+                let n = stored::decode_status(&m.envelope.encoded)?;
                 let subject = format!("status {} for {}", n.code, n.response_for.document_id);
-                (
-                    n.sender().map_err(|e| failed(e.into()))?.clone(),
-                    subject,
-                    None,
-                )
+                (n.sender()?.clone(), subject, None)
             }
             MessageKind::Event => {
-                return Err(failed(Error::Store(lienthong_store::Error::Corrupt(
-                    format!("inbox entry {} is a transport event", entry.message),
+                return Err(Error::Store(lienthong_store::Error::Corrupt(format!(
+                    "inbox entry {} is a transport event",
+                    entry.message
                 ))));
             }
         };

@@ -46,8 +46,10 @@ fn invalid(field: &'static str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Agency codes on the wire are taken as written: they are under signatures, which
+/// cover the bytes sent, so a code in another form is refused, never rewritten.
 fn code(field: &'static str, s: &str) -> Result<AgencyCode, Error> {
-    AgencyCode::parse(s).map_err(|e| invalid(field, e))
+    AgencyCode::parse_canonical(s).map_err(|e| invalid(field, e))
 }
 
 fn id(field: &'static str, s: &str) -> Result<DocumentId, Error> {
@@ -471,7 +473,8 @@ impl TryFrom<pb::StatusNotice> for core::StatusNotice {
                 })?
                 .into(),
             staff: n.staff.map(Into::into),
-            code: core::StatusCode::parse(&n.status_code).map_err(|e| invalid("status_code", e))?,
+            code: core::StatusCode::parse_canonical(&n.status_code)
+                .map_err(|e| invalid("status_code", e))?,
             description: n.description,
             at: n.at_unix_ms,
             signature: n.signature.map(TryInto::try_into).transpose()?,
