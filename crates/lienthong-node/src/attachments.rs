@@ -49,11 +49,22 @@ pub fn chunk_bytes(max_message_bytes: usize) -> usize {
         .max(1024)
 }
 
+/// What attachments a document fetched by a DMS carries inline, together (at most, and
+/// no more than half of `limits.max_message_bytes`): small enough that the whole
+/// response stays under the 4 MiB that stock gRPC clients accept by default. The others
+/// come with `FetchAttachment`.
+pub const FETCH_INLINE_BYTES: u64 = 3 * 1024 * 1024;
+
+/// The inline budget of a relay item under `max_message_bytes`: half of it.
+pub fn relay_inline_budget(max_message_bytes: usize) -> u64 {
+    (max_message_bytes / 2) as u64
+}
+
 /// Which attachments travel inline, in order: each of at most [`INLINE_MAX_BYTES`], as
-/// long as together they take at most half of `max_message_bytes`. The others travel on
-/// their own streams.
-pub fn inline_flags(attachments: &[Attachment], max_message_bytes: usize) -> Vec<bool> {
-    let mut budget = (max_message_bytes / 2) as u64;
+/// long as together they take at most `budget` bytes. The others travel on their own
+/// streams.
+pub fn inline_flags(attachments: &[Attachment], budget: u64) -> Vec<bool> {
+    let mut budget = budget;
     attachments
         .iter()
         .map(|a| {

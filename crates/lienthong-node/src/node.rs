@@ -1433,7 +1433,9 @@ impl Node {
         {
             let inline = crate::attachments::inline_flags(
                 &document.attachments,
-                self.limits.max_message_bytes,
+                crate::attachments::FETCH_INLINE_BYTES.min(
+                    crate::attachments::relay_inline_budget(self.limits.max_message_bytes),
+                ),
             );
             for (a, inline) in document.attachments.iter().zip(inline) {
                 contents.push(if inline {
@@ -1450,7 +1452,8 @@ impl Node {
         Ok(fetched)
     }
 
-    /// Removes `id` from `caller`'s inbox.
+    /// Removes `id` from `caller`'s inbox. Idempotent: acknowledging a message again
+    /// answers as the first time did.
     pub async fn ack(
         &self,
         caller: &AgencyCode,
@@ -1477,7 +1480,17 @@ impl Node {
             .ack(caller, &key, stored::encode_event(&event).into())
             .await?
         {
-            return Err(not_in_inbox());
+            // Acknowledged before (a DMS that retries after a lost answer): the same
+            // answer again. Only an agency the message was never for is refused.
+            let addressed = match &fetched {
+                Fetched::Document { document, .. } => document.recipients()?.contains(caller),
+                Fetched::Status { notice, .. } => notice.to == *caller,
+            };
+            return if addressed {
+                Ok(())
+            } else {
+                Err(not_in_inbox())
+            };
         }
         // The sender's home node hears of it too.
         if let Fetched::Document { .. } = fetched {

@@ -278,7 +278,7 @@ async fn item_for(
             }
             let inline = crate::attachments::inline_flags(
                 &document.attachments,
-                node.limits().max_message_bytes,
+                crate::attachments::relay_inline_budget(node.limits().max_message_bytes),
             );
             if blobs == Blobs::Defer && inline.contains(&false) {
                 return Ok(None);

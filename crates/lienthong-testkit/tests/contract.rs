@@ -83,3 +83,84 @@ async fn refuses_a_status_code_not_written_as_two_digits() {
     );
     t.stop().await.unwrap();
 }
+
+/// Acknowledging twice (a DMS retrying after a lost answer) gets the same answer; only an
+/// agency the message was never for is refused.
+#[tokio::test]
+async fn ack_is_idempotent() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b, outsider) = (
+        t.client(0).unwrap(),
+        t.client(1).unwrap(),
+        t.client(2).unwrap(),
+    );
+    let mut d = a.new_document(vec![b.agency().clone()], "nhận hai lần");
+    a.send(&mut d, &[]).await.unwrap();
+    b.fetch(d.id.as_str()).await.unwrap();
+    b.ack(d.id.as_str()).await.unwrap();
+    b.ack(d.id.as_str()).await.unwrap();
+    assert!(b.list_inbox(0, 10).await.unwrap().is_empty());
+    let refused = outsider
+        .ack(d.id.as_str())
+        .await
+        .expect_err("not its message");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let (events, _) = a.track(d.id.as_str()).await.unwrap();
+    let acks = events
+        .iter()
+        .filter(|e| e.kind == lienthong_core::TransportEventKind::Acknowledged)
+        .count();
+    assert_eq!(acks, 1, "acknowledged once: {events:?}");
+    t.stop().await.unwrap();
+}
+
+/// A stock gRPC client accepts responses of at most 4 MiB: a fetched document carries
+/// at most 3 MiB of attachments inline, and the others come with FetchAttachment.
+#[tokio::test]
+async fn a_fetched_document_fits_the_default_message_size_of_stock_clients() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
+    let part = |n: u8, size: usize| lienthong_node::client::OutgoingAttachment {
+        name: format!("phan-{n}.pdf"),
+        content_type: "application/pdf".into(),
+        bytes: bytes::Bytes::from(vec![n; size]),
+    };
+    let parts = [part(1, 2 << 20), part(2, 2 << 20), part(3, 100 << 10)];
+    let mut d = a.new_document(vec![b.agency().clone()], "ba tệp");
+    a.send(&mut d, &parts).await.unwrap();
+    // Default limits, as grpcio or grpc-java have them.
+    let profile = ClientProfile::load(&t.net.profiles[1].1).unwrap();
+    let mut stock = pb::agency_service_client::AgencyServiceClient::new(profile.channel().unwrap());
+    let fetched = stock
+        .fetch_document(pb::FetchDocumentRequest {
+            id: d.id.to_string(),
+            from: String::new(),
+        })
+        .await
+        .expect("a response under 4 MiB")
+        .into_inner();
+    let Some(pb::fetch_document_response::Message::Document(doc)) = fetched.message else {
+        panic!("expected a document")
+    };
+    let inline: Vec<usize> = doc.attachments.iter().map(|a| a.content.len()).collect();
+    assert_eq!(inline, vec![2 << 20, 0, 100 << 10]);
+    let mut chunks = stock
+        .fetch_attachment(pb::FetchAttachmentRequest {
+            document_id: d.id.to_string(),
+            sha256: doc.attachments[1].sha256.clone(),
+            offset: 0,
+            from: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = 0;
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        assert!(chunk.data.iter().all(|&x| x == 2));
+        got += chunk.data.len();
+    }
+    assert_eq!(got, 2 << 20);
+    t.stop().await.unwrap();
+}
