@@ -117,8 +117,9 @@ async fn status_command_reports_the_rule_a_notice_breaks() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr
-            .contains("error: FailedPrecondition: lifecycle: status 15 answers a withdraw request"),
+        stderr.contains(
+            "error: FailedPrecondition: lifecycle: answer-needs-request: status 15 answers"
+        ),
         "{stderr}"
     );
 

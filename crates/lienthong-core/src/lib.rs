@@ -7,6 +7,8 @@
 //! - [`document`]: the official document (edoc) with its header, business block,
 //!   attachments, signature and hop trace, mirroring edXML (QCVN 102:2016);
 //! - [`status`]: business status notices (01–06, 13, 15, 16) and transport events;
+//! - [`lifecycle`]: the document lifecycle as pure rules: a document's business state
+//!   folded from the messages about it, and which message may follow;
 //! - [`canonical`]: the canonical bytes a sender signs, independent of protobuf encoding;
 //! - [`directory`]: the signed directory of nodes and agencies, and tree routing over it;
 //! - [`sign`]: signing and verification with ring (Ed25519, ECDSA P-256, RSA-2048 SHA-256).
@@ -17,6 +19,7 @@ pub mod directory;
 pub mod document;
 pub mod error;
 pub mod id;
+pub mod lifecycle;
 pub mod sign;
 pub mod status;
 

@@ -1,5 +1,6 @@
 //! The node's one error type, and the one function that maps it to a gRPC status.
 
+use lienthong_core::lifecycle::Rule;
 use tonic::{Code, Status};
 
 /// Why a node refused a request or could not start. Each message says what was wrong
@@ -35,6 +36,10 @@ pub enum Error {
     Transport(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The document lifecycle does not allow the message (see
+    /// [`lienthong_core::lifecycle`]).
+    #[error("{0}")]
+    Lifecycle(#[from] lienthong_core::lifecycle::Refusal),
 }
 
 impl From<lienthong_core::Error> for Error {
@@ -52,6 +57,11 @@ impl From<Error> for Status {
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Lifecycle(refusal) => match refusal.rule {
+                // What the message itself lacks, whatever came before it.
+                Rule::ReasonRequired | Rule::MalformedReference => Code::InvalidArgument,
+                _ => Code::FailedPrecondition,
+            },
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,

@@ -33,7 +33,8 @@ use crate::Error;
 use crate::config::{DeliveryConfig, Limits, NetworkConfig, NodeConfig};
 use crate::delivery::Links;
 use crate::directory::{self, DirectoryHolder};
-use crate::lifecycle::{BusinessMark, BusinessState, LatestStatus, LifecycleLocks};
+use crate::lifecycle::LifecycleLocks;
+use lienthong_core::lifecycle::{BusinessMark, BusinessState, LatestStatus};
 
 /// A message taken out of the store for a DMS.
 #[derive(Debug)]
@@ -1545,12 +1546,7 @@ impl Node {
             Fetched::Status { notice, .. } => vec![notice.to.clone()],
         };
         if !sent_by_caller {
-            business.latest.retain(|agency, _| agency == caller);
-            business.progress.retain(|agency, _| agency == caller);
-            business
-                .change_requests
-                .retain(|agency, _| agency == caller);
-            business.change_answers.retain(|agency, _| agency == caller);
+            business = business.seen_by(caller);
         }
         let recipients = recipients
             .into_iter()
