@@ -88,6 +88,12 @@ pub enum Error {
     },
     #[error("invalid certificate revocation list: {0}")]
     InvalidCrl(String),
+    #[error(
+        "{path} holds a CRL that this CA did not sign; write this CA's CRL to another file (each CA needs its own)"
+    )]
+    ForeignCrl { path: PathBuf },
+    #[error("the revocation database {path} is damaged: {reason}; restore it from the CA's backup")]
+    InvalidRevocationDb { path: PathBuf, reason: String },
     #[error("cannot generate a certificate or key: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("cannot build the TLS configuration: {0}")]
