@@ -78,6 +78,10 @@ pub enum Error {
         "the signer certificate is not trusted: {0}; it must be issued by a trusted CA, be within its validity period and not be revoked"
     )]
     UntrustedSigner(webpki::Error),
+    #[error(
+        "the signer certificate with serial {serial} ({signer}) was revoked by its CA; nothing it signs is accepted: the signer needs a new certificate"
+    )]
+    RevokedSigner { serial: String, signer: String },
     #[error("the signature does not verify: {0}")]
     BadSignature(#[source] lienthong_core::Error),
     #[error("invalid signing key in {path}: {source}")]
