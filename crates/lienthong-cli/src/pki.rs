@@ -1,11 +1,12 @@
 //! `lienthong pki`: a certificate authority and the certificates of nodes and agencies.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use lienthong_core::{AgencyCode, NodeId};
+use lienthong_pki::revocation::{self, IssuedCrl, Reason};
 use lienthong_pki::{CertificateAuthority, Identity, KeyKind};
 
 use crate::UsageError;
@@ -24,13 +25,29 @@ pub enum PkiCommand {
     /// Issue a certificate for a node or an agency.
     #[command(subcommand)]
     Issue(IssueCommand),
-    /// Write a CRL revoking certificates by serial number (hex).
+    /// Revoke certificates by serial number (hex): record them in the CA's revocation
+    /// database (CA_DIR/revoked.toml) and write a CRL listing every certificate the CA
+    /// has revoked so far.
     Revoke {
         #[arg(long, default_value = "pki")]
         ca_dir: PathBuf,
         /// Serial numbers in hex, as printed by `issue`.
         #[arg(required = true)]
         serials: Vec<String>,
+        /// Why: unspecified, key-compromise, ca-compromise, affiliation-changed,
+        /// superseded, cessation-of-operation or privilege-withdrawn.
+        #[arg(long, default_value = "unspecified")]
+        reason: Reason,
+        /// Where to write the CRL; a CRL of this CA already there is merged, never
+        /// dropped.
+        #[arg(long, default_value = "pki/crl.pem")]
+        out: PathBuf,
+    },
+    /// Write a fresh CRL from the CA's revocation database, revoking nothing new (when
+    /// the last CRL's next update draws near, or for another path).
+    Crl {
+        #[arg(long, default_value = "pki")]
+        ca_dir: PathBuf,
         /// Where to write the CRL.
         #[arg(long, default_value = "pki/crl.pem")]
         out: PathBuf,
@@ -134,9 +151,9 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
         PkiCommand::Revoke {
             ca_dir,
             serials,
+            reason,
             out,
         } => {
-            let ca = CertificateAuthority::load(&ca_dir)?;
             let serials = serials
                 .iter()
                 .map(|s| {
@@ -144,14 +161,40 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
                         .map_err(|_| UsageError(format!("serial {s:?} is not hex")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let crl = ca.revoke(&serials)?;
-            std::fs::write(&out, crl)?;
-            println!(
-                "CRL with {} serials written to {}",
-                serials.len(),
-                out.display()
-            );
+            let issued = revocation::revoke(&ca_dir, &serials, reason, &out)?;
+            report_crl(&issued, &out);
+        }
+        PkiCommand::Crl { ca_dir, out } => {
+            let issued = revocation::reissue(&ca_dir, &out)?;
+            report_crl(&issued, &out);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says what a CRL lists and where its record is kept.
+fn report_crl(issued: &IssuedCrl, out: &Path) {
+    for r in &issued.already_revoked {
+        println!(
+            "serial {} was already revoked on {} ({}); kept as it was",
+            hex::encode(&r.serial),
+            r.revoked_at,
+            r.reason
+        );
+    }
+    if issued.merged_from_existing > 0 {
+        println!(
+            "{} serials of the CRL that was in {} taken into {}",
+            issued.merged_from_existing,
+            out.display(),
+            issued.database.display()
+        );
+    }
+    println!(
+        "CRL number {} listing {} revoked certificates written to {} (record: {})",
+        issued.crl_number,
+        issued.revoked.len(),
+        out.display(),
+        issued.database.display()
+    );
 }

@@ -140,6 +140,7 @@ fn agency_profile(
             ca: dir.join("ca").join("ca.pem"),
             cert,
             key,
+            crls: Vec::new(),
         },
     )
 }
@@ -161,6 +162,7 @@ fn operator_profile(
             ca: dir.join("ca").join("ca.pem"),
             cert,
             key,
+            crls: Vec::new(),
         },
     )
 }
@@ -230,6 +232,7 @@ impl DevNetwork {
             ca: self.dir.join("ca").join("ca.pem"),
             cert,
             key,
+            crls: Vec::new(),
         };
         let path = self.dir.join("extra").join(format!("{name}.toml"));
         std::fs::write(&path, toml::to_string_pretty(&profile)?)?;

@@ -38,6 +38,11 @@ pub struct ClientProfile {
     pub cert: PathBuf,
     /// Client private key, PEM; must not be group- or world-readable.
     pub key: PathBuf,
+    /// Certificate revocation lists, PEM (from `lienthong pki revoke`). When given, the
+    /// node's certificate and every signature fetched (documents, status notices,
+    /// receipts) are checked against them, and each CA in `ca` needs its CRL here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<PathBuf>,
 }
 
 impl ClientProfile {
@@ -51,7 +56,10 @@ impl ClientProfile {
         let mut p: ClientProfile =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for f in [&mut p.ca, &mut p.cert, &mut p.key] {
+        for f in [&mut p.ca, &mut p.cert, &mut p.key]
+            .into_iter()
+            .chain(p.crls.iter_mut())
+        {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
@@ -64,7 +72,7 @@ impl ClientProfile {
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
-            crls: Vec::new(),
+            crls: self.crls.clone(),
         }
     }
 
@@ -268,7 +276,7 @@ impl DmsClient {
                 Error::Config(format!("{} holds no certificate", profile.cert.display()))
             })?
             .to_vec();
-        let trust = TrustRoots::load(&profile.ca)?;
+        let trust = TrustRoots::from_files(&profile.tls_files())?;
         let rpc = AgencyServiceClient::new(profile.channel()?)
             .max_decoding_message_size(DEFAULT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(DEFAULT_MAX_MESSAGE_BYTES);
@@ -529,6 +537,12 @@ impl DmsClient {
             .into_inner();
         let receipt = self.check_receipt(r.receipt)?;
         let bad = |e: String| tonic::Status::data_loss(e);
+        // A revoked signer is refused as such; anything else that does not verify is
+        // damage.
+        let refused = |e: Error| match e {
+            Error::PermissionDenied(_) => tonic::Status::from(e),
+            e => bad(e.to_string()),
+        };
         match r.message {
             Some(pb::fetch_document_response::Message::Document(d)) => {
                 let lienthong_proto::DocumentWithContent {
@@ -562,8 +576,7 @@ impl DmsClient {
                         Large::InMemory => *content = self.fetch_attachment_bytes(id, a).await?,
                     }
                 }
-                verify_parts(&self.trust, &document, &contents, &streamed)
-                    .map_err(|e| bad(e.to_string()))?;
+                verify_parts(&self.trust, &document, &contents, &streamed).map_err(refused)?;
                 Ok(Incoming::Document(VerifiedDocument {
                     document,
                     contents,
@@ -581,7 +594,7 @@ impl DmsClient {
                 let signer = self
                     .trust
                     .verify_signer(signature, &canonical::status_bytes(&notice))
-                    .map_err(|e| bad(e.to_string()))?;
+                    .map_err(|e| refused(signer_error("status notice", e)))?;
                 if Some(&signer) != notice.sender().ok().cloned().map(Identity::Agency).as_ref() {
                     return Err(bad(format!(
                         "status notice signed by {signer}, not its sender"
@@ -635,6 +648,17 @@ impl DmsClient {
     }
 }
 
+/// Why a fetched signature is refused: PERMISSION_DENIED when the CRLs revoked its
+/// signer (the document is intact, its signer may not sign), else INVALID_ARGUMENT.
+fn signer_error(what: &str, e: lienthong_pki::Error) -> Error {
+    match e {
+        lienthong_pki::Error::RevokedSigner { .. } => {
+            Error::PermissionDenied(format!("{what}: {e}"))
+        }
+        e => Error::InvalidArgument(format!("{what}: {e}")),
+    }
+}
+
 /// Checks a receipt's signature: made by the node it names, over the receipt's bytes.
 pub fn verify_receipt(trust: &CachedTrust, receipt: &Receipt) -> Result<(), Error> {
     let signature = receipt
@@ -643,7 +667,7 @@ pub fn verify_receipt(trust: &CachedTrust, receipt: &Receipt) -> Result<(), Erro
         .ok_or_else(|| Error::InvalidArgument("the receipt is not signed".into()))?;
     let signer = trust
         .verify_signer(signature, &canonical::receipt_bytes(receipt))
-        .map_err(|e| Error::InvalidArgument(format!("receipt signature: {e}")))?;
+        .map_err(|e| signer_error("receipt signature", e))?;
     if signer != Identity::Node(receipt.node.clone()) {
         return Err(Error::InvalidArgument(format!(
             "the receipt names node {} but is signed by {signer}",
@@ -677,7 +701,7 @@ fn verify_parts(
         .ok_or_else(|| Error::InvalidArgument("the document is not signed".into()))?;
     let signer = trust
         .verify_signer(signature, &canonical::document_bytes(document))
-        .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))?;
+        .map_err(|e| signer_error("bad signature", e))?;
     let sender = document.sender()?;
     if signer != Identity::Agency(sender.clone()) {
         return Err(Error::InvalidArgument(format!(

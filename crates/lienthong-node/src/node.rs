@@ -140,7 +140,8 @@ impl Node {
                 config.tls.cert.display()
             )));
         }
-        let trust = CachedTrust::new(TrustRoots::load(&config.tls.ca)?);
+        // The same roots and CRLs as TLS: a revoked certificate neither connects nor signs.
+        let trust = CachedTrust::new(TrustRoots::from_files(&config.tls_files())?);
         let directory = match &config.network {
             None => DirectoryHolder::new(standalone_directory(config, &id)?, None, None)?,
             Some(net) => {
@@ -346,7 +347,14 @@ impl Node {
         let signer = self
             .trust
             .verify_signer(signature, message)
-            .map_err(|e| Error::InvalidArgument(format!("bad signature: {e}")))?;
+            .map_err(|e| match e {
+                // Whatever path it came by (its own TLS certificate, a relay), a revoked
+                // signer is not allowed to send: the certificate is fine, the signer is not.
+                lienthong_pki::Error::RevokedSigner { .. } => {
+                    Error::PermissionDenied(format!("message refused: {e}"))
+                }
+                e => Error::InvalidArgument(format!("bad signature: {e}")),
+            })?;
         if signer != Identity::Agency(sender.clone()) {
             return Err(Error::PermissionDenied(format!(
                 "the message is signed by {signer}, not by its sender {sender}"
@@ -381,7 +389,12 @@ impl Node {
                 signature,
                 &canonical::trace_entry_bytes(id, digest, &last.node, last.at),
             )
-            .map_err(|e| Error::InvalidArgument(format!("bad trace signature: {e}")))?;
+            .map_err(|e| match e {
+                lienthong_pki::Error::RevokedSigner { .. } => Error::PermissionDenied(format!(
+                    "message {id}: trace entry of {from} refused: {e}"
+                )),
+                e => Error::InvalidArgument(format!("bad trace signature: {e}")),
+            })?;
         if signer != Identity::Node(from.clone()) {
             return Err(Error::PermissionDenied(format!(
                 "message {id}: trace entry of {from} is signed by {signer}"

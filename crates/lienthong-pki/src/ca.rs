@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use ring::rand::SecureRandom;
 use time::{Duration, OffsetDateTime};
@@ -17,6 +17,7 @@ use crate::cert::cert_public_key;
 use crate::error::{Error, Result};
 use crate::files::{Overwrite, load_certs, parse_private_key, read_private, write_file};
 use crate::identity::Identity;
+use crate::revocation::{Reason, Revocation};
 
 /// File name of the CA certificate inside a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -254,22 +255,39 @@ impl CertificateAuthority {
         })
     }
 
-    /// A CRL, PEM, signed by this CA, listing `serials` (big-endian, as in
-    /// [`IssuedCert::serial`] or [`crate::cert_serial`]) as revoked now. Its CRL number is
-    /// the current Unix time, so a later CRL always supersedes an earlier one.
+    /// A one-off CRL, PEM, signed by this CA, listing `serials` (big-endian, as in
+    /// [`IssuedCert::serial`] or [`crate::cert_serial`]) as revoked now, numbered with the
+    /// current Unix time. It lists only these serials: to revoke for real, use
+    /// [`crate::revocation::revoke`], which keeps every revocation of the CA in its
+    /// database and issues each CRL from all of them.
     pub fn revoke<S: AsRef<[u8]>>(&self, serials: &[S]) -> Result<String> {
+        let now = OffsetDateTime::now_utc();
+        let entries: Vec<Revocation> = serials
+            .iter()
+            .map(|s| Revocation {
+                serial: s.as_ref().to_vec(),
+                revoked_at: now,
+                reason: Reason::Unspecified,
+            })
+            .collect();
+        self.crl(&entries, now.unix_timestamp().unsigned_abs())
+    }
+
+    /// A CRL, PEM, signed by this CA now, listing `revoked` with their times and reasons,
+    /// with CRL number `number` (which a newer CRL must exceed).
+    pub fn crl(&self, revoked: &[Revocation], number: u64) -> Result<String> {
         let now = OffsetDateTime::now_utc();
         let params = CertificateRevocationListParams {
             this_update: now,
             next_update: now + Duration::days(CRL_VALIDITY_DAYS),
-            crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
+            crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
-            revoked_certs: serials
+            revoked_certs: revoked
                 .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(s.as_ref()),
-                    revocation_time: now,
-                    reason_code: Some(RevocationReason::Unspecified),
+                .map(|r| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: r.revoked_at,
+                    reason_code: Some(r.reason.to_crl()),
                     invalidity_date: None,
                 })
                 .collect(),
@@ -297,6 +315,6 @@ fn create_dir(dir: &Path) -> Result<()> {
     })
 }
 
-fn hex_string(bytes: &[u8]) -> String {
+pub(crate) fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

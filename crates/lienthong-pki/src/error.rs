@@ -78,6 +78,10 @@ pub enum Error {
         "the signer certificate is not trusted: {0}; it must be issued by a trusted CA, be within its validity period and not be revoked"
     )]
     UntrustedSigner(webpki::Error),
+    #[error(
+        "the signer certificate with serial {serial} ({signer}) was revoked by its CA; nothing it signs is accepted: the signer needs a new certificate"
+    )]
+    RevokedSigner { serial: String, signer: String },
     #[error("the signature does not verify: {0}")]
     BadSignature(#[source] lienthong_core::Error),
     #[error("invalid signing key in {path}: {source}")]
@@ -88,6 +92,12 @@ pub enum Error {
     },
     #[error("invalid certificate revocation list: {0}")]
     InvalidCrl(String),
+    #[error(
+        "{path} holds a CRL that this CA did not sign; write this CA's CRL to another file (each CA needs its own)"
+    )]
+    ForeignCrl { path: PathBuf },
+    #[error("the revocation database {path} is damaged: {reason}; restore it from the CA's backup")]
+    InvalidRevocationDb { path: PathBuf, reason: String },
     #[error("cannot generate a certificate or key: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("cannot build the TLS configuration: {0}")]

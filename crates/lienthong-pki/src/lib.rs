@@ -10,7 +10,9 @@
 //! - [`identity`]: [`Identity`] — `urn:lienthong:node:<id>` / `urn:lienthong:agency:<code>`;
 //! - [`cert`]: facts read from a DER certificate ([`peer_identity`], [`cert_public_key`],
 //!   [`cert_not_after`], [`cert_serial`]);
-//! - [`ca`]: [`CertificateAuthority`] — generate, save, load, issue, revoke;
+//! - [`ca`]: [`CertificateAuthority`] — generate, save, load, issue, sign CRLs;
+//! - [`revocation`]: the CA's revocation database (`revoked.toml`) every CRL is issued
+//!   from, so that revocations accumulate ([`revocation::revoke`]);
 //! - [`files`]: loading keys, certificates and CRLs from PEM files;
 //! - [`tls`]: [`server_config`] and [`client_config`] from [`TlsFiles`];
 //! - [`signer`]: [`TrustRoots::verify_signer`] for document signatures;
@@ -22,6 +24,7 @@ pub mod cert;
 pub mod error;
 pub mod files;
 pub mod identity;
+pub mod revocation;
 pub mod signer;
 pub mod tls;
 

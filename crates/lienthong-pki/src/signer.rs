@@ -14,8 +14,9 @@ use webpki::{CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationLis
 
 use crate::cert::{cert_public_key, peer_identity};
 use crate::error::{Error, Result};
-use crate::files::load_certs;
+use crate::files::{load_certs, load_crls};
 use crate::identity::Identity;
+use crate::tls::TlsFiles;
 
 /// The CA certificates (and optionally CRLs) that signer certificates are checked against.
 #[derive(Debug)]
@@ -25,7 +26,15 @@ pub struct TrustRoots {
 }
 
 impl TrustRoots {
-    /// The CA certificates of a PEM bundle; fails when it holds none or an unusable one.
+    /// The CA certificates and CRLs of a node's or client's TLS files: signer
+    /// certificates are checked against the same roots and revocations as TLS peers.
+    /// This is how nodes and clients build their trust.
+    pub fn from_files(files: &TlsFiles) -> Result<Self> {
+        Self::load(&files.ca)?.with_crls(load_crls(&files.crls)?)
+    }
+
+    /// The CA certificates of a PEM bundle, without CRLs; fails when it holds none or an
+    /// unusable one. A party that has CRLs uses [`TrustRoots::from_files`].
     pub fn load(ca_path: impl AsRef<Path>) -> Result<Self> {
         let path = ca_path.as_ref();
         Self::from_der(load_certs(path)?.iter().map(|c| c.as_ref())).map_err(|e| match e {
@@ -78,9 +87,11 @@ impl TrustRoots {
     }
 
     /// Checks `sig` over `message` as of `at` and returns who signed: the signer
-    /// certificate chains to the roots, is valid at `at` and not revoked, is usable for
-    /// client authentication, holds a key of the algorithm the signature claims, and that
-    /// key verifies the signature.
+    /// certificate chains to the roots, is valid at `at` and not revoked by the CRLs
+    /// given ([`Error::RevokedSigner`] if it is), is usable for client authentication,
+    /// holds a key of the algorithm the signature claims, and that key verifies the
+    /// signature. Every signature check of documents, status notices, receipts, trace
+    /// entries and directories comes through here.
     pub fn verify_signer_at(
         &self,
         sig: &Signature,
@@ -114,7 +125,17 @@ impl TrustRoots {
             revocation,
             None,
         )
-        .map_err(Error::UntrustedSigner)?;
+        .map_err(|e| match e {
+            webpki::Error::CertRevoked => Error::RevokedSigner {
+                serial: crate::ca::hex_string(
+                    &crate::cert::cert_serial(&sig.signer_cert).unwrap_or_default(),
+                ),
+                signer: peer_identity(&sig.signer_cert)
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|_| "no lienthong identity".into()),
+            },
+            e => Error::UntrustedSigner(e),
+        })?;
 
         let (algorithm, public_key) = cert_public_key(&sig.signer_cert)?;
         if algorithm != sig.algorithm {
@@ -137,7 +158,9 @@ const SIGNER_CACHE_MAX: usize = 10_000;
 
 /// [`TrustRoots`] that remember signer certificates they have checked, so a busy sender's
 /// chain is verified once per [`SIGNER_RECHECK`] instead of for every message; each
-/// signature is still verified every time.
+/// signature is still verified every time. The revocation check is part of the chain
+/// check: a certificate is remembered only once the roots' CRLs, which are fixed for
+/// the life of the roots, have not revoked it.
 #[derive(Debug)]
 pub struct CachedTrust {
     roots: TrustRoots,

@@ -122,10 +122,55 @@ fn rejects_revoked_signer_certificate() {
     let err = roots
         .verify_signer(&sign(&issued, MESSAGE), MESSAGE)
         .unwrap_err();
+    assert!(matches!(err, Error::RevokedSigner { .. }), "{err}");
     assert!(
-        matches!(err, Error::UntrustedSigner(webpki::Error::CertRevoked)),
+        err.to_string().contains(&format!(
+            "certificate with serial {} (urn:lienthong:agency:000.00.00.H41) was revoked",
+            hex(&issued.serial)
+        )),
         "{err}"
     );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Trust built from a node's or client's TLS files honours their CRLs, and remembering
+/// a checked signer does not let a revoked one through.
+#[test]
+fn trust_from_tls_files_rejects_signer_revoked_by_their_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate("test CA").unwrap();
+    ca.save(dir.path().join("ca")).unwrap();
+    let revoked = ca
+        .issue(&agency("000.00.00.H41"), &[], &[], KeyKind::Ed25519, 30)
+        .unwrap();
+    let valid = ca
+        .issue(&agency("000.00.14.H41"), &[], &[], KeyKind::Ed25519, 30)
+        .unwrap();
+    let (cert, key) = valid.save(dir.path(), "valid").unwrap();
+    let crl = dir.path().join("crl.pem");
+    std::fs::write(&crl, ca.revoke(&[&revoked.serial]).unwrap()).unwrap();
+    let files = lienthong_pki::TlsFiles {
+        ca: dir.path().join("ca/ca.pem"),
+        cert,
+        key,
+        crls: vec![crl],
+    };
+    let trust = lienthong_pki::CachedTrust::new(TrustRoots::from_files(&files).unwrap());
+    assert_eq!(
+        trust
+            .verify_signer(&sign(&valid, MESSAGE), MESSAGE)
+            .unwrap(),
+        agency("000.00.14.H41")
+    );
+    for _ in 0..2 {
+        let err = trust
+            .verify_signer(&sign(&revoked, MESSAGE), MESSAGE)
+            .unwrap_err();
+        assert!(matches!(err, Error::RevokedSigner { .. }), "{err}");
+    }
 }
 
 #[test]
