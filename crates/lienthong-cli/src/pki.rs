@@ -104,6 +104,7 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<ExitCode> {
             let ca = CertificateAuthority::generate(&name)?;
             ca.save(&dir)?;
             println!("CA {name:?} written to {}/ca.pem and ca.key", dir.display());
+            warn_if_nodes_can_reach(&dir);
         }
         PkiCommand::Issue(issue) => {
             let (identity, stem, common, dns, ip, kind) = match issue {
@@ -197,4 +198,130 @@ fn report_crl(issued: &IssuedCrl, out: &Path) {
         out.display(),
         issued.database.display()
     );
+}
+
+/// Directories deep below the CA directory's parent that are searched for node configs.
+const NODE_SEARCH_DEPTH: usize = 4;
+/// Directory entries looked at in that search, at most: a warning is a courtesy, not a
+/// reason to walk a whole disk.
+const NODE_SEARCH_ENTRIES: usize = 20_000;
+
+/// Warns on stderr when the CA key just written to `ca_dir` is within reach of a node: the
+/// directory is inside a node's directory, holds a node config, or is where a node config
+/// takes its CA certificate from (`tls.ca`). A node that can read the CA key can issue
+/// itself any identity, so production keeps the CA on an offline machine.
+fn warn_if_nodes_can_reach(ca_dir: &Path) {
+    let Ok(ca_dir) = ca_dir.canonicalize() else {
+        return;
+    };
+    let findings = nodes_near(&ca_dir);
+    for (config, why) in &findings {
+        eprintln!(
+            "warning: the CA key {} is within reach of the node configured in {}: {why}",
+            ca_dir.join(lienthong_pki::ca::CA_KEY_FILE).display(),
+            config.display()
+        );
+    }
+    if !findings.is_empty() {
+        eprintln!(
+            "warning: whoever runs or breaks into that node can issue certificates for any node \
+             or agency; in production keep the CA on an offline machine and give each node only \
+             ca.pem, its own certificate and key, and the CRL (README: Production PKI)"
+        );
+    }
+}
+
+/// Node configs that can reach `ca_dir` (canonical), with why.
+fn nodes_near(ca_dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    // A node config beside the CA directory or in any directory above it.
+    for dir in ca_dir.ancestors() {
+        for (config, _) in node_configs_in(dir) {
+            let why = if dir == ca_dir {
+                "it is in the same directory".to_string()
+            } else {
+                format!("{} lies inside that node's directory", ca_dir.display())
+            };
+            found.push((config, why));
+        }
+    }
+    // Node configs below the CA directory's parent, inside the CA directory or taking
+    // their CA certificate from it.
+    let root = ca_dir.parent().unwrap_or(ca_dir);
+    let mut budget = NODE_SEARCH_ENTRIES;
+    let mut stack = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if budget == 0 {
+                return found;
+            }
+            budget -= 1;
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if kind.is_dir() && !hidden && depth < NODE_SEARCH_DEPTH {
+                stack.push((entry.path(), depth + 1));
+            }
+        }
+        if dir == root || dir == ca_dir {
+            // Already reported as an ancestor or the directory itself.
+            continue;
+        }
+        for (config, tls_ca) in node_configs_in(&dir) {
+            if config.starts_with(ca_dir) {
+                found.push((config, "it is inside the CA directory".to_string()));
+            } else if tls_ca.starts_with(ca_dir) {
+                found.push((
+                    config,
+                    format!("its tls.ca is {}, in the CA directory", tls_ca.display()),
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The node configs (TOML with `node_id` and `tls.ca`) directly in `dir`, with their
+/// `tls.ca` resolved as the node resolves it.
+fn node_configs_in(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") || !path.is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let tls_ca = table
+            .get("tls")
+            .and_then(|t| t.get("ca"))
+            .and_then(|c| c.as_str());
+        let (true, Some(tls_ca)) = (table.contains_key("node_id"), tls_ca) else {
+            continue;
+        };
+        let tls_ca = dir.join(tls_ca);
+        // As the node would open it; a file not there yet is compared by its directory.
+        let resolved = tls_ca.canonicalize().unwrap_or_else(|_| {
+            match (
+                tls_ca.parent().and_then(|p| p.canonicalize().ok()),
+                tls_ca.file_name(),
+            ) {
+                (Some(parent), Some(name)) => parent.join(name),
+                _ => tls_ca.clone(),
+            }
+        });
+        out.push((path, resolved));
+    }
+    out
 }

@@ -132,3 +132,90 @@ async fn second_revocation_keeps_the_first_and_the_node_refuses_both() {
     t.client(2).unwrap().list_inbox(0, 1).await.unwrap();
     t.stop().await.unwrap();
 }
+
+/// Runs `lienthong pki init --dir DIR` and returns its stderr, after checking it wrote the
+/// CA.
+fn pki_init(dir: &Path) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["pki", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("the lienthong binary runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(dir.join("ca.key").exists());
+    text(&output.stderr)
+}
+
+/// `lienthong dev`'s layout: the CA beside the node configs that name it as `tls.ca`. A
+/// CA created again there (the old key moved away) gets a warning naming the node config.
+#[test]
+fn warns_when_writing_the_ca_key_where_a_node_config_takes_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = lienthong_testkit::generate(
+        dir.path(),
+        "127.0.0.1:7001".parse().unwrap(),
+        &lienthong_testkit::DEV_AGENCIES,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dir.path().join("ca")).unwrap();
+    let stderr = pki_init(&dir.path().join("ca"));
+    let config = net.config_path.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "warning: the CA key {} is within reach of the node configured in {}: its tls.ca is",
+            dir.path()
+                .canonicalize()
+                .unwrap()
+                .join("ca/ca.key")
+                .display(),
+            config.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keep the CA on an offline machine"),
+        "{stderr}"
+    );
+}
+
+/// A CA directory made inside a node's directory (next to its node.toml, relative paths
+/// and all) is within that node's reach too.
+#[test]
+fn warns_when_writing_the_ca_key_inside_a_node_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("H41");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    std::fs::write(
+        node_dir.join("node.toml"),
+        "node_id = \"H41\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"data\"\n\n\
+         [tls]\nca = \"trust/ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n",
+    )
+    .unwrap();
+    let stderr = pki_init(&node_dir.join("offline-ca"));
+    assert!(
+        stderr.contains(&format!(
+            "within reach of the node configured in {}",
+            node_dir.canonicalize().unwrap().join("node.toml").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("lies inside that node's directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn does_not_warn_for_a_ca_away_from_node_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    // A node config elsewhere, taking its CA certificate from elsewhere.
+    let node_dir = dir.path().join("nodes/H41");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    std::fs::write(
+        node_dir.join("node.toml"),
+        "node_id = \"H41\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n",
+    )
+    .unwrap();
+    let stderr = pki_init(&dir.path().join("offline-ca"));
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

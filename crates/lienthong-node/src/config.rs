@@ -13,8 +13,17 @@ use crate::Error;
 
 /// Default size limit of one gRPC message (a document with inline attachments).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// Default time a client gets to finish the TLS handshake.
+/// Default time a client gets to finish the TLS handshake, and then again to start
+/// HTTP/2.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default number of requests (HTTP/2 streams) one connection may have open at once. A
+/// DMS needs a handful (a subscription, fetches, uploads), a relay link a few more; each
+/// open stream costs the node memory, so thousands on one connection are refused.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default number of connections one certificate identity (an agency, a node) may hold
+/// open at once. A DMS or a neighbour uses one or two; the cap stops one certificate from
+/// taking the node's sockets and memory.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IDENTITY: usize = 64;
 /// Default number of entries `ListInbox` returns.
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 
@@ -119,8 +128,18 @@ pub const DEFAULT_UPLOAD_QUOTA_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub struct Limits {
     /// Largest gRPC message accepted, in bytes (default [`DEFAULT_MAX_MESSAGE_BYTES`]).
     pub max_message_bytes: usize,
-    /// TLS handshake timeout in milliseconds (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]).
+    /// TLS handshake timeout in milliseconds (default [`DEFAULT_HANDSHAKE_TIMEOUT_MS`]);
+    /// after the handshake a client has as long again to send the HTTP/2 connection
+    /// preface, or the connection is closed.
     pub handshake_timeout_ms: u64,
+    /// Requests (HTTP/2 streams) one connection may have open at once, advertised to
+    /// clients in SETTINGS_MAX_CONCURRENT_STREAMS; more are refused (default
+    /// [`DEFAULT_MAX_CONCURRENT_STREAMS`]).
+    pub max_concurrent_streams: u32,
+    /// Connections one certificate identity may hold open at once; further ones are
+    /// closed right after the handshake, with a log line (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_IDENTITY`]).
+    pub max_connections_per_identity: usize,
     /// Free bytes the data directory's filesystem must keep for new documents to be
     /// accepted (default [`DEFAULT_MIN_FREE_DISK_BYTES`]); the rest of the space is for
     /// fetches, acknowledgements and events.
@@ -139,6 +158,8 @@ impl Default for Limits {
         Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_connections_per_identity: DEFAULT_MAX_CONNECTIONS_PER_IDENTITY,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
             upload_quota_bytes: DEFAULT_UPLOAD_QUOTA_BYTES,
@@ -290,6 +311,14 @@ impl NodeConfig {
         if self.limits.handshake_timeout_ms == 0 {
             return Err(Error::Config(
                 "limits.handshake_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.limits.max_concurrent_streams == 0 || self.limits.max_connections_per_identity == 0
+        {
+            return Err(Error::Config(
+                "limits.max_concurrent_streams and limits.max_connections_per_identity must be \
+                 at least 1"
+                    .into(),
             ));
         }
         Ok(())

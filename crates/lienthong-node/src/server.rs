@@ -26,6 +26,11 @@ use crate::transport::tls_incoming;
 
 /// How long in-flight requests get to finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Interval of the HTTP/2 pings the node sends on every connection.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// A connection whose client leaves a ping unanswered this long is closed: a peer that
+/// vanished, or stopped reading, does not hold its connection and streams.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Opens the store in `config.data_dir`, builds the node and serves it on `listener` until
 /// `shutdown` resolves.
@@ -79,12 +84,7 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let (incoming, accept_loop) = tls_incoming(
-        listener,
-        tls,
-        limits.handshake_timeout(),
-        stopped(stop_rx.clone()),
-    );
+    let (incoming, accept_loop) = tls_incoming(listener, tls, &limits, stopped(stop_rx.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgencyServiceServer<AgencyApi>>().await;
@@ -108,7 +108,9 @@ pub async fn serve(
     let background = spawn_background(&node, stop_rx.clone())?;
 
     let server = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(agency)

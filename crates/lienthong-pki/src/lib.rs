@@ -15,7 +15,8 @@
 //!   from, so that revocations accumulate ([`revocation::revoke`]);
 //! - [`files`]: loading keys, certificates and CRLs from PEM files;
 //! - [`tls`]: [`server_config`] and [`client_config`] from [`TlsFiles`];
-//! - [`signer`]: [`TrustRoots::verify_signer`] for document signatures;
+//! - [`signer`]: [`TrustRoots::verify_signer`] for document signatures, against the same
+//!   CAs and CRLs as TLS ([`TrustRoots::from_files`]);
 //! - [`error`]: the crate's one [`Error`].
 #![forbid(unsafe_code)]
 
