@@ -11,9 +11,11 @@
 //!   folded from the messages about it, and which message may follow;
 //! - [`canonical`]: the canonical bytes a sender signs, independent of protobuf encoding;
 //! - [`directory`]: the signed directory of nodes and agencies, and tree routing over it;
+//! - [`blob`]: attachment bytes in transit (chunks and what is held of a blob);
 //! - [`sign`]: signing and verification with ring (Ed25519, ECDSA P-256, RSA-2048 SHA-256).
 #![forbid(unsafe_code)]
 
+pub mod blob;
 pub mod canonical;
 pub mod directory;
 pub mod document;
@@ -23,6 +25,7 @@ pub mod lifecycle;
 pub mod sign;
 pub mod status;
 
+pub use blob::{BlobChunk, BlobStatus, Digest};
 pub use directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry, Route, RoutePlan};
 pub use document::*;
 pub use error::Error;

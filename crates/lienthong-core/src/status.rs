@@ -275,6 +275,28 @@ pub struct Receipt {
     pub signature: Option<Signature>,
 }
 
+/// A transport event on its way back to the home node of the sender of message `key`
+/// (whose `sender` is always set), with the message's hop trace for a delivery: the
+/// sender's home node learns every hop from one event instead of one per hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayedEvent {
+    pub key: crate::MessageKey,
+    pub event: TransportEvent,
+    pub trace: Vec<crate::document::TraceEntry>,
+}
+
+impl RelayedEvent {
+    /// The agency the event goes to: the message's sender.
+    pub fn sender(&self) -> Result<&AgencyCode, Error> {
+        self.key.sender.as_ref().ok_or_else(|| {
+            Error::InvalidStatus(format!(
+                "a transport event about {} names no sender to go to",
+                self.key.id
+            ))
+        })
+    }
+}
+
 /// What the bus did with a message, reported to its sender and shown by `track`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransportEventKind {

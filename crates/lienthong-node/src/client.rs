@@ -11,6 +11,7 @@ use lienthong_core::sign::{Signature, SigningKey, sha256};
 use lienthong_core::{
     AgencyCode, Attachment, Document, NodeId, Receipt, StatusNotice, TransportEvent,
 };
+use lienthong_pki::verify;
 use lienthong_pki::{CachedTrust, Identity, TlsFiles, TrustRoots};
 use lienthong_proto::pb;
 use lienthong_proto::pb::admin_service_client::AdminServiceClient;
@@ -540,7 +541,7 @@ impl DmsClient {
         // A revoked signer is refused as such; anything else that does not verify is
         // damage.
         let refused = |e: Error| match e {
-            Error::PermissionDenied(_) => tonic::Status::from(e),
+            Error::Signature(verify::Refused::Revoked { .. }) => tonic::Status::from(e),
             e => bad(e.to_string()),
         };
         match r.message {
@@ -587,19 +588,9 @@ impl DmsClient {
                 let notice: StatusNotice = n
                     .try_into()
                     .map_err(|e: lienthong_proto::Error| bad(e.to_string()))?;
-                let signature = notice
-                    .signature
-                    .as_ref()
-                    .ok_or_else(|| bad("status notice is not signed".into()))?;
-                let signer = self
-                    .trust
-                    .verify_signer(signature, &canonical::status_bytes(&notice))
-                    .map_err(|e| refused(signer_error("status notice", e)))?;
-                if Some(&signer) != notice.sender().ok().cloned().map(Identity::Agency).as_ref() {
-                    return Err(bad(format!(
-                        "status notice signed by {signer}, not its sender"
-                    )));
-                }
+                let sender = notice.sender().map_err(|e| bad(e.to_string()))?;
+                verify::status_notice(&self.trust, &notice, sender)
+                    .map_err(|e| refused(e.into()))?;
                 Ok(Incoming::Status { notice, receipt })
             }
             None => Err(bad("the node sent no message".into())),
@@ -648,33 +639,9 @@ impl DmsClient {
     }
 }
 
-/// Why a fetched signature is refused: PERMISSION_DENIED when the CRLs revoked its
-/// signer (the document is intact, its signer may not sign), else INVALID_ARGUMENT.
-fn signer_error(what: &str, e: lienthong_pki::Error) -> Error {
-    match e {
-        lienthong_pki::Error::RevokedSigner { .. } => {
-            Error::PermissionDenied(format!("{what}: {e}"))
-        }
-        e => Error::InvalidArgument(format!("{what}: {e}")),
-    }
-}
-
 /// Checks a receipt's signature: made by the node it names, over the receipt's bytes.
 pub fn verify_receipt(trust: &CachedTrust, receipt: &Receipt) -> Result<(), Error> {
-    let signature = receipt
-        .signature
-        .as_ref()
-        .ok_or_else(|| Error::InvalidArgument("the receipt is not signed".into()))?;
-    let signer = trust
-        .verify_signer(signature, &canonical::receipt_bytes(receipt))
-        .map_err(|e| signer_error("receipt signature", e))?;
-    if signer != Identity::Node(receipt.node.clone()) {
-        return Err(Error::InvalidArgument(format!(
-            "the receipt names node {} but is signed by {signer}",
-            receipt.node
-        )));
-    }
-    Ok(())
+    Ok(verify::receipt(trust, receipt)?)
 }
 
 /// Checks a document end to end: the sender's signature against the CA and every
@@ -695,19 +662,7 @@ fn verify_parts(
     contents: &[Bytes],
     streamed: &[bool],
 ) -> Result<(), Error> {
-    let signature = document
-        .signature
-        .as_ref()
-        .ok_or_else(|| Error::InvalidArgument("the document is not signed".into()))?;
-    let signer = trust
-        .verify_signer(signature, &canonical::document_bytes(document))
-        .map_err(|e| signer_error("bad signature", e))?;
-    let sender = document.sender()?;
-    if signer != Identity::Agency(sender.clone()) {
-        return Err(Error::InvalidArgument(format!(
-            "the document is signed by {signer}, not by its sender {sender}"
-        )));
-    }
+    verify::document(trust, document, document.sender()?)?;
     if contents.len() != document.attachments.len() {
         return Err(Error::InvalidArgument(format!(
             "{} attachments described but {} received",

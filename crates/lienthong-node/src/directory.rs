@@ -1,11 +1,11 @@
 //! The node's copy of the directory: where it comes from (a TOML source signed by the
 //! national gateway, the parent, or the on-disk cache), how it is checked (signed by the
-//! configured national gateway, never older than the copy in use), and the
-//! `DirectoryService` that hands it down the tree.
+//! configured national gateway, never older than the copy in use), and where it is kept.
+//! The `DirectoryService` that hands it down the tree, and the pull from the parent, are
+//! services (`services/directory.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use lienthong_core::canonical::directory_bytes;
 use lienthong_core::directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry};
@@ -13,13 +13,12 @@ use lienthong_core::id::Agency;
 use lienthong_core::sign::{Signature, SigningKey};
 use lienthong_core::{AgencyCode, NodeId, now_millis};
 use lienthong_pki::{CachedTrust, Identity};
-use lienthong_proto::pb;
-use lienthong_proto::pb::directory_service_server::DirectoryService;
 use serde::Deserialize;
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::config::{NetworkConfig, NodeConfig};
+use crate::signer::NodeSigner;
 
 /// The directory source file the national gateway loads (TOML).
 #[derive(Debug, Deserialize)]
@@ -108,10 +107,10 @@ pub fn sign(directory: &mut Directory, key: &SigningKey, cert_der: &[u8]) -> Res
 /// Checks that `directory` is valid and signed by the national gateway `national`.
 pub fn verify(directory: &Directory, trust: &CachedTrust, national: &NodeId) -> Result<(), Error> {
     directory.validate().map_err(|e| {
-        Error::InvalidArgument(format!("directory version {}: {e}", directory.version))
+        Error::DirectoryRefused(format!("directory version {}: {e}", directory.version))
     })?;
     let signature = directory.signature.as_ref().ok_or_else(|| {
-        Error::PermissionDenied(format!(
+        Error::DirectoryRefused(format!(
             "directory version {} is not signed",
             directory.version
         ))
@@ -119,22 +118,22 @@ pub fn verify(directory: &Directory, trust: &CachedTrust, national: &NodeId) -> 
     let signer = trust
         .verify_signer(signature, &directory_bytes(directory))
         .map_err(|e| {
-            Error::PermissionDenied(format!(
+            Error::DirectoryRefused(format!(
                 "directory version {} has a bad signature: {e}",
                 directory.version
             ))
         })?;
     if signer != Identity::Node(national.clone()) {
-        return Err(Error::PermissionDenied(format!(
+        return Err(Error::DirectoryRefused(format!(
             "directory version {} is signed by {signer}, not by the national gateway {national}",
             directory.version
         )));
     }
     let index = DirectoryIndex::new(directory.clone()).map_err(|e| {
-        Error::InvalidArgument(format!("directory version {}: {e}", directory.version))
+        Error::DirectoryRefused(format!("directory version {}: {e}", directory.version))
     })?;
     if index.root().id != *national {
-        return Err(Error::PermissionDenied(format!(
+        return Err(Error::DirectoryRefused(format!(
             "directory version {} has another root than the national gateway {national}",
             directory.version
         )));
@@ -209,7 +208,7 @@ impl DirectoryHolder {
     /// ignored.
     pub fn offer(&self, candidate: Directory, trust: &CachedTrust) -> Result<bool, Error> {
         let Some(national) = &self.national else {
-            return Err(Error::PermissionDenied(
+            return Err(Error::DirectoryRefused(
                 "a stand-alone node takes no directory".into(),
             ));
         };
@@ -229,113 +228,101 @@ impl DirectoryHolder {
         }
         tracing::info!(version = candidate.version, "directory updated");
         let index = DirectoryIndex::new(candidate)
-            .map_err(|e| Error::InvalidArgument(format!("directory: {e}")))?;
+            .map_err(|e| Error::DirectoryRefused(format!("directory: {e}")))?;
         self.current.send_replace(Arc::new(index));
         Ok(true)
     }
 }
 
-/// `DirectoryService`: any authenticated peer may read the directory.
-#[derive(Debug, Clone)]
-pub struct DirectoryApi {
-    node: Arc<crate::Node>,
-}
-
-impl DirectoryApi {
-    pub fn new(node: Arc<crate::Node>) -> Self {
-        DirectoryApi { node }
-    }
-}
-
-type DirectoryStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Directory, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl DirectoryService for DirectoryApi {
-    async fn get_directory(
-        &self,
-        req: Request<pb::GetDirectoryRequest>,
-    ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
-        crate::transport::peer(&req)?;
-        let known = req.into_inner().known_version;
-        let current = self.node.directory().current();
-        Ok(Response::new(pb::GetDirectoryResponse {
-            version: current.version,
-            directory: (current.version > known && current.signature.is_some())
-                .then(|| (&**current).into()),
-        }))
-    }
-
-    type WatchDirectoryStream = DirectoryStream;
-
-    async fn watch_directory(
-        &self,
-        req: Request<pb::WatchDirectoryRequest>,
-    ) -> Result<Response<DirectoryStream>, Status> {
-        crate::transport::peer(&req)?;
-        let mut known = req.into_inner().known_version;
-        let mut rx = self.node.directory().subscribe();
-        let (tx, out) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            loop {
-                let current = rx.borrow_and_update().clone();
-                if current.version > known && current.signature.is_some() {
-                    known = current.version;
-                    if tx.send(Ok((&**current).into())).await.is_err() {
-                        return;
-                    }
-                }
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return },
-                    _ = tx.closed() => return,
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(out),
-        )))
-    }
-}
-
-/// Asks the parent for a newer directory every `interval` until `stop` changes.
-pub async fn pull_from_parent(
-    node: Arc<crate::Node>,
-    channel: tonic::transport::Channel,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut client = pb::directory_service_client::DirectoryServiceClient::new(channel);
-    loop {
-        let known = node.directory().current().version;
-        match client
-            .get_directory(pb::GetDirectoryRequest {
-                known_version: known,
-            })
-            .await
+/// The directory a node starts with: a stand-alone node's own (itself and the agencies of
+/// its config); at the national gateway, its source file, signed now (never an older
+/// version than the one published before); below it, the cache, or before the first
+/// directory a placeholder naming the parent so that the node can ask it.
+pub fn initial(
+    config: &NodeConfig,
+    id: &NodeId,
+    signer: &NodeSigner,
+    trust: &CachedTrust,
+) -> Result<DirectoryHolder, Error> {
+    let Some(net) = &config.network else {
+        return DirectoryHolder::new(standalone(config, id)?, None, None);
+    };
+    let national = NodeId::parse(&net.national)
+        .map_err(|e| Error::Config(format!("network.national: {e}")))?;
+    let cache = cache_path(&config.data_dir);
+    let initial = if let Some(source) = &net.directory_file {
+        let mut d = load_source(source)?;
+        sign(&mut d, signer.key(), &signer.cert_der)?;
+        if let Some(cached) = load_cache(&cache)?
+            && cached.version > d.version
         {
-            Ok(r) => {
-                if let Some(d) = r.into_inner().directory {
-                    match Directory::try_from(d)
-                        .map_err(Error::from)
-                        .and_then(|d| node.directory().offer(d, node.trust()))
-                    {
-                        Ok(true) => node.directory_changed(),
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, "directory from parent refused"),
-                    }
-                }
+            return Err(Error::Config(format!(
+                "{} has version {} but version {} was published before; raise the version",
+                source.display(),
+                d.version,
+                cached.version
+            )));
+        }
+        save_cache(&cache, &d)?;
+        d
+    } else {
+        match load_cache(&cache)? {
+            Some(d) => {
+                verify(&d, trust, &national)?;
+                d
             }
-            Err(e) => tracing::debug!(error = %e, "cannot reach parent for the directory"),
+            None => placeholder(id, net)?,
         }
-        // Until it holds a signed directory the node can route nothing: ask again soon.
-        let wait = if node.directory().current().version == 0 {
-            interval.min(Duration::from_millis(500))
-        } else {
-            interval
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
-        }
-    }
+    };
+    DirectoryHolder::new(initial, Some(national), Some(cache))
+}
+
+/// The directory of a stand-alone node: itself, serving the agencies of its config.
+fn standalone(config: &NodeConfig, id: &NodeId) -> Result<Directory, Error> {
+    Ok(Directory {
+        version: 0,
+        issued_at: now_millis(),
+        nodes: vec![NodeEntry {
+            id: id.clone(),
+            level: "standalone".into(),
+            parent: None,
+            endpoint: format!("https://{}", config.listen),
+        }],
+        agencies: config
+            .agencies()?
+            .into_iter()
+            .map(|agency| AgencyEntry {
+                agency,
+                home: id.clone(),
+            })
+            .collect(),
+        signature: None,
+    })
+}
+
+/// What a node below the national gateway knows before its first directory: itself and
+/// its parent, so that it can ask the parent.
+fn placeholder(id: &NodeId, net: &NetworkConfig) -> Result<Directory, Error> {
+    let parent = NodeId::parse(net.parent.as_deref().unwrap_or_default())
+        .map_err(|e| Error::Config(format!("network.parent: {e}")))?;
+    Ok(Directory {
+        version: 0,
+        issued_at: 0,
+        nodes: vec![
+            NodeEntry {
+                id: parent.clone(),
+                level: String::new(),
+                parent: None,
+                endpoint: net.parent_endpoint.clone().unwrap_or_default(),
+            },
+            NodeEntry {
+                id: id.clone(),
+                level: String::new(),
+                parent: Some(parent),
+                endpoint: String::new(),
+            },
+        ],
+        agencies: Vec::new(),
+        signature: None,
+    })
 }

@@ -1,7 +1,17 @@
-//! The node's one error type, and the one function that maps it to a gRPC status.
+//! The node's one error type, naming each failure, and the one function that maps it to a
+//! gRPC status ([`Error::code`], [`Error::reason`]).
+//!
+//! Every status a node answers with carries, besides its code and a one-sentence message
+//! saying what was wrong and what to do, a stable name of the failure in the metadata
+//! entry [`REASON_KEY`] (`lienthong-reason: sender-mismatch`): what a client or a test
+//! matches on, while the message may be reworded.
 
 use lienthong_core::lifecycle::Rule;
+use lienthong_pki::verify::Refused;
 use tonic::{Code, Status};
+
+/// The metadata key of a status that names the failure.
+pub const REASON_KEY: &str = "lienthong-reason";
 
 /// Why a node refused a request or could not start. Each message says what was wrong
 /// and what to do.
@@ -11,35 +21,81 @@ pub enum Error {
     Config(String),
     #[error("{0}")]
     Pki(#[from] lienthong_pki::Error),
+
+    // ---- who may ask
+    /// The connection has no verified client certificate.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The connection's certificate does not allow this API here (an agency not homed
+    /// here, a node certificate on the agency API, another node on the admin API).
     #[error("{0}")]
-    PermissionDenied(String),
+    NotAllowed(String),
+    /// A relay connection from a node that is no neighbour in the directory.
+    #[error("{0}")]
+    NotNeighbour(String),
+    /// A message whose sender is not the agency of the connection.
+    #[error("{0}")]
+    SenderMismatch(String),
+
+    // ---- the message itself
+    /// A signature that does not pass (see [`lienthong_pki::verify`]).
+    #[error("{0}")]
+    Signature(#[from] Refused),
+    /// An attachment whose bytes do not match its size or digest.
+    #[error("{0}")]
+    AttachmentMismatch(String),
+    /// A recipient no directory knows.
+    #[error("{0}")]
+    UnknownRecipient(String),
+    /// The same sender and id, other content: send changed content under a new id.
+    #[error("{0}")]
+    Conflict(String),
+    /// The document lifecycle does not allow the message (see
+    /// [`lienthong_core::lifecycle`]).
+    #[error("{0}")]
+    Lifecycle(#[from] lienthong_core::lifecycle::Refusal),
+    /// A transport event a neighbour may not speak for.
+    #[error("{0}")]
+    ForgedEvent(String),
+    /// A directory that is not signed by the national gateway, not valid, or older.
+    #[error("{0}")]
+    DirectoryRefused(String),
+    /// Any other value that is not acceptable as sent.
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The request breaks a rule about the state of what it refers to (the document
-    /// lifecycle: a status out of order, a revoke of an unknown document …), or needs
-    /// something done first (an attachment uploaded).
-    #[error("{0}")]
-    FailedPrecondition(String),
     #[error("invalid message: {0}")]
     Wire(#[from] lienthong_proto::Error),
+
+    // ---- what is held here
+    /// A message not known to this node for the caller: unknown, or the caller is no
+    /// party to it (the two are not told apart).
+    #[error("{0}")]
+    UnknownMessage(String),
+    /// Messages of several senders with one id concern the caller: it names the sender.
+    #[error("{0}")]
+    AmbiguousId(String),
+    /// An attachment sent without content whose bytes the sender has not uploaded.
+    #[error("{0}")]
+    AttachmentNotHeld(String),
+
+    // ---- room
+    /// The data directory's disk is below its reserve: new messages wait.
+    #[error("{0}")]
+    DiskFull(String),
+    /// An upload larger than `limits.max_attachment_bytes`.
+    #[error("{0}")]
+    AttachmentTooLarge(String),
+    /// An agency's uploads that no document names yet would pass its quota.
+    #[error("{0}")]
+    UploadQuota(String),
+
+    // ---- the node's own trouble
     #[error("store: {0}")]
     Store(#[from] lienthong_store::Error),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("transport: {0}")]
     Transport(String),
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// The document lifecycle does not allow the message (see
-    /// [`lienthong_core::lifecycle`]).
-    #[error("{0}")]
-    Lifecycle(#[from] lienthong_core::lifecycle::Refusal),
 }
 
 impl From<lienthong_core::Error> for Error {
@@ -48,21 +104,38 @@ impl From<lienthong_core::Error> for Error {
     }
 }
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
-        let code = match &e {
+impl Error {
+    /// The gRPC code of the failure.
+    pub fn code(&self) -> Code {
+        match self {
             Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::InvalidArgument(_) | Error::Wire(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::NotAllowed(_)
+            | Error::NotNeighbour(_)
+            | Error::SenderMismatch(_)
+            | Error::ForgedEvent(_)
+            | Error::DirectoryRefused(_) => Code::PermissionDenied,
+            Error::Signature(refused) => match refused {
+                Refused::Unsigned { .. }
+                | Refused::BadSignature { .. }
+                | Refused::NoTrace { .. } => Code::InvalidArgument,
+                Refused::Revoked { .. }
+                | Refused::WrongSigner { .. }
+                | Refused::WrongHop { .. } => Code::PermissionDenied,
+            },
+            Error::AttachmentMismatch(_) | Error::InvalidArgument(_) | Error::Wire(_) => {
+                Code::InvalidArgument
+            }
+            Error::UnknownRecipient(_) | Error::UnknownMessage(_) => Code::NotFound,
+            Error::Conflict(_) => Code::AlreadyExists,
             Error::Lifecycle(refusal) => match refusal.rule {
                 // What the message itself lacks, whatever came before it.
                 Rule::ReasonRequired | Rule::MalformedReference => Code::InvalidArgument,
                 _ => Code::FailedPrecondition,
             },
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::AmbiguousId(_) | Error::AttachmentNotHeld(_) => Code::FailedPrecondition,
+            Error::DiskFull(_) | Error::AttachmentTooLarge(_) | Error::UploadQuota(_) => {
+                Code::ResourceExhausted
+            }
             Error::Store(lienthong_store::Error::Conflict { .. }) => Code::AlreadyExists,
             Error::Store(lienthong_store::Error::NotFound(_)) => Code::NotFound,
             Error::Store(lienthong_store::Error::DigestMismatch { .. }) => Code::InvalidArgument,
@@ -71,10 +144,59 @@ impl From<Error> for Status {
             ) => Code::FailedPrecondition,
             Error::Store(_) | Error::Io(_) => Code::Unavailable,
             Error::Config(_) | Error::Pki(_) | Error::Transport(_) => Code::Internal,
-        };
+        }
+    }
+
+    /// The stable name of the failure (see the module documentation).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Pki(_) => "pki",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::NotAllowed(_) => "not-allowed",
+            Error::NotNeighbour(_) => "not-neighbour",
+            Error::SenderMismatch(_) => "sender-mismatch",
+            Error::Signature(refused) => match refused {
+                Refused::Unsigned { .. } => "unsigned",
+                Refused::BadSignature { .. } => "bad-signature",
+                Refused::Revoked { .. } => "revoked-signer",
+                Refused::WrongSigner { .. } => "wrong-signer",
+                Refused::NoTrace { .. } => "no-trace",
+                Refused::WrongHop { .. } => "wrong-hop",
+            },
+            Error::AttachmentMismatch(_) => "attachment-mismatch",
+            Error::UnknownRecipient(_) => "unknown-recipient",
+            Error::Conflict(_) => "conflict",
+            Error::Lifecycle(refusal) => refusal.rule.as_str(),
+            Error::ForgedEvent(_) => "forged-event",
+            Error::DirectoryRefused(_) => "directory-refused",
+            Error::InvalidArgument(_) => "invalid-argument",
+            Error::Wire(_) => "invalid-message",
+            Error::UnknownMessage(_) => "unknown-message",
+            Error::AmbiguousId(_) => "ambiguous-id",
+            Error::AttachmentNotHeld(_) => "attachment-not-held",
+            Error::DiskFull(_) => "disk-full",
+            Error::AttachmentTooLarge(_) => "attachment-too-large",
+            Error::UploadQuota(_) => "upload-quota",
+            Error::Store(lienthong_store::Error::Conflict { .. }) => "conflict",
+            Error::Store(_) => "store",
+            Error::Io(_) => "io",
+            Error::Transport(_) => "transport",
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = e.code();
         if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(error = %e, "request failed");
         }
-        Status::new(code, e.to_string())
+        let mut status = Status::new(code, e.to_string());
+        status.metadata_mut().insert(
+            REASON_KEY,
+            tonic::metadata::MetadataValue::from_static(e.reason()),
+        );
+        status
     }
 }

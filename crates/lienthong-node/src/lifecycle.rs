@@ -38,141 +38,105 @@ use lienthong_proto::stored;
 use lienthong_store::MessageKind;
 
 use crate::Error;
-use crate::node::Node;
+use crate::context::Context;
 
 /// The documents a revoke, update or replace refers to (see [`lifecycle::references`]).
 pub fn references(document: &Document) -> Result<Vec<DocumentId>, Error> {
     Ok(lifecycle::references(document)?)
 }
 
-/// Locks striped by document id: a lifecycle check and the admission it allows run under
-/// the locks of the documents concerned, so that two concurrent messages cannot both pass
-/// a rule only one of them may (two answers to one withdraw request, a revoke and a
-/// replace of one document). Documents that share a stripe only wait for each other.
-#[derive(Debug)]
-pub(crate) struct LifecycleLocks(Vec<tokio::sync::Mutex<()>>);
-
-impl Default for LifecycleLocks {
-    fn default() -> Self {
-        LifecycleLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+/// Writes the lifecycle index entries saying that `message` concerns each of `targets`,
+/// durably; called before `message` itself is stored. An entry names the message by its
+/// id (the detail) and its sender (the agency).
+pub async fn index(
+    ctx: &Context,
+    message: &MessageKey,
+    targets: &[MessageKey],
+) -> Result<(), Error> {
+    for target in targets {
+        let entry = ctx.event(
+            TransportEventKind::Lifecycle,
+            message.sender.as_ref(),
+            message.id.to_string(),
+        );
+        ctx.store
+            .append_event(target, stored::encode_event(&entry).into())
+            .await?;
     }
+    Ok(())
 }
 
-impl LifecycleLocks {
-    /// Holds the stripes of `ids`, taken in stripe order (no deadlock between callers).
-    pub(crate) async fn lock(&self, ids: &[DocumentId]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = ids
-            .iter()
-            .map(|id| {
-                let digest = lienthong_core::sign::sha256(id.as_str().as_bytes());
-                digest[0] as usize % self.0.len()
-            })
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for s in stripes {
-            guards.push(self.0[s].lock().await);
+/// The lifecycle of document `key` at this node.
+pub fn business_state(ctx: &Context, key: &MessageKey) -> Result<BusinessState, Error> {
+    let mut state = BusinessState::default();
+    let mut seen: Vec<MessageKey> = Vec::new();
+    for raw in ctx.store.events(key)? {
+        let event = stored::decode_event(&raw)?;
+        if event.kind != TransportEventKind::Lifecycle {
+            continue;
         }
-        guards
+        let (Ok(message), Some(sender)) = (DocumentId::parse(&event.detail), &event.agency) else {
+            continue;
+        };
+        let message = MessageKey::sent_by(sender, &message);
+        if seen.contains(&message) {
+            continue;
+        }
+        // No message, no state: see the module documentation.
+        let Some(stored_message) = ctx.store.message(&message)? else {
+            continue;
+        };
+        seen.push(message);
+        match stored_message.envelope.kind {
+            // Only what the message itself says counts: a revoke, update or replace by the
+            // document's own sender, a notice about this sender's document.
+            MessageKind::Document => {
+                let d = stored::decode_document(&stored_message.envelope.encoded)?;
+                if key.sender.as_ref() == d.sender().ok()
+                    && references(&d).is_ok_and(|r| r.contains(&key.id))
+                {
+                    state.apply_document(&d);
+                }
+            }
+            MessageKind::Status => {
+                let n = stored::decode_status(&stored_message.envelope.encoded)?;
+                if n.document_key().is_ok_and(|d| d == *key) {
+                    state.apply_status(&n);
+                }
+            }
+            MessageKind::Event => {}
+        }
     }
+    Ok(state)
 }
 
-impl Node {
-    /// Writes the lifecycle index entries saying that `message` concerns each of
-    /// `targets`, durably; called before `message` itself is stored. An entry names the
-    /// message by its id (the detail) and its sender (the agency).
-    pub(crate) async fn index_lifecycle(
-        &self,
-        message: &MessageKey,
-        targets: &[MessageKey],
-    ) -> Result<(), Error> {
-        for target in targets {
-            let entry = self.event(
-                TransportEventKind::Lifecycle,
-                message.sender.as_ref(),
-                message.id.to_string(),
-            );
-            self.store()
-                .append_event(target, stored::encode_event(&entry).into())
-                .await?;
-        }
-        Ok(())
-    }
+/// The lifecycle rules for a status notice from a DMS about `original` (already checked:
+/// the caller is its sender for 13, else one of its recipients).
+pub fn check_status(
+    ctx: &Context,
+    caller: &AgencyCode,
+    notice: &StatusNotice,
+    original: &Document,
+) -> Result<(), Error> {
+    let state = business_state(ctx, &original.key()?)?;
+    Ok(lifecycle::check_status(caller, notice, original, &state)?)
+}
 
-    /// The lifecycle of document `key` at this node.
-    pub fn business_state(&self, key: &MessageKey) -> Result<BusinessState, Error> {
-        let mut state = BusinessState::default();
-        let mut seen: Vec<MessageKey> = Vec::new();
-        for raw in self.store().events(key)? {
-            let event = stored::decode_event(&raw)?;
-            if event.kind != TransportEventKind::Lifecycle {
-                continue;
-            }
-            let (Ok(message), Some(sender)) = (DocumentId::parse(&event.detail), &event.agency)
-            else {
-                continue;
-            };
-            let message = MessageKey::sent_by(sender, &message);
-            if seen.contains(&message) {
-                continue;
-            }
-            // No message, no state: see the module documentation.
-            let Some(stored_message) = self.store().message(&message)? else {
-                continue;
-            };
-            seen.push(message);
-            match stored_message.envelope.kind {
-                // Only what the message itself says counts: a revoke, update or replace by
-                // the document's own sender, a notice about this sender's document.
-                MessageKind::Document => {
-                    let d = stored::decode_document(&stored_message.envelope.encoded)?;
-                    if key.sender.as_ref() == d.sender().ok()
-                        && references(&d).is_ok_and(|r| r.contains(&key.id))
-                    {
-                        state.apply_document(&d);
-                    }
-                }
-                MessageKind::Status => {
-                    let n = stored::decode_status(&stored_message.envelope.encoded)?;
-                    if n.document_key().is_ok_and(|d| d == *key) {
-                        state.apply_status(&n);
-                    }
-                }
-                MessageKind::Event => {}
-            }
-        }
-        Ok(state)
+/// The lifecycle rules for a revoke, update or replace from the DMS of `caller`: each
+/// referenced document is looked up among the caller's own (a document of another sender
+/// with that id is not the caller's to act on, nor its business to learn of).
+pub fn check_document(
+    ctx: &Context,
+    caller: &AgencyCode,
+    document: &Document,
+) -> Result<(), Error> {
+    for target in references(document)? {
+        let target_key = MessageKey::sent_by(caller, &target);
+        let original = ctx
+            .load_document(&target_key)?
+            .ok_or_else(|| lifecycle::unknown_reference(document, &target, ctx.id.as_str()))?;
+        let state = business_state(ctx, &target_key)?;
+        lifecycle::check_reference(document, &original, &state)?;
     }
-
-    /// The lifecycle rules for a status notice from a DMS about `original` (already
-    /// checked: the caller is its sender for 13, else one of its recipients).
-    pub(crate) fn check_status_lifecycle(
-        &self,
-        caller: &AgencyCode,
-        notice: &StatusNotice,
-        original: &Document,
-    ) -> Result<(), Error> {
-        let state = self.business_state(&original.key()?)?;
-        Ok(lifecycle::check_status(caller, notice, original, &state)?)
-    }
-
-    /// The lifecycle rules for a revoke, update or replace from the DMS of `caller`: each
-    /// referenced document is looked up among the caller's own (a document of another
-    /// sender with that id is not the caller's to act on, nor its business to learn of).
-    pub(crate) fn check_document_lifecycle(
-        &self,
-        caller: &AgencyCode,
-        document: &Document,
-    ) -> Result<(), Error> {
-        for target in references(document)? {
-            let target_key = MessageKey::sent_by(caller, &target);
-            let original = self.load_document(&target_key)?.ok_or_else(|| {
-                lifecycle::unknown_reference(document, &target, self.id().as_str())
-            })?;
-            let state = self.business_state(&target_key)?;
-            lifecycle::check_reference(document, &original, &state)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }

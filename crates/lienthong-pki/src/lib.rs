@@ -17,6 +17,8 @@
 //! - [`tls`]: [`server_config`] and [`client_config`] from [`TlsFiles`];
 //! - [`signer`]: [`TrustRoots::verify_signer`] for document signatures, against the same
 //!   CAs and CRLs as TLS ([`TrustRoots::from_files`]);
+//! - [`verify`]: the one check of each signed message (document, status notice, receipt,
+//!   trace entry), shared by nodes and clients;
 //! - [`error`]: the crate's one [`Error`].
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ pub mod identity;
 pub mod revocation;
 pub mod signer;
 pub mod tls;
+pub mod verify;
 
 pub use ca::{CertificateAuthority, IssuedCert, KeyKind};
 pub use cert::{cert_not_after, cert_public_key, cert_serial, peer_identity};

@@ -581,3 +581,92 @@ impl From<&core::TransportEvent> for pb::TransportEvent {
         }
     }
 }
+
+// ---- relayed events and blobs ----------------------------------------------------------
+
+impl TryFrom<pb::RelayEvent> for core::RelayedEvent {
+    type Error = Error;
+    fn try_from(e: pb::RelayEvent) -> Result<Self, Error> {
+        Ok(core::RelayedEvent {
+            key: core::MessageKey::sent_by(
+                &code("sender", &e.sender)?,
+                &id("document_id", &e.document_id)?,
+            ),
+            event: e
+                .event
+                .ok_or(Error::Missing { field: "event" })?
+                .try_into()?,
+            trace: trace(e.trace)?,
+        })
+    }
+}
+
+impl From<&core::RelayedEvent> for pb::RelayEvent {
+    fn from(e: &core::RelayedEvent) -> Self {
+        pb::RelayEvent {
+            document_id: e.key.id.to_string(),
+            sender: e
+                .key
+                .sender
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            event: Some((&e.event).into()),
+            trace: trace_to_pb(&e.trace),
+        }
+    }
+}
+
+impl TryFrom<pb::BlobChunk> for core::BlobChunk {
+    type Error = Error;
+    fn try_from(c: pb::BlobChunk) -> Result<Self, Error> {
+        Ok(core::BlobChunk {
+            sha256: digest("sha256", &c.sha256)?,
+            size: c.size,
+            offset: c.offset,
+            data: c.data,
+        })
+    }
+}
+
+impl From<core::BlobChunk> for pb::BlobChunk {
+    fn from(c: core::BlobChunk) -> Self {
+        pb::BlobChunk {
+            sha256: bytes::Bytes::copy_from_slice(&c.sha256),
+            size: c.size,
+            offset: c.offset,
+            data: c.data,
+        }
+    }
+}
+
+impl TryFrom<pb::BlobStatus> for core::BlobStatus {
+    type Error = Error;
+    fn try_from(s: pb::BlobStatus) -> Result<Self, Error> {
+        Ok(core::BlobStatus {
+            sha256: digest("sha256", &s.sha256)?,
+            durable_bytes: s.durable_bytes,
+            complete: s.complete,
+        })
+    }
+}
+
+impl From<core::BlobStatus> for pb::BlobStatus {
+    fn from(s: core::BlobStatus) -> Self {
+        pb::BlobStatus {
+            sha256: bytes::Bytes::copy_from_slice(&s.sha256),
+            durable_bytes: s.durable_bytes,
+            complete: s.complete,
+        }
+    }
+}
+
+/// A blob digest sent by itself (`BlobStatusRequest.sha256`).
+pub fn blob_digest(bytes: &[u8]) -> Result<core::Digest, Error> {
+    digest("sha256", bytes)
+}
+
+/// The encoded size of a wire message, for byte budgets.
+pub fn wire_len(message: &impl prost::Message) -> usize {
+    message.encoded_len()
+}

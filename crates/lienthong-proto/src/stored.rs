@@ -43,6 +43,92 @@ pub fn decode_event(bytes: &[u8]) -> Result<core::TransportEvent, Error> {
     pb.try_into()
 }
 
+/// A pack of transport events on their way back, as a node queues it for a neighbour:
+/// the relay protocol's `RelayEvents`.
+pub fn encode_event_pack(events: &[core::RelayedEvent]) -> Vec<u8> {
+    pb::RelayEvents {
+        events: events.iter().map(Into::into).collect(),
+    }
+    .encode_to_vec()
+}
+
+/// The events of a stored pack, each decoded on its own: one unusable event (an older
+/// node's, a damaged one) costs only itself.
+pub fn decode_event_pack(bytes: &[u8]) -> Result<Vec<Result<core::RelayedEvent, Error>>, Error> {
+    let pack = pb::RelayEvents::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+    Ok(pack.events.into_iter().map(TryInto::try_into).collect())
+}
+
+/// Which dead letters an operator action was about, as the operator log keeps it; empty
+/// fields and 0 match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActionFilter {
+    pub document_id: String,
+    pub peer: String,
+    pub older_than_ms: u64,
+    pub reason_contains: String,
+}
+
+/// One operator action on dead letters, as the operator log keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorAction {
+    pub at: core::UnixMillis,
+    /// The identity of the operator's certificate.
+    pub operator: String,
+    /// `retry` or `drop`.
+    pub action: String,
+    pub filter: ActionFilter,
+    pub reason: String,
+    pub document_ids: Vec<String>,
+}
+
+impl From<&ActionFilter> for pb::DeadLetterFilter {
+    fn from(f: &ActionFilter) -> Self {
+        pb::DeadLetterFilter {
+            document_id: f.document_id.clone(),
+            peer: f.peer.clone(),
+            older_than_ms: f.older_than_ms,
+            reason_contains: f.reason_contains.clone(),
+            limit: 0,
+        }
+    }
+}
+
+impl From<&OperatorAction> for pb::OperatorAction {
+    fn from(a: &OperatorAction) -> Self {
+        pb::OperatorAction {
+            at_unix_ms: a.at,
+            operator: a.operator.clone(),
+            action: a.action.clone(),
+            filter: Some((&a.filter).into()),
+            reason: a.reason.clone(),
+            document_ids: a.document_ids.clone(),
+        }
+    }
+}
+
+pub fn encode_operator_action(a: &OperatorAction) -> Vec<u8> {
+    pb::OperatorAction::from(a).encode_to_vec()
+}
+
+pub fn decode_operator_action(bytes: &[u8]) -> Result<OperatorAction, Error> {
+    let a = pb::OperatorAction::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+    let f = a.filter.unwrap_or_default();
+    Ok(OperatorAction {
+        at: a.at_unix_ms,
+        operator: a.operator,
+        action: a.action,
+        filter: ActionFilter {
+            document_id: f.document_id,
+            peer: f.peer,
+            older_than_ms: f.older_than_ms,
+            reason_contains: f.reason_contains,
+        },
+        reason: a.reason,
+        document_ids: a.document_ids,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,3 +164,39 @@ async fn a_fetched_document_fits_the_default_message_size_of_stock_clients() {
     assert_eq!(got, 2 << 20);
     t.stop().await.unwrap();
 }
+
+/// Many stock clients (grpcurl before 1.8, grpcio's tools, Postman) speak reflection
+/// v1alpha only: it is served beside v1.
+#[tokio::test]
+async fn serves_grpc_reflection_v1alpha_too() {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let channel = ClientProfile::load(&t.net.profiles[0].1)
+        .unwrap()
+        .channel()
+        .unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha is served")
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}")
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "lienthong.v1.AgencyService"),
+        "{names:?}"
+    );
+    t.stop().await.unwrap();
+}

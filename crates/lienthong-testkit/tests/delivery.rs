@@ -626,7 +626,7 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
     net.stop_node("H41").await.unwrap();
     let took = stopping.elapsed();
     assert!(
-        took < lienthong_node::relay::DRAIN_GRACE + Duration::from_secs(2),
+        took < lienthong_node::link::DRAIN_GRACE + Duration::from_secs(2),
         "graceful stop took {took:?}"
     );
 
@@ -656,7 +656,7 @@ async fn a_stopping_node_drains_its_hand_offs_in_flight_and_resumes_after_restar
             // that ran out of it may leave an item VN holds queued (it is re-sent and
             // deduplicated).
             assert!(
-                !(held && waiting) || took >= lienthong_node::relay::DRAIN_GRACE,
+                !(held && waiting) || took >= lienthong_node::link::DRAIN_GRACE,
                 "{id}: held by VN and still queued at H41 after a stop of {took:?}"
             );
             at_vn += usize::from(held);

@@ -275,7 +275,7 @@ async fn refuses_relayed_trace_entry_signed_by_revoked_node_certificate() {
     assert_eq!(ack.refused_code, Code::PermissionDenied as i32, "{ack:?}");
     assert!(
         ack.refused_reason.contains(&format!(
-            "trace entry of H41-C1 refused: the signer certificate with serial {} \
+            "trace entry refused: the signer certificate with serial {} \
              (urn:lienthong:node:H41-C1) was revoked",
             hex::encode(&old.serial)
         )),

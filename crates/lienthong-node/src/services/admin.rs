@@ -2,30 +2,34 @@
 //! for operators holding this node's certificate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use lienthong_core::{DocumentId, NodeId};
+use lienthong_pki::Identity;
 use lienthong_proto::pb::{self, admin_service_server::AdminService};
+use lienthong_proto::stored;
+use lienthong_store::{DeadLetter, MessageKind};
 use tonic::{Request, Response, Status};
 
-use crate::delivery::{self, OperatorVerb};
-use crate::node::Node;
+use crate::Error;
+use crate::context::Context;
+use crate::dead_letters::{self, DeadLetterFilter, OperatorVerb};
 use crate::transport::peer;
-use lienthong_pki::Identity;
-use prost::Message;
 
 #[derive(Debug, Clone)]
 pub struct AdminApi {
-    node: Arc<Node>,
+    ctx: Arc<Context>,
 }
 
 impl AdminApi {
-    pub fn new(node: Arc<Node>) -> Self {
-        AdminApi { node }
+    pub fn new(ctx: Arc<Context>) -> Self {
+        AdminApi { ctx }
     }
 
     /// The operator's identity, if allowed.
     fn authorize<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
         let peer = peer(req)?;
-        self.node.authorize_operator(&peer.identity)?;
+        super::authorize_operator(&self.ctx, &peer.identity)?;
         Ok(peer.identity.clone())
     }
 
@@ -36,9 +40,9 @@ impl AdminApi {
     ) -> Result<Response<pb::DeadLetterActionResult>, Status> {
         let operator = self.authorize(&req)?;
         let action = req.into_inner();
-        let filter = action.filter.unwrap_or_default();
+        let filter = filter_from_pb(&action.filter.unwrap_or_default())?;
         let outcome =
-            delivery::act(&self.node, &operator, verb, &filter, action.reason.trim()).await?;
+            dead_letters::act(&self.ctx, &operator, verb, &filter, action.reason.trim()).await?;
         Ok(Response::new(pb::DeadLetterActionResult {
             document_ids: outcome.done.iter().map(|id| id.to_string()).collect(),
             skipped: outcome.skipped,
@@ -54,18 +58,19 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::HealthResponse>, Status> {
         self.authorize(&req)?;
         let damaged: Vec<String> = self
-            .node
-            .damaged()
+            .ctx
+            .quarantine
+            .all()
             .into_iter()
             .map(|(key, why)| format!("{key}: {why}"))
             .collect();
-        let store_ok = self.node.store().queue_depths().is_ok() && damaged.is_empty();
+        let store_ok = self.ctx.store.queue_depths().is_ok() && damaged.is_empty();
         Ok(Response::new(pb::HealthResponse {
-            node: self.node.id().to_string(),
+            node: self.ctx.id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_seconds: self.node.uptime().as_secs(),
+            uptime_seconds: self.ctx.uptime().as_secs(),
             store_ok,
-            agencies: self.node.agencies().len() as u32,
+            agencies: self.ctx.agencies().len() as u32,
             damaged,
         }))
     }
@@ -75,11 +80,7 @@ impl AdminService for AdminApi {
         req: Request<pb::QueuesRequest>,
     ) -> Result<Response<pb::QueuesResponse>, Status> {
         self.authorize(&req)?;
-        let depths = self
-            .node
-            .store()
-            .queue_depths()
-            .map_err(crate::Error::from)?;
+        let depths = self.ctx.store.queue_depths().map_err(Error::from)?;
         let mut inboxes: Vec<pb::QueueDepth> = depths
             .inboxes
             .into_iter()
@@ -89,7 +90,7 @@ impl AdminService for AdminApi {
             })
             .collect();
         // Every homed agency is listed, empty inboxes included.
-        for agency in self.node.agencies() {
+        for agency in self.ctx.agencies() {
             if !inboxes.iter().any(|q| q.name == agency.code.as_str()) {
                 inboxes.push(pb::QueueDepth {
                     name: agency.code.to_string(),
@@ -110,8 +111,8 @@ impl AdminService for AdminApi {
                 .collect(),
             dead_letters: depths.dead_letters,
             links: self
-                .node
-                .links()
+                .ctx
+                .links
                 .all()
                 .into_iter()
                 .map(|(peer, s)| pb::LinkStatus {
@@ -135,12 +136,12 @@ impl AdminService for AdminApi {
             0 => 1000,
             n => n as usize,
         };
-        let parsed = delivery::DeadLetterFilter::from_pb(&filter)?;
-        let letters = delivery::list(&self.node, &parsed, limit)?;
+        let parsed = filter_from_pb(&filter)?;
+        let letters = dead_letters::list(&self.ctx, &parsed, limit)?;
         Ok(Response::new(pb::DeadLetterList {
             dead_letters: letters
                 .iter()
-                .map(|l| delivery::to_pb(&self.node, l))
+                .map(|l| dead_letter_pb(&self.ctx, l))
                 .collect(),
         }))
     }
@@ -170,23 +171,69 @@ impl AdminService for AdminApi {
             n => n as usize,
         };
         let entries = self
-            .node
-            .store()
+            .ctx
+            .store
             .operator_log(r.after, limit)
-            .map_err(crate::Error::from)?
+            .map_err(Error::from)?
             .into_iter()
             .map(|(seq, bytes)| {
-                let action = pb::OperatorAction::decode(bytes.as_ref()).map_err(|e| {
-                    crate::Error::Store(lienthong_store::Error::Corrupt(format!(
+                let action = stored::decode_operator_action(&bytes).map_err(|e| {
+                    Error::Store(lienthong_store::Error::Corrupt(format!(
                         "operator log entry {seq}: {e}"
                     )))
                 })?;
                 Ok(pb::OperatorLogEntry {
                     seq,
-                    action: Some(action),
+                    action: Some((&action).into()),
                 })
             })
-            .collect::<Result<Vec<_>, crate::Error>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(Response::new(pb::OperatorLogResponse { entries }))
+    }
+}
+
+/// Which dead letters an operator means.
+fn filter_from_pb(f: &pb::DeadLetterFilter) -> Result<DeadLetterFilter, Error> {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok(DeadLetterFilter {
+        document_id: non_empty(&f.document_id)
+            .map(|d| DocumentId::parse(&d))
+            .transpose()?,
+        peer: non_empty(&f.peer)
+            .map(|p| NodeId::parse(&p).map_err(|e| Error::InvalidArgument(format!("peer: {e}"))))
+            .transpose()?,
+        older_than: (f.older_than_ms > 0).then(|| Duration::from_millis(f.older_than_ms)),
+        reason_contains: non_empty(&f.reason_contains),
+    })
+}
+
+/// A dead letter as the admin API shows it.
+fn dead_letter_pb(ctx: &Context, letter: &DeadLetter) -> pb::DeadLetter {
+    let kind = match ctx.store.message(&letter.message) {
+        Ok(Some(m)) => match m.envelope.kind {
+            MessageKind::Document => "document",
+            MessageKind::Status => "status",
+            MessageKind::Event => "event",
+        },
+        _ => "unknown",
+    };
+    pb::DeadLetter {
+        document_id: letter.message.id.to_string(),
+        kind: kind.to_string(),
+        priority: u32::from(letter.priority),
+        recipients: letter.recipients.iter().map(|r| r.to_string()).collect(),
+        peer: letter
+            .hop
+            .as_ref()
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        reason: letter.reason.clone(),
+        at_unix_ms: letter.at,
+        sender: letter
+            .message
+            .sender
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
     }
 }

@@ -1,19 +1,22 @@
-//! `AgencyService`: the API a DMS calls. Translates the wire to [`Node`] calls; every
-//! request is first tied to the agency of the connection's certificate.
+//! `AgencyService`: the API a DMS calls. Every request is first tied to the agency of the
+//! connection's certificate, then translated to the domain and handed to the flow that
+//! owns it ([`crate::admission`], [`crate::mailbox`], [`crate::attachments`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use lienthong_core::{AgencyCode, DocumentId};
+use lienthong_core::{AgencyCode, BlobChunk, DocumentId};
 use lienthong_proto::pb::{self, agency_service_server::AgencyService};
 use lienthong_proto::{DocumentWithContent, document_to_pb};
 use lienthong_store::MessageKind;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::node::{Fetched, InboxItem, Node};
+use crate::admission::from_agency;
+use crate::context::Context;
+use crate::mailbox::{self, Fetched, InboxItem};
 use crate::transport::peer;
-use crate::{Error, config};
+use crate::{Error, attachments, config};
 
 const MAX_LIST_LIMIT: u32 = 1000;
 /// Inbox entries a subscription reads from the store at a time.
@@ -24,18 +27,28 @@ const SUBSCRIBE_BUFFER: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct AgencyApi {
-    node: Arc<Node>,
+    ctx: Arc<Context>,
 }
 
 impl AgencyApi {
-    pub fn new(node: Arc<Node>) -> Self {
-        AgencyApi { node }
+    pub fn new(ctx: Arc<Context>) -> Self {
+        AgencyApi { ctx }
     }
 
     fn caller<T>(&self, req: &Request<T>) -> Result<AgencyCode, Status> {
         let peer = peer(req)?;
-        Ok(self.node.authorize_agency(&peer.identity)?)
+        Ok(super::authorize_agency(&self.ctx, &peer.identity)?)
     }
+}
+
+/// A stream of chunks from the wire, each checked.
+fn chunks(
+    stream: tonic::Streaming<pb::BlobChunk>,
+) -> impl Stream<Item = Result<BlobChunk, Error>> + Unpin {
+    stream.map(|c| match c {
+        Ok(c) => BlobChunk::try_from(c).map_err(Error::from),
+        Err(s) => Err(Error::Transport(s.to_string())),
+    })
 }
 
 fn document_id(s: &str) -> Result<DocumentId, Status> {
@@ -80,6 +93,7 @@ fn entry_pb(item: InboxItem) -> pb::InboxEntry {
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::InboxEntry, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::BlobChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AgencyService for AgencyApi {
@@ -93,7 +107,7 @@ impl AgencyService for AgencyApi {
             .document
             .ok_or_else(|| Status::invalid_argument("field `document` is required"))?;
         let message = DocumentWithContent::try_from(document).map_err(Error::from)?;
-        let (receipt, duplicate) = self.node.send_document(&caller, message).await?;
+        let (receipt, duplicate) = from_agency::send_document(&self.ctx, &caller, message).await?;
         Ok(Response::new(pb::SendDocumentResponse {
             receipt: Some((&receipt).into()),
             duplicate,
@@ -108,9 +122,9 @@ impl AgencyService for AgencyApi {
     ) -> Result<Response<EntryStream>, Status> {
         let caller = self.caller(&req)?;
         let seen_up_to = req.into_inner().after_cursor;
-        let mut signal = self.node.watch_inbox(&caller);
-        let mut stopping = self.node.stopping();
-        let node = self.node.clone();
+        let mut signal = self.ctx.signals.watch_inbox(&caller);
+        let mut stopping = self.ctx.stopping();
+        let ctx = self.ctx.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
         tokio::spawn(async move {
             // Every unacknowledged entry goes out once per subscription: the last cursor
@@ -125,7 +139,13 @@ impl AgencyService for AgencyApi {
                 let mut batch = Vec::new();
                 for priority in (0..=3u8).rev() {
                     let lane = &mut sent[priority as usize];
-                    let page = match node.inbox_lane(&caller, priority, *lane, SUBSCRIBE_BATCH) {
+                    let page = match mailbox::inbox_lane(
+                        &ctx,
+                        &caller,
+                        priority,
+                        *lane,
+                        SUBSCRIBE_BATCH,
+                    ) {
                         Ok(page) => page,
                         Err(e) => {
                             let _ = tx.send(Err(Status::from(e))).await;
@@ -177,9 +197,9 @@ impl AgencyService for AgencyApi {
         };
         let after = (req.after_cursor > 0).then_some(req.after_cursor);
         let items = if req.arrival_order {
-            self.node.inbox_by_arrival(&caller, after, limit as usize)?
+            mailbox::inbox_by_arrival(&self.ctx, &caller, after, limit as usize)?
         } else {
-            self.node.inbox(&caller, after, limit as usize)?
+            mailbox::inbox(&self.ctx, &caller, after, limit as usize)?
         };
         Ok(Response::new(pb::ListInboxResponse {
             entries: items.into_iter().map(entry_pb).collect(),
@@ -194,7 +214,7 @@ impl AgencyService for AgencyApi {
         let req = req.into_inner();
         let id = document_id(&req.id)?;
         let from = sender(&req.from)?;
-        let response = match self.node.fetch(&caller, &id, from.as_ref()).await? {
+        let response = match mailbox::fetch(&self.ctx, &caller, &id, from.as_ref()).await? {
             Fetched::Document {
                 document,
                 contents,
@@ -220,7 +240,7 @@ impl AgencyService for AgencyApi {
         let req = req.into_inner();
         let id = document_id(&req.id)?;
         let from = sender(&req.from)?;
-        self.node.ack(&caller, &id, from.as_ref()).await?;
+        mailbox::ack(&self.ctx, &caller, &id, from.as_ref()).await?;
         Ok(Response::new(pb::AckResponse {}))
     }
 
@@ -235,7 +255,7 @@ impl AgencyService for AgencyApi {
             .ok_or_else(|| Status::invalid_argument("field `notice` is required"))?
             .try_into()
             .map_err(Error::from)?;
-        let (receipt, duplicate) = self.node.send_status(&caller, notice).await?;
+        let (receipt, duplicate) = from_agency::send_status(&self.ctx, &caller, notice).await?;
         Ok(Response::new(pb::SendStatusResponse {
             receipt: Some((&receipt).into()),
             duplicate,
@@ -248,8 +268,8 @@ impl AgencyService for AgencyApi {
     ) -> Result<Response<pb::BlobStatus>, Status> {
         let caller = self.caller(&req)?;
         let status =
-            crate::attachments::receive(&self.node, req.into_inner(), Some(&caller)).await?;
-        Ok(Response::new(status))
+            attachments::receive(&self.ctx, chunks(req.into_inner()), Some(&caller)).await?;
+        Ok(Response::new(status.into()))
     }
 
     async fn attachment_status(
@@ -257,12 +277,12 @@ impl AgencyService for AgencyApi {
         req: Request<pb::BlobStatusRequest>,
     ) -> Result<Response<pb::BlobStatus>, Status> {
         let caller = self.caller(&req)?;
-        let status =
-            crate::attachments::status(&self.node, &req.into_inner().sha256, Some(&caller)).await?;
-        Ok(Response::new(status))
+        let digest = lienthong_proto::blob_digest(&req.into_inner().sha256).map_err(Error::from)?;
+        let status = attachments::status(&self.ctx, &digest, Some(&caller)).await?;
+        Ok(Response::new(status.into()))
     }
 
-    type FetchAttachmentStream = crate::attachments::ChunkStream;
+    type FetchAttachmentStream = ChunkStream;
 
     async fn fetch_attachment(
         &self,
@@ -272,16 +292,13 @@ impl AgencyService for AgencyApi {
         let req = req.into_inner();
         let id = document_id(&req.document_id)?;
         let from = sender(&req.from)?;
-        let stream = crate::attachments::serve(
-            &self.node,
-            &caller,
-            &id,
-            from.as_ref(),
-            &req.sha256,
-            req.offset,
-        )
-        .await?;
-        Ok(Response::new(stream))
+        let digest = lienthong_proto::blob_digest(&req.sha256).map_err(Error::from)?;
+        let stream =
+            mailbox::fetch_attachment(&self.ctx, &caller, &id, from.as_ref(), digest, req.offset)
+                .await?;
+        Ok(Response::new(Box::pin(stream.map(|c| {
+            c.map(pb::BlobChunk::from).map_err(Status::from)
+        }))))
     }
 
     async fn track(
@@ -292,7 +309,7 @@ impl AgencyService for AgencyApi {
         let req = req.into_inner();
         let id = document_id(&req.id)?;
         let from = sender(&req.from)?;
-        let tracked = self.node.track(&caller, &id, from.as_ref())?;
+        let tracked = mailbox::track(&self.ctx, &caller, &id, from.as_ref())?;
         let (business_state, superseded_by) = tracked
             .business
             .mark()
