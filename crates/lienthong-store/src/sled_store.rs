@@ -6,10 +6,15 @@
 //! for all of them (group commit), and then into changes to sled. Only `Ok` after
 //! that sync: a returned write survives a crash. sled is flushed in the background
 //! ([`checkpoint`]); opening the store applies the log written since the last flush.
+//!
+//! A log damaged where it was synced stops the store from opening
+//! ([`Error::DamagedLog`]) until [`SledStore::repair`] has kept what is intact and said
+//! what was lost ([`repair`]).
 
 mod blob;
 mod checkpoint;
 mod codec;
+mod repair;
 mod wal;
 mod writer;
 
@@ -27,6 +32,8 @@ use crate::{
 use blob::BlobDir;
 use wal::Wal;
 use writer::{Write, Writer, Written};
+
+pub use repair::{LostRange, RepairReport};
 
 /// A [`Store`] on sled, with a write-ahead log for group commit and fsynced blob files.
 ///
@@ -80,6 +87,14 @@ impl SledStore {
             blobs,
             wal,
         })
+    }
+
+    /// Repairs the store in `dir` after [`Error::DamagedLog`], with no node running on it:
+    /// every intact frame of the write-ahead log is kept and applied, every damaged range
+    /// is recorded as lost so that the store opens again, and the report says what was
+    /// lost (byte ranges, frames, message ids). With `dry_run`, nothing is changed.
+    pub fn repair(dir: &Path, dry_run: bool) -> Result<RepairReport> {
+        repair::run(dir, dry_run)
     }
 
     /// The directory the store lives in.

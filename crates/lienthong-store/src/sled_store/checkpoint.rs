@@ -11,14 +11,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::codec;
-use super::wal::LogPos;
+use super::wal::LogEnd;
 use crate::Result;
 
 /// How often sled is flushed; it bounds what an open has to replay.
 const EVERY: Duration = Duration::from_millis(1000);
 
 /// Where the applier has applied the log up to; the applier moves it, checkpoints read it.
-pub(crate) type Applied = Arc<Mutex<LogPos>>;
+pub(crate) type Applied = Arc<Mutex<LogEnd>>;
 
 /// The checkpoint thread; dropping the handle makes a last checkpoint and stops it.
 pub(crate) struct Checkpointer {
@@ -34,17 +34,17 @@ impl std::fmt::Debug for Checkpointer {
 
 /// Notes `at` in `tree` and flushes: everything applied before is durable in sled, and
 /// an open replays from `at`.
-pub(crate) fn checkpoint(db: &sled::Db, tree: &sled::Tree, at: LogPos) -> Result<()> {
+pub(crate) fn checkpoint(db: &sled::Db, tree: &sled::Tree, at: LogEnd) -> Result<()> {
     tree.insert(codec::checkpoint_key(), &at.encode())?;
     db.flush()?;
     Ok(())
 }
 
 /// Where the last checkpoint of `tree` left the log (its start for a new store).
-pub(crate) fn last(tree: &sled::Tree) -> Result<LogPos> {
+pub(crate) fn last(tree: &sled::Tree) -> Result<LogEnd> {
     match tree.get(codec::checkpoint_key())? {
-        Some(v) => LogPos::decode(&v),
-        None => Ok(LogPos::default()),
+        Some(v) => LogEnd::decode(&v),
+        None => Ok(LogEnd::default()),
     }
 }
 

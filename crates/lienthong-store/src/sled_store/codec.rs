@@ -86,6 +86,26 @@ pub(crate) fn message_key(id: &DocumentId) -> Vec<u8> {
     key(MESSAGE, &[id.as_str()], None, 0)
 }
 
+/// What every message record's key starts with (for `repair`, which looks for records
+/// whose bodies were lost).
+pub(crate) fn message_prefix() -> [u8; 1] {
+    [MESSAGE]
+}
+
+/// The id in a message record's key, [`message_key`] read back; `None` for any other key
+/// (for `repair`, which names the messages of a damaged frame).
+pub(crate) fn message_id(key: &[u8]) -> Option<DocumentId> {
+    let mut r = Reader::new(key);
+    if r.u8().ok()? != MESSAGE {
+        return None;
+    }
+    let id = r.str().ok()?;
+    if !r.rest().is_empty() {
+        return None;
+    }
+    DocumentId::parse(id).ok()
+}
+
 pub(crate) fn inbox_prefix(agency: &AgencyCode) -> Vec<u8> {
     key(INBOX, &[agency.as_str()], None, 9)
 }
@@ -541,6 +561,16 @@ mod tests {
             decode_inbox(&[FORMAT, 5, b'a']),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_message_key_gives_its_id_back_and_no_other_key_does() {
+        let id = envelope().id;
+        assert_eq!(message_id(&message_key(&id)), Some(id.clone()));
+        assert!(message_key(&id).starts_with(&message_prefix()));
+        assert_eq!(message_id(&event_key(&id, 1)), None);
+        let key = message_key(&id);
+        assert_eq!(message_id(&key[..key.len() - 1]), None);
     }
 
     #[test]
