@@ -14,6 +14,7 @@
 mod blob;
 mod checkpoint;
 mod codec;
+mod private;
 mod repair;
 mod wal;
 mod writer;
@@ -61,15 +62,17 @@ impl std::fmt::Debug for SledStore {
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db`, the
     /// write-ahead log with the message bodies in `dir/wal/`, and attachment blobs in
-    /// `dir/blobs/`. Writes the log holds past the last checkpoint are applied again. Only
+    /// `dir/blobs/`, every file readable by its owner only ([`private`]). Writes the log holds past the last checkpoint are applied again. Only
     /// one process can have a store open.
     pub fn open(dir: &Path) -> Result<SledStore> {
-        std::fs::create_dir_all(dir)?;
+        private::create_dir(dir)?;
         let db_path = dir.join("db");
+        private::create_dir(&db_path)?;
         let db = open_sled(&db_path).map_err(|source| Error::Open {
             path: db_path.display().to_string(),
             source,
         })?;
+        private::narrow_tree(&db_path)?;
         let tree = db.open_tree("lienthong")?;
         check_format(&tree, &db_path)?;
         let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
@@ -79,7 +82,7 @@ impl SledStore {
             checkpoint::checkpoint(&db, &tree, appender.position())?;
             tracing::info!(frames = replayed, dir = %dir.display(), "store: applied the write-ahead log written since the last checkpoint");
         }
-        let writer = Writer::start(db.clone(), tree.clone(), (wal.clone(), appender))?;
+        let writer = Writer::start(db.clone(), db_path, tree.clone(), (wal.clone(), appender))?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
             tree,

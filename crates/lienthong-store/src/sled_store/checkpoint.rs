@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::codec;
 use super::wal::LogEnd;
+use super::{codec, private};
 use crate::Result;
 
 /// How often sled is flushed; it bounds what an open has to replay.
@@ -49,8 +49,10 @@ pub(crate) fn last(tree: &sled::Tree) -> Result<LogEnd> {
 }
 
 impl Checkpointer {
+    /// Starts checkpointing `tree` of `db`, whose files are in `db_dir`.
     pub(crate) fn start(
         db: sled::Db,
+        db_dir: std::path::PathBuf,
         tree: sled::Tree,
         applied: Applied,
     ) -> std::io::Result<Checkpointer> {
@@ -68,7 +70,13 @@ impl Checkpointer {
                     let at = *applied.lock().unwrap_or_else(|p| p.into_inner());
                     if at != done {
                         match checkpoint(&db, &tree, at) {
-                            Ok(()) => done = at,
+                            Ok(()) => {
+                                done = at;
+                                // sled may have added a file (a large page) since.
+                                if let Err(e) = private::narrow_tree(&db_dir) {
+                                    tracing::error!(error = %e, dir = %db_dir.display(), "cannot make the database's files private");
+                                }
+                            }
                             // The log still holds everything; the next round tries again.
                             Err(e) => tracing::error!(error = %e, "store checkpoint failed"),
                         }

@@ -69,7 +69,7 @@
 pub(crate) mod scan;
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,7 @@ use std::sync::{Arc, RwLock};
 
 pub(crate) use scan::{Segment, Step};
 
+use super::private;
 use crate::{Error, Result};
 
 /// A segment takes frames until it holds this many bytes.
@@ -309,7 +310,7 @@ pub(crate) fn read_mark(dir: &Path) -> io::Result<std::result::Result<Option<Log
 
 /// Opens (creating it if needed) the synced mark of the log in `dir`.
 fn open_mark(dir: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    private::options()
         .read(true)
         .write(true)
         .create(true)
@@ -400,7 +401,11 @@ pub(crate) fn write_holes(dir: &Path, holes: &[Hole]) -> io::Result<()> {
     }
     let tmp = dir.join(format!("{HOLES_FILE}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -500,12 +505,13 @@ impl Wal {
         tree: &sled::Tree,
     ) -> Result<(Arc<Wal>, Appender, usize)> {
         if !dir.exists() {
-            fs::create_dir_all(&dir)?;
+            private::create_dir(&dir)?;
             // The log's directory must survive a crash along with what is synced into it.
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
             }
         }
+        private::create_dir(&dir)?;
         let mut segments = list_segments(&dir)?;
         let wal = Arc::new(Wal {
             dir,
@@ -718,7 +724,7 @@ impl Wal {
         let path = segment_path(&self.dir, segment);
         let existed = path.exists();
         let file = Arc::new(
-            OpenOptions::new()
+            private::options()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -1072,6 +1078,8 @@ impl Appender {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     /// A log in `dir/wal`, opened from `from` over a sled of its own in `dir/<name>` (a
