@@ -13,6 +13,7 @@ mod dev_network;
 mod dms;
 mod edxml;
 mod pki;
+mod store;
 
 /// mimalloc instead of glibc's malloc: a node allocates and frees many small buffers on
 /// several threads (messages, gRPC frames, store keys), where glibc's allocator took 13%
@@ -65,6 +66,9 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Operations on a node's store, with the node stopped: repair a damaged log.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 fn init_tracing() {
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Admin(cmd) => dms::admin(cmd).await,
             Command::Edxml(cmd) => edxml::run(cmd),
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Store(cmd) => store::run(cmd),
         }
     });
     match result {
@@ -132,12 +137,20 @@ fn main() -> ExitCode {
                         source = cause.source();
                     }
                 }
-                None => eprintln!("error: {e:#}"),
+                None => eprintln!("error: {}", one_line(&e)),
             }
+            // A damaged log is for the operator to act on before a start, like a bad
+            // configuration: its message names the repair command.
             let config_error = e.downcast_ref::<UsageError>().is_some()
                 || matches!(
                     e.downcast_ref::<lienthong_node::Error>(),
-                    Some(lienthong_node::Error::Config(_) | lienthong_node::Error::Pki(_))
+                    Some(
+                        lienthong_node::Error::Config(_)
+                            | lienthong_node::Error::Pki(_)
+                            | lienthong_node::Error::Store(
+                                lienthong_store::Error::DamagedLog { .. }
+                            )
+                    )
                 );
             if config_error {
                 ExitCode::from(EXIT_CONFIG)
@@ -146,6 +159,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `e` and its causes on one line, like `{e:#}`, without a cause whose text is already
+/// there: the node's errors wrap the store's and PKI's and include their message.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 async fn run_node(config: PathBuf) -> anyhow::Result<ExitCode> {

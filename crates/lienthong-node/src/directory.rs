@@ -152,7 +152,16 @@ pub fn save_cache(path: &Path, directory: &Directory) -> Result<(), Error> {
     let bytes = lienthong_proto::directory::encode_directory(directory);
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // Readable by the node's account only, like everything in its data_dir; a file
+        // left by a crash keeps the mode it was created with, hence the second step.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(&bytes)?;
         f.sync_all()?;
     }
@@ -325,4 +334,39 @@ fn placeholder(id: &NodeId, net: &NetworkConfig) -> Result<Directory, Error> {
         agencies: Vec::new(),
         signature: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The cache lies in the node's data_dir, whose files only the node's account reads.
+    #[test]
+    fn the_directory_cache_is_readable_by_its_owner_only() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = cache_path(dir.path());
+        // A temporary file left by a crash, with a wider mode.
+        std::fs::write(path.with_extension("pb.tmp"), b"stale").unwrap();
+        std::fs::set_permissions(
+            path.with_extension("pb.tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let directory = Directory {
+            version: 3,
+            issued_at: 0,
+            nodes: Vec::new(),
+            agencies: Vec::new(),
+            signature: None,
+        };
+        save_cache(&path, &directory).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            lienthong_proto::directory::encode_directory(&directory)
+        );
+    }
 }

@@ -41,14 +41,20 @@ pub async fn run(
 
 /// Everything that can fail before a port is used: store, keys, certificates, TLS.
 pub fn build(config: &NodeConfig) -> Result<(Node, Arc<rustls::ServerConfig>), Error> {
+    use std::os::unix::fs::DirBuilderExt;
     config.validate()?;
     let tls = lienthong_pki::server_config(&config.tls_files())?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        Error::Config(format!(
-            "cannot create data_dir {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    // Only the node's account may read what it keeps (the store narrows what is inside).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot create data_dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
     let store = SledStore::open(&config.data_dir)?;
     let node = Node::new(config, Arc::new(store))?;
     Ok((node, tls))

@@ -26,6 +26,26 @@ pub enum Error {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Bytes of the write-ahead log that were synced (so acknowledged writes may be in
+    /// them) are damaged or missing. Opening over them would drop those writes without a
+    /// word, so the store does not open until `lienthong store repair` has kept what is
+    /// intact and said what was lost.
+    #[error(
+        "the store's write-ahead log {path} is damaged at byte {offset}: {what}. Writes \
+         acknowledged there would be lost, so the store does not open: stop the node and run \
+         `lienthong store repair --data-dir {data_dir}`, which keeps every intact frame and \
+         reports what was lost"
+    )]
+    DamagedLog {
+        segment: u32,
+        offset: u64,
+        /// The segment file.
+        path: String,
+        /// What is wrong there.
+        what: String,
+        /// The store's data directory, for the repair command.
+        data_dir: String,
+    },
     #[error("cannot open the store at {path}: {source}")]
     Open {
         path: String,

@@ -6,10 +6,16 @@
 //! for all of them (group commit), and then into changes to sled. Only `Ok` after
 //! that sync: a returned write survives a crash. sled is flushed in the background
 //! ([`checkpoint`]); opening the store applies the log written since the last flush.
+//!
+//! A log damaged where it was synced stops the store from opening
+//! ([`Error::DamagedLog`]) until [`SledStore::repair`] has kept what is intact and said
+//! what was lost ([`repair`]).
 
 mod blob;
 mod checkpoint;
 mod codec;
+mod private;
+mod repair;
 mod wal;
 mod writer;
 
@@ -27,6 +33,8 @@ use crate::{
 use blob::BlobDir;
 use wal::Wal;
 use writer::{Write, Writer, Written};
+
+pub use repair::{LostRange, RepairReport};
 
 /// A [`Store`] on sled, with a write-ahead log for group commit and fsynced blob files.
 ///
@@ -54,15 +62,17 @@ impl std::fmt::Debug for SledStore {
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db`, the
     /// write-ahead log with the message bodies in `dir/wal/`, and attachment blobs in
-    /// `dir/blobs/`. Writes the log holds past the last checkpoint are applied again. Only
+    /// `dir/blobs/`, every file readable by its owner only ([`private`]). Writes the log holds past the last checkpoint are applied again. Only
     /// one process can have a store open.
     pub fn open(dir: &Path) -> Result<SledStore> {
-        std::fs::create_dir_all(dir)?;
+        private::create_dir(dir)?;
         let db_path = dir.join("db");
+        private::create_dir(&db_path)?;
         let db = open_sled(&db_path).map_err(|source| Error::Open {
             path: db_path.display().to_string(),
             source,
         })?;
+        private::narrow_tree(&db_path)?;
         let tree = db.open_tree("lienthong")?;
         check_format(&tree, &db_path)?;
         let blobs = Arc::new(BlobDir::open(dir.join("blobs"))?);
@@ -72,7 +82,7 @@ impl SledStore {
             checkpoint::checkpoint(&db, &tree, appender.position())?;
             tracing::info!(frames = replayed, dir = %dir.display(), "store: applied the write-ahead log written since the last checkpoint");
         }
-        let writer = Writer::start(db.clone(), tree.clone(), (wal.clone(), appender))?;
+        let writer = Writer::start(db.clone(), db_path, tree.clone(), (wal.clone(), appender))?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
             tree,
@@ -80,6 +90,14 @@ impl SledStore {
             blobs,
             wal,
         })
+    }
+
+    /// Repairs the store in `dir` after [`Error::DamagedLog`], with no node running on it:
+    /// every intact frame of the write-ahead log is kept and applied, every damaged range
+    /// is recorded as lost so that the store opens again, and the report says what was
+    /// lost (byte ranges, frames, message ids). With `dry_run`, nothing is changed.
+    pub fn repair(dir: &Path, dry_run: bool) -> Result<RepairReport> {
+        repair::run(dir, dry_run)
     }
 
     /// The directory the store lives in.

@@ -1245,6 +1245,100 @@ mod sled_store {
         assert!(matches!(err, lienthong_store::Error::Corrupt(_)), "{err:?}");
     }
 
+    /// Every file under `dir` with a mode other than 0600, every directory (`dir`
+    /// included) with one other than 0700.
+    fn not_private(dir: &std::path::Path) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut found = Vec::new();
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+        if mode != 0o700 {
+            found.push(format!("{} {mode:o}", dir.display()));
+        }
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                found.extend(not_private(&entry.path()));
+            } else if meta.permissions().mode() & 0o7777 != 0o600 {
+                found.push(format!(
+                    "{} {:o}",
+                    entry.path().display(),
+                    meta.permissions().mode() & 0o7777
+                ));
+            }
+        }
+        found
+    }
+
+    /// The store holds whole documents and attachments: no file of it may be readable by
+    /// another account, whatever the umask (blob files were created 0644).
+    #[tokio::test]
+    async fn every_file_of_the_store_is_private_to_its_owner() {
+        let parent = tempfile::TempDir::new().unwrap();
+        let dir = parent.path().join("data");
+        let s = lienthong_store::SledStore::open(&dir).unwrap();
+        super::accept_to(&s, "d1", 0, super::to_inboxes(&[super::H41])).await;
+        let data = bytes::Bytes::from_static(b"attachment bytes");
+        s.put_blob(super::sha256(&data), data).await.unwrap();
+        let chunked = bytes::Bytes::from_static(b"chunked attachment");
+        let digest = super::sha256(&chunked);
+        s.write_blob_chunk(
+            digest,
+            &lienthong_store::BlobWriter::Relay,
+            0,
+            chunked.slice(..7),
+        )
+        .await
+        .unwrap();
+        let walked = dir.clone();
+        let open = tokio::task::spawn_blocking(move || not_private(&walked))
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "not private while open: {open:#?}");
+        s.write_blob_chunk(
+            digest,
+            &lienthong_store::BlobWriter::Relay,
+            7,
+            chunked.slice(7..),
+        )
+        .await
+        .unwrap();
+        s.complete_blob(
+            digest,
+            &lienthong_store::BlobWriter::Relay,
+            chunked.len() as u64,
+        )
+        .await
+        .unwrap();
+        drop(s);
+        drop(lienthong_store::SledStore::open(&dir).unwrap());
+        let closed = not_private(&dir);
+        assert!(
+            closed.is_empty(),
+            "not private after reopening: {closed:#?}"
+        );
+        // Files of every kind were looked at.
+        let names: Vec<String> = walk_names(&dir);
+        for expected in ["db/conf", "wal/00000000.log", "wal/synced", "blobs/"] {
+            assert!(
+                names.iter().any(|n| n.contains(expected)),
+                "{expected} in {names:#?}"
+            );
+        }
+    }
+
+    fn walk_names(dir: &std::path::Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            names.push(path.display().to_string());
+            if path.is_dir() {
+                names.extend(walk_names(&path));
+            }
+        }
+        names
+    }
+
     #[tokio::test]
     async fn open_fails_clearly_when_the_store_is_already_open() {
         let dir = tempfile::TempDir::new().unwrap();

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use super::private;
 use crate::{BlobWriter, Digest, Error, Result};
 
 /// Where blobs live and how to name temporary files uniquely.
@@ -46,9 +47,10 @@ impl BlobDir {
     /// Creates `dir` and `dir/tmp`, and removes temporary files a crash left behind.
     pub(crate) fn open(dir: PathBuf) -> io::Result<BlobDir> {
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
         let partial = dir.join("partial");
-        fs::create_dir_all(&partial)?;
+        for d in [&dir, &tmp, &partial] {
+            private::create_dir(d)?;
+        }
         // Uploads abandoned long ago will not resume: give their space back.
         for entry in fs::read_dir(&partial)? {
             let entry = entry?;
@@ -126,7 +128,11 @@ impl BlobDir {
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
+    let mut f = private::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -219,7 +225,7 @@ impl BlobDir {
         let path = self.partial_path(digest, writer);
         // Only a chunk at offset 0 starts a partial file (one that arrives after the blob
         // was completed meanwhile finds no file and reports the gap).
-        let f = match fs::OpenOptions::new()
+        let f = match private::options()
             .create(offset == 0)
             .truncate(false)
             .write(true)

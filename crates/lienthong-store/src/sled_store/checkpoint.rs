@@ -10,15 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::codec;
-use super::wal::LogPos;
+use super::wal::LogEnd;
+use super::{codec, private};
 use crate::Result;
 
 /// How often sled is flushed; it bounds what an open has to replay.
 const EVERY: Duration = Duration::from_millis(1000);
 
 /// Where the applier has applied the log up to; the applier moves it, checkpoints read it.
-pub(crate) type Applied = Arc<Mutex<LogPos>>;
+pub(crate) type Applied = Arc<Mutex<LogEnd>>;
 
 /// The checkpoint thread; dropping the handle makes a last checkpoint and stops it.
 pub(crate) struct Checkpointer {
@@ -34,23 +34,25 @@ impl std::fmt::Debug for Checkpointer {
 
 /// Notes `at` in `tree` and flushes: everything applied before is durable in sled, and
 /// an open replays from `at`.
-pub(crate) fn checkpoint(db: &sled::Db, tree: &sled::Tree, at: LogPos) -> Result<()> {
+pub(crate) fn checkpoint(db: &sled::Db, tree: &sled::Tree, at: LogEnd) -> Result<()> {
     tree.insert(codec::checkpoint_key(), &at.encode())?;
     db.flush()?;
     Ok(())
 }
 
 /// Where the last checkpoint of `tree` left the log (its start for a new store).
-pub(crate) fn last(tree: &sled::Tree) -> Result<LogPos> {
+pub(crate) fn last(tree: &sled::Tree) -> Result<LogEnd> {
     match tree.get(codec::checkpoint_key())? {
-        Some(v) => LogPos::decode(&v),
-        None => Ok(LogPos::default()),
+        Some(v) => LogEnd::decode(&v),
+        None => Ok(LogEnd::default()),
     }
 }
 
 impl Checkpointer {
+    /// Starts checkpointing `tree` of `db`, whose files are in `db_dir`.
     pub(crate) fn start(
         db: sled::Db,
+        db_dir: std::path::PathBuf,
         tree: sled::Tree,
         applied: Applied,
     ) -> std::io::Result<Checkpointer> {
@@ -68,7 +70,13 @@ impl Checkpointer {
                     let at = *applied.lock().unwrap_or_else(|p| p.into_inner());
                     if at != done {
                         match checkpoint(&db, &tree, at) {
-                            Ok(()) => done = at,
+                            Ok(()) => {
+                                done = at;
+                                // sled may have added a file (a large page) since.
+                                if let Err(e) = private::narrow_tree(&db_dir) {
+                                    tracing::error!(error = %e, dir = %db_dir.display(), "cannot make the database's files private");
+                                }
+                            }
                             // The log still holds everything; the next round tries again.
                             Err(e) => tracing::error!(error = %e, "store checkpoint failed"),
                         }

@@ -124,6 +124,18 @@ pub(crate) fn decode_message_key(key: &[u8]) -> Result<MessageKey> {
     }
 }
 
+/// What every message record's key starts with (for `repair`, which looks for records
+/// whose bodies were lost).
+pub(crate) fn message_prefix() -> [u8; 1] {
+    [MESSAGE]
+}
+
+/// The message key in a message record's key, [`message_key`] read back; `None` for any
+/// other key (for `repair`, which names the messages of a damaged frame).
+pub(crate) fn message_id(key: &[u8]) -> Option<MessageKey> {
+    decode_message_key(key).ok()
+}
+
 pub(crate) fn inbox_prefix(agency: &AgencyCode) -> Vec<u8> {
     key(INBOX, &[agency.as_str()], None, 9)
 }
@@ -615,6 +627,16 @@ mod tests {
         // An id that is a prefix of another does not share its messages' prefix.
         let short = DocumentId::parse(&"x".repeat(10)).unwrap();
         assert!(!message_key(&a).starts_with(&message_id_prefix(&short)));
+    }
+
+    #[test]
+    fn a_message_key_gives_its_key_back_and_no_other_key_does() {
+        let key = envelope().key;
+        assert_eq!(message_id(&message_key(&key)), Some(key.clone()));
+        assert!(message_key(&key).starts_with(&message_prefix()));
+        assert_eq!(message_id(&event_key(&key, 1)), None);
+        let k = message_key(&key);
+        assert_eq!(message_id(&k[..k.len() - 1]), None);
     }
 
     #[test]

@@ -105,14 +105,16 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts writing to `tree` through the log (`wal` and its appender).
+    /// Starts writing to `tree` (of `db`, in `db_dir`) through the log (`wal` and its
+    /// appender).
     pub(crate) fn start(
         db: sled::Db,
+        db_dir: std::path::PathBuf,
         tree: sled::Tree,
         (log, wal): (Arc<Wal>, Appender),
     ) -> std::io::Result<Writer> {
         let applied: Applied = Arc::new(std::sync::Mutex::new(wal.position()));
-        let checkpointer = Checkpointer::start(db.clone(), tree.clone(), applied.clone())?;
+        let checkpointer = Checkpointer::start(db.clone(), db_dir, tree.clone(), applied.clone())?;
         let (tx, rx) = mpsc::channel();
         let applier = Applier {
             db,
