@@ -60,7 +60,7 @@ async fn accepts_a_real_sample_edoc_and_delivers_it() {
     let held = gw.backend().held();
     assert_eq!(held.len(), 1);
     assert_eq!(
-        held[0].bytes.as_ref(),
+        held[0].content.bytes(),
         EDOC,
         "the CRLF the SDK appends was removed, nothing else"
     );
@@ -599,4 +599,47 @@ async fn shutdown_future_stops_the_server() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+#[tokio::test]
+async fn refused_sendedoc_without_expect_is_answered_after_its_body() {
+    // HttpURLConnection (the SDK's sendEdoc) sends no Expect and writes the whole body
+    // before reading: a refusal must wait for the body, or the DMS gets a broken pipe
+    // instead of the error.
+    let gw = Running::start().await;
+    let mut tls = gw.tls_connect().await;
+    let headers = send_edoc_headers(
+        SENDER,
+        "not-the-secret",
+        SENDER_AGENCY,
+        "edoc",
+        EDOC_HASH_FILE,
+    );
+    let body = vec![b'x'; 8 << 20];
+    let mut head = b"POST /sendEdoc HTTP/1.1\r\nHost: 127.0.0.1\r\n".to_vec();
+    for (k, v) in &headers {
+        head.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    tls.write_all(&head).await.unwrap();
+    tls.write_all(&body)
+        .await
+        .expect("the whole body can be written");
+    tls.flush().await.unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head:?}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut answer = vec![0u8; len];
+    tls.read_exact(&mut answer).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["ErrorCode"], "104");
+    assert_eq!(v["DocId"], "");
+    assert!(gw.backend().calls().is_empty());
 }

@@ -122,8 +122,14 @@ impl<B: VxpBackend> Gateway<B> {
         lock
     }
 
-    async fn process(&self, kind: OperationKind, request: Request) -> Result<Response> {
-        let (parts, body) = request.into_parts();
+    /// Verifies, authorizes and serves one request. `body` stays in its slot until the
+    /// request is accepted far enough to read it.
+    async fn process(
+        &self,
+        kind: OperationKind,
+        parts: &http::request::Parts,
+        body: &mut Option<Body>,
+    ) -> Result<Response> {
         let verified = verify(&parts.headers, &self.systems)?;
         if let Some(window) = self.settings.timestamp_window {
             let ts = verified
@@ -151,7 +157,9 @@ impl<B: VxpBackend> Gateway<B> {
         if let Operation::SendEdoc(send) = op {
             return self.send_edoc(scope, send, &parts.headers, body).await;
         }
-        drain_small_body(body).await;
+        if let Some(body) = body.take() {
+            drain(body, MAX_SMALL_BODY).await;
+        }
         let b = &self.backend;
         Ok(match op {
             Operation::SendEdoc(_) => unreachable!("handled above"),
@@ -191,7 +199,7 @@ impl<B: VxpBackend> Gateway<B> {
         scope: &SystemScope,
         send: SendEdoc,
         headers: &http::HeaderMap,
-        body: Body,
+        body: &mut Option<Body>,
     ) -> Result<Response> {
         let from = AgencyCode::parse_canonical(&send.from).map_err(|_| VxpError::InvalidInput {
             key: "from",
@@ -212,6 +220,7 @@ impl<B: VxpBackend> Gateway<B> {
         if declared.is_some_and(|len| len > max.saturating_add(2)) {
             return Err(VxpError::BodyTooLarge { limit: max });
         }
+        let body = body.take().expect("the body is read once");
         let edoc = spool_body(body, &self.settings.spool_dir, max, &send.hash_file).await?;
         let key = idempotency_key(&from, send.message_type, send.to.as_deref(), &edoc.sha256);
         let lock = self.key_lock(key);
@@ -241,26 +250,76 @@ async fn handle<B: VxpBackend>(
     Path(op): Path<String>,
     request: Request,
 ) -> Response {
-    let Some(kind) = OperationKind::from_name(&op) else {
-        return failure(None, &VxpError::UnsupportedOperation { op });
+    let (parts, body) = request.into_parts();
+    let mut body = Some(body);
+    let kind = OperationKind::from_name(&op);
+    let result = match kind {
+        Some(kind) => gateway.process(kind, &parts, &mut body).await,
+        None => Err(VxpError::UnsupportedOperation { op }),
     };
-    match gateway.process(kind, request).await {
+    match result {
         Ok(response) => response,
         Err(error) => {
-            tracing::info!(op = kind.name(), code = %error.code(), %error, "vxp request refused");
-            failure(Some(kind), &error)
+            tracing::info!(
+                op = kind.map_or("?", OperationKind::name),
+                code = %error.code(),
+                %error,
+                "vxp request refused"
+            );
+            if let Some(body) = body.take() {
+                gateway.drain_refused(&parts.headers, kind, body).await;
+            }
+            failure(kind, &error)
         }
     }
 }
 
-/// Reads and drops a small body, which also answers `Expect: 100-continue` and keeps the
-/// connection reusable.
-async fn drain_small_body(body: Body) {
+impl<B: VxpBackend> Gateway<B> {
+    /// Reads and drops the body of a refused request before answering, unless the client
+    /// waits for `100 Continue` (then it sends no body). HttpURLConnection, which carries
+    /// sendEdoc, writes the whole body before it reads anything: answering and closing
+    /// while it still writes makes it fail with a broken pipe (and re-send), and the DMS
+    /// never sees the refusal. A body longer than the largest accepted is not drained; the
+    /// connection closes.
+    async fn drain_refused(
+        &self,
+        headers: &http::HeaderMap,
+        kind: Option<OperationKind>,
+        body: Body,
+    ) {
+        let expects_continue = headers
+            .get_all(header::EXPECT)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue {
+            return;
+        }
+        let limit = match kind {
+            Some(OperationKind::SendEdoc) => {
+                usize::try_from(self.settings.max_edoc_bytes.saturating_add(2))
+                    .unwrap_or(usize::MAX)
+            }
+            _ => MAX_SMALL_BODY,
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return;
+        }
+        drain(body, limit).await;
+    }
+}
+
+/// Reads and drops at most about `limit` bytes of a body, which also answers
+/// `Expect: 100-continue` and keeps the connection reusable.
+async fn drain(body: Body, limit: usize) {
     let mut body = body;
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {
         seen += frame.data_ref().map_or(0, |d| d.len());
-        if seen > MAX_SMALL_BODY {
+        if seen > limit {
             break;
         }
     }

@@ -365,6 +365,24 @@ pub fn sdk_body(file: &[u8]) -> Vec<u8> {
     body
 }
 
+/// Where the in-memory bus keeps a message: edXML in memory, large test messages in the
+/// spooled file the gateway handed over (so that memory measurements see the gateway's
+/// and the client's use, not the test bus's).
+#[derive(Clone, Debug)]
+pub enum Content {
+    Bytes(Bytes),
+    File(Arc<tempfile::TempPath>),
+}
+
+impl Content {
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Content::Bytes(b) => b.to_vec(),
+            Content::File(p) => std::fs::read(p.as_ref() as &std::path::Path).unwrap(),
+        }
+    }
+}
+
 /// One message the in-memory bus holds.
 #[derive(Clone, Debug)]
 pub struct Held {
@@ -373,7 +391,7 @@ pub struct Held {
     pub from: String,
     pub recipients: Vec<String>,
     pub message_type: MessageType,
-    pub bytes: Bytes,
+    pub content: Content,
     pub statuses: HashMap<String, DeliveryStatus>,
 }
 
@@ -421,28 +439,31 @@ impl VxpBackend for MemBackend {
         submission: EdocSubmission,
     ) -> Result<String, BackendError> {
         self.call("send_edoc");
-        let bytes = submission
-            .edoc
-            .read_to_vec()
-            .await
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
-        let mut held = self.held.lock().unwrap();
-        if let Some(h) = held.iter().find(|h| h.key == submission.idempotency_key) {
-            return Ok(h.doc_id.clone());
-        }
-        // Large test messages are not edXML; they carry their route in the first line.
-        let (from, recipients, kind) = if let Some(rest) = bytes.strip_prefix(b"TEST ") {
-            let line =
-                String::from_utf8_lossy(&rest[..rest.iter().position(|&b| b == b'\n').unwrap()])
-                    .to_string();
-            let mut parts = line.split(' ');
-            let from = parts.next().unwrap().to_string();
-            let to = parts.next().unwrap().to_string();
-            (from, vec![to], submission.message_type)
+        let internal = |e: std::io::Error| BackendError::Internal(e.to_string());
+        // Large test messages are not edXML: a first line `TEST <from> <to>` routes them.
+        let mut first = [0u8; 64];
+        let n = {
+            use tokio::io::AsyncReadExt;
+            let mut file = submission.edoc.open().await.map_err(internal)?;
+            file.read(&mut first).await.map_err(internal)?
+        };
+        let (from, recipients, kind, content) = if let Some(rest) =
+            first[..n].strip_prefix(b"TEST ")
+        {
+            let line = &rest[..rest.iter().position(|&b| b == b'\n').unwrap()];
+            let line = String::from_utf8_lossy(line).to_string();
+            let (from, to) = line.split_once(' ').unwrap();
+            let content = Content::File(Arc::new(submission.edoc.into_temp_path()));
+            (
+                from.to_string(),
+                vec![to.to_string()],
+                submission.message_type,
+                content,
+            )
         } else {
-            match lienthong_edxml::parse(&bytes)
-                .map_err(|e| BackendError::Refused(format!("the message is not edXML: {e}")))?
-            {
+            let bytes = submission.edoc.read_to_vec().await.map_err(internal)?;
+            let refused = |e| BackendError::Refused(format!("the message is not edXML: {e}"));
+            let (from, recipients, kind) = match lienthong_edxml::parse(&bytes).map_err(refused)? {
                 lienthong_edxml::Message::Document(d) => (
                     d.header.from.organ_id.clone(),
                     d.header.to.iter().map(|o| o.organ_id.clone()).collect(),
@@ -453,7 +474,8 @@ impl VxpBackend for MemBackend {
                     vec![s.response_for.organ_id.clone()],
                     MessageType::Status,
                 ),
-            }
+            };
+            (from, recipients, kind, Content::Bytes(Bytes::from(bytes)))
         };
         if from != submission.from.as_str() {
             return Err(BackendError::Refused(format!(
@@ -468,6 +490,10 @@ impl VxpBackend for MemBackend {
                 submission.message_type.as_str()
             )));
         }
+        let mut held = self.held.lock().unwrap();
+        if let Some(h) = held.iter().find(|h| h.key == submission.idempotency_key) {
+            return Ok(h.doc_id.clone());
+        }
         let doc_id = format!("vxp-{}", hex::encode(&submission.idempotency_key[..8]));
         held.push(Held {
             doc_id: doc_id.clone(),
@@ -475,7 +501,7 @@ impl VxpBackend for MemBackend {
             from,
             recipients,
             message_type: kind,
-            bytes: Bytes::from(bytes),
+            content,
             statuses: HashMap::new(),
         });
         Ok(doc_id)
@@ -512,11 +538,22 @@ impl VxpBackend for MemBackend {
 
     async fn edoc(&self, scope: &SystemScope, doc_id: &str) -> Result<EdocStream, BackendError> {
         self.call("edoc");
-        let mut held = self.held.lock().unwrap();
-        let (h, _) = Self::addressed(&mut held, scope, doc_id).ok_or_else(|| {
-            BackendError::NotFound(format!("no message {doc_id} for this system"))
-        })?;
-        Ok(EdocStream::from_bytes(h.bytes.clone()))
+        let content = {
+            let mut held = self.held.lock().unwrap();
+            let (h, _) = Self::addressed(&mut held, scope, doc_id).ok_or_else(|| {
+                BackendError::NotFound(format!("no message {doc_id} for this system"))
+            })?;
+            h.content.clone()
+        };
+        match content {
+            Content::Bytes(b) => Ok(EdocStream::from_bytes(b)),
+            Content::File(path) => {
+                let path: &std::path::Path = path.as_ref();
+                EdocStream::from_file(path)
+                    .await
+                    .map_err(|e| BackendError::Internal(e.to_string()))
+            }
+        }
     }
 
     async fn update_status(
