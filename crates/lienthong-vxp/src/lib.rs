@@ -42,7 +42,7 @@
 //! message for an agency and return a DocId, idempotently on the submission's key; list,
 //! stream and acknowledge received messages; list sent ones; answer the directory
 //! queries. Build a [`Gateway`] from a [`GatewayConfig`] section of the node's
-//! configuration, and run [`gateway::serve`] with the node's listener, TLS configuration
+//! configuration, and run [`gateway::serve()`] with the node's listener, TLS configuration
 //! and shutdown future. The bridge direction needs a [`VxpClient`] per national-platform
 //! system and a loop that pulls with it; neither is wired yet.
 #![forbid(unsafe_code)]

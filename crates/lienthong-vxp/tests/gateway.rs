@@ -266,6 +266,47 @@ async fn rejects_oversized_body_before_reading_it() {
 }
 
 #[tokio::test]
+async fn rejects_oversized_chunked_body_while_reading_it() {
+    // No Content-Length to judge by: the limit is enforced as the body arrives.
+    let gw = Running::start_with(|mut s| {
+        s.max_edoc_bytes = 1000;
+        s
+    })
+    .await;
+    let mut tls = gw.tls_connect().await;
+    let headers = send_edoc_headers(SENDER, SENDER_SECRET, SENDER_AGENCY, "edoc", EDOC_HASH_FILE);
+    let mut request = b"POST /sendEdoc HTTP/1.1\r\nHost: 127.0.0.1\r\n".to_vec();
+    for (k, v) in &headers {
+        request.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+    let body = sdk_body(EDOC);
+    for chunk in body.chunks(700) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    tls.write_all(&request).await.unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head:?}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    let mut answer = vec![0u8; len];
+    tls.read_exact(&mut answer).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["ErrorCode"], "110", "{v}");
+    assert!(gw.backend().calls().is_empty());
+    assert_eq!(std::fs::read_dir(gw.spool.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
 async fn rejects_missing_hash_file() {
     let gw = Running::start().await;
     let headers = sdk_sign(
@@ -291,6 +332,8 @@ async fn refuses_unsupported_operation() {
     let headers = receiver_headers(&[], "application/json");
     let r = gw.request("POST", "/registerAgency", &headers, b"{}").await;
     assert_refused(&gw, r, "112", "registerAgency").await;
+    let r = gw.request("POST", "/getEdoc/extra", &headers, b"{}").await;
+    assert_refused(&gw, r, "112", "/getEdoc/extra").await;
 }
 
 #[tokio::test]

@@ -422,3 +422,47 @@ fn get_edoc_decoder_rejects_a_truncated_or_incomplete_answer() {
     let err = decoder.push(b"<html>", &mut Vec::new()).unwrap_err();
     assert!(matches!(err, VxpError::BadResponse { .. }), "{err:?}");
 }
+
+mod reader_body {
+    use base64::Engine;
+    use http_body::Body;
+    use http_body_util::BodyExt;
+    use lienthong_vxp::body::ReaderBody;
+
+    fn reader(bytes: &'static [u8]) -> lienthong_vxp::body::EdocReader {
+        Box::pin(std::io::Cursor::new(bytes))
+    }
+
+    #[tokio::test]
+    async fn base64_body_is_head_encoding_tail_with_an_exact_length() {
+        let content: &'static [u8] = b"<edXML>Th\xc3\xa0nh c\xc3\xb4ng</edXML>";
+        let body = ReaderBody::base64(
+            "{\"data\":\"",
+            reader(content),
+            Some(content.len() as u64),
+            "\"}",
+        );
+        let expected = format!(
+            "{{\"data\":\"{}\"}}",
+            base64::engine::general_purpose::STANDARD.encode(content)
+        );
+        assert_eq!(body.size_hint().exact(), Some(expected.len() as u64));
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(out, expected.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn rejects_a_message_that_ends_before_its_length() {
+        let body = ReaderBody::raw("", reader(b"0123456789"), Some(20), "");
+        let err = body.collect().await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("10 of its 20 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rejects_a_message_longer_than_its_length() {
+        let body = ReaderBody::base64("", reader(b"0123456789"), Some(4), "");
+        let err = body.collect().await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+}

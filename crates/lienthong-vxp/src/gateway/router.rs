@@ -105,8 +105,9 @@ impl<B: VxpBackend> Gateway<B> {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/{op}", any(handle::<B>))
-            .fallback(|| async {
-                failure(None, &VxpError::UnsupportedOperation { op: "/".into() })
+            .fallback(|uri: http::Uri| async move {
+                let op = uri.path().to_string();
+                failure(None, &VxpError::UnsupportedOperation { op })
             })
             .with_state(self.clone())
     }
