@@ -140,21 +140,14 @@ impl VxpClient {
         let mut request = Request::builder().method(kind.method()).uri(url.clone());
         let headers = request.headers_mut().expect("the builder has no error yet");
         for (name, value) in signed.to_http_headers(&self.config.secret) {
-            let name = HeaderName::from_bytes(name.as_bytes());
             // Raw bytes: a non-ASCII value goes out as UTF-8, as HttpURLConnection sends it.
-            let value = HeaderValue::from_bytes(value.as_bytes());
-            match (name, value) {
-                (Ok(n), Ok(v)) => {
-                    headers.append(n, v);
-                }
-                _ => {
-                    return Err(VxpError::InvalidInput {
-                        key: "header",
-                        value: format!("{signed:?}"),
-                        expected: "values without line breaks or control characters",
-                    });
-                }
-            }
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .zip(HeaderValue::from_bytes(value.as_bytes()).ok());
+            let Some((n, v)) = header else {
+                return Err(VxpError::BadHeader { name, value });
+            };
+            headers.append(n, v);
         }
         let request = request.body(body).map_err(|e| VxpError::Transport {
             url: url.to_string(),

@@ -178,6 +178,10 @@ pub enum VxpError {
     Backend(#[from] BackendError),
 
     // Client side.
+    #[error(
+        "header {name} cannot carry {value:?}; use values without line breaks or control characters"
+    )]
+    BadHeader { name: String, value: String },
     #[error("endpoint {endpoint:?} is not usable: {reason}")]
     BadEndpoint { endpoint: String, reason: String },
     #[error(
@@ -243,6 +247,7 @@ impl VxpError {
                 BackendError::Internal(_) => ErrorCode::Internal,
             },
             VxpError::BadEndpoint { .. }
+            | VxpError::BadHeader { .. }
             | VxpError::Transport { .. }
             | VxpError::BadResponse { .. }
             | VxpError::Remote { .. }

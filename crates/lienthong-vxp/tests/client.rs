@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::sync::Arc;
 
 use common::*;
 use lienthong_vxp::{ClientConfig, DeliveryStatus, MessageType, Secret, VxpClient, VxpError};
@@ -324,5 +323,19 @@ async fn client_sends_what_the_sdk_sends() {
     lienthong_vxp::timestamp::parse_timestamp(&ts).unwrap();
     assert_eq!(get("user-agent"), "JAVASDKAgent/1.0.0 XRoad/VPCP");
     assert_eq!(get("xroadvnpt-version"), "3.0.201608");
-    let _ = Arc::new(());
+}
+
+#[tokio::test]
+async fn client_refuses_a_value_a_header_cannot_carry() {
+    let gw = Running::start().await;
+    let receiver = gw.client(RECEIVER, RECEIVER_SECRET);
+    let err = receiver
+        .update_status("vxp-1\r\nX-Injected: 1", DeliveryStatus::Done)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, VxpError::BadHeader { name, .. } if name == "XroadVnpt-docId"),
+        "{err:?}"
+    );
+    assert!(gw.backend().calls().is_empty());
 }

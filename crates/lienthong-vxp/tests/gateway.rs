@@ -686,3 +686,30 @@ async fn refused_sendedoc_without_expect_is_answered_after_its_body() {
     assert_eq!(v["DocId"], "");
     assert!(gw.backend().calls().is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections() {
+    let gw = Running::start().await;
+    // A DMS keeps its connection open between calls (HttpClient keep-alive).
+    let mut tls = gw.tls_connect().await;
+    let headers = receiver_headers(&[], "application/json");
+    let mut request = b"POST /countReceiveEdoc HTTP/1.1\r\nHost: 127.0.0.1\r\n".to_vec();
+    for (k, v) in &headers {
+        request.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"Content-Length: 2\r\n\r\n{}");
+    tls.write_all(&request).await.unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head:?}");
+    // The server returns although the connection is still open, and closes it.
+    tokio::time::timeout(std::time::Duration::from_secs(30), gw.stop())
+        .await
+        .expect("serve returned after the shutdown future completed");
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("\"count\":0"),
+        "the answer's body came before the close: {text:?}"
+    );
+}

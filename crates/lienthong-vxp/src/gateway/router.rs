@@ -221,7 +221,9 @@ impl<B: VxpBackend> Gateway<B> {
         if declared.is_some_and(|len| len > max.saturating_add(2)) {
             return Err(VxpError::BodyTooLarge { limit: max });
         }
-        let body = body.take().expect("the body is read once");
+        let body = body.take().ok_or_else(|| VxpError::BodyUnreadable {
+            reason: "it was already read".into(),
+        })?;
         let edoc = spool_body(body, &self.settings.spool_dir, max, &send.hash_file).await?;
         let key = idempotency_key(&from, send.message_type, send.to.as_deref(), &edoc.sha256);
         let lock = self.key_lock(key);
