@@ -1,0 +1,19 @@
+//! The gateway direction: an HTTPS server existing DMSs call with the unchanged VXP SDK,
+//! in front of a [`VxpBackend`] (the lienthong node, once wired).
+//!
+//! - [`config`]: systems, the agencies each may act for, the secrets file, limits;
+//! - [`backend`]: the trait the bus implements, and the verified inputs it gets;
+//! - [`spool`]: sendEdoc bodies streamed to a temporary file while hashed;
+//! - [`router`]: the axum router: verify, authorize, dispatch, answer;
+//! - [`serve`](mod@serve): TLS (ring) over a given listener until a shutdown future.
+
+pub mod backend;
+pub mod config;
+pub mod router;
+pub mod serve;
+pub mod spool;
+
+pub use backend::{EdocStream, EdocSubmission, SpooledEdoc, VxpBackend, idempotency_key};
+pub use config::{GatewayConfig, SystemConfig, SystemScope, Systems, read_secrets_file};
+pub use router::{Gateway, GatewaySettings};
+pub use serve::{HANDSHAKE_TIMEOUT, serve, server_tls_config};
