@@ -351,6 +351,38 @@ async fn refuses_an_unusable_edxml_file_with_its_line_and_reason() {
     t.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_deeply_nested_edxml_file_before_sending() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let sender = &t.net.profiles[0].1;
+    let work = tempfile::tempdir().unwrap();
+    // An unknown element nested 20,000 deep after the subject: this crashed `send
+    // --edxml` with a stack overflow before the limit.
+    let n = 20_000;
+    let deep = document_xml(SENDER).replacen(
+        "</ns1:Subject>",
+        &format!("</ns1:Subject>{}{}", "<X>".repeat(n), "</X>".repeat(n)),
+        1,
+    );
+    let line = deep[..deep.find("<X>").unwrap()].matches('\n').count() + 1;
+    let file = write(work.path(), "deep.edxml", &deep);
+    let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}: <X> is nested deeper than {} levels",
+            file.display(),
+            lienthong_edxml::MAX_DEPTH
+        )),
+        "{stderr}"
+    );
+    let recipient = t.client(1).unwrap();
+    assert!(recipient.list_inbox(0, 10).await.unwrap().is_empty());
+    t.stop().await.unwrap();
+}
+
 /// A revoke of [`DOC_ID`] from [`SENDER`] to `to`, with its Bussiness block where many
 /// DMSs put it: inside the TraceHeaderList.
 fn revoke_xml(id: &str, to: &[&str]) -> String {

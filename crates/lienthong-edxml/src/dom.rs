@@ -5,7 +5,10 @@
 //! (normalised to LF as XML 1.0 says), an `edXML:` prefix used without being declared
 //! (it is taken as the QCVN 102:2016 namespace), other undeclared prefixes (kept, with no
 //! namespace), and anything after the root element. What it does not forgive: malformed
-//! markup, unknown entities, invalid UTF-8 — each reported with its line and column.
+//! markup, unknown entities, invalid UTF-8, a tree beyond the [`crate::limits`] — each
+//! reported with its line and column. The tree is built without recursion, and the depth
+//! limit bounds every recursive walk of it (copy, comparison, canonicalization, writing,
+//! drop).
 //!
 //! Text borrows from the input whenever it needs no normalisation, so a large base64
 //! attachment is not copied when the tree is built.
@@ -16,6 +19,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::error::ParseError;
+use crate::limits::Limits;
 
 /// The namespace of QCVN 102:2016 (edXML).
 pub const EDXML_NS: &str = "http://www.mic.gov.vn/TBT/QCVN_102_2016";
@@ -251,8 +255,8 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// Reads the whole message into a tree and returns its root element.
-pub(crate) fn read(input: &[u8]) -> Result<Element<'_>, ParseError> {
+/// Reads the whole message into a tree within `limits` and returns its root element.
+pub(crate) fn read(input: &[u8], limits: Limits) -> Result<Element<'_>, ParseError> {
     let start = markup_start(input);
     let mut lines = Lines::new(input);
     let text = std::str::from_utf8(&input[start..]).map_err(|e| {
@@ -273,47 +277,80 @@ pub(crate) fn read(input: &[u8]) -> Result<Element<'_>, ParseError> {
     }
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
-
-    // The element being built at each depth, and the namespaces in scope at each depth.
-    let mut stack: Vec<Element<'_>> = Vec::new();
-    let mut scopes: Vec<Vec<(String, String)>> = Vec::new();
-    let mut root: Option<Element<'_>> = None;
+    let mut tree = Builder::new(limits);
     loop {
         let at = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| {
             let (line, column) = lines.at(start + reader.error_position() as usize);
             ParseError::new(line, column, format!("malformed XML: {e}"))
         })?;
-        let pos = |lines: &mut Lines<'_>| lines.at(start + at);
+        if tree.push(event, &mut || lines.at(start + at))? {
+            break;
+        }
+    }
+    tree.finish(&mut || lines.at(input.len()))
+}
+
+/// Builds the tree from the reader's events, within its limits.
+struct Builder<'a> {
+    limits: Limits,
+    /// The element being built at each depth.
+    stack: Vec<Element<'a>>,
+    /// The namespaces declared at each depth.
+    scopes: Vec<Vec<(String, String)>>,
+    /// Declarations in `scopes` altogether.
+    in_scope: usize,
+    /// Elements and comments read so far.
+    elements: usize,
+    /// Attributes and namespace declarations read so far.
+    attributes: usize,
+    root: Option<Element<'a>>,
+}
+
+/// The line and column of the event being handled, computed only when needed.
+type Position<'p> = dyn FnMut() -> (u32, u32) + 'p;
+
+/// What to tell the author of a file the limits refuse.
+const OVER_LIMIT: &str = "check the program that wrote this file";
+
+impl<'a> Builder<'a> {
+    fn new(limits: Limits) -> Self {
+        Builder {
+            limits,
+            stack: Vec::new(),
+            scopes: Vec::new(),
+            in_scope: 0,
+            elements: 0,
+            attributes: 0,
+            root: None,
+        }
+    }
+
+    /// Handles one event; true once the root element is complete (or the input ends).
+    fn push(&mut self, event: Event<'a>, pos: &mut Position<'_>) -> Result<bool, ParseError> {
         match event {
             Event::Start(s) => {
-                let (line, column) = pos(&mut lines);
-                let el = start_element(&s, &mut scopes, line, column)?;
-                stack.push(el);
+                let (line, column) = pos();
+                let el = self.start_element(&s, line, column)?;
+                self.stack.push(el);
             }
             Event::Empty(s) => {
-                let (line, column) = pos(&mut lines);
-                let el = start_element(&s, &mut scopes, line, column)?;
-                scopes.pop();
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Element(el)),
-                    None => root = Some(el),
-                }
+                let (line, column) = pos();
+                let el = self.start_element(&s, line, column)?;
+                self.pop_scope();
+                self.attach(el);
             }
             Event::End(_) => {
-                scopes.pop();
-                if let Some(el) = stack.pop() {
-                    match stack.last_mut() {
-                        Some(parent) => parent.children.push(Node::Element(el)),
-                        None => root = Some(el),
-                    }
+                self.pop_scope();
+                if let Some(el) = self.stack.pop() {
+                    self.attach(el);
                 }
             }
             Event::Text(t) => {
-                if let Some(el) = stack.last_mut() {
+                if let Some(el) = self.stack.last_mut() {
                     push_text(el, t.xml10_content());
-                } else if root.is_none() && !t.xml10_content().trim().is_empty() {
-                    let (line, column) = pos(&mut lines);
+                } else if self.root.is_none() && !t.xml10_content().trim().is_empty() {
+                    let (line, column) = pos();
                     return Err(ParseError::new(
                         line,
                         column,
@@ -322,18 +359,20 @@ pub(crate) fn read(input: &[u8]) -> Result<Element<'_>, ParseError> {
                 }
             }
             Event::CData(t) => {
-                if let Some(el) = stack.last_mut() {
+                if let Some(el) = self.stack.last_mut() {
                     push_text(el, t.xml10_content());
                 }
             }
             Event::GeneralRef(r) => {
-                let Some(el) = stack.last_mut() else { continue };
+                let Some(el) = self.stack.last_mut() else {
+                    return Ok(false);
+                };
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
                     Ok(None) => match quick_xml::escape::resolve_predefined_entity(&r) {
                         Some(s) => s.to_string(),
                         None => {
-                            let (line, column) = pos(&mut lines);
+                            let (line, column) = pos();
                             return Err(ParseError::new(
                                 line,
                                 column,
@@ -345,7 +384,7 @@ pub(crate) fn read(input: &[u8]) -> Result<Element<'_>, ParseError> {
                         }
                     },
                     Err(e) => {
-                        let (line, column) = pos(&mut lines);
+                        let (line, column) = pos();
                         return Err(ParseError::new(
                             line,
                             column,
@@ -356,34 +395,158 @@ pub(crate) fn read(input: &[u8]) -> Result<Element<'_>, ParseError> {
                 push_text(el, Cow::Owned(resolved));
             }
             Event::Comment(c) => {
-                if let Some(el) = stack.last_mut() {
+                if !self.stack.is_empty() {
+                    self.count_element(pos)?;
+                }
+                if let Some(el) = self.stack.last_mut() {
                     el.children.push(Node::Comment(c.xml10_content()));
                 }
             }
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
-            Event::Eof => break,
+            Event::Eof => return Ok(true),
         }
-        if root.is_some() && stack.is_empty() {
-            // Whatever follows the root (trailing bytes, NULs) is not the message.
-            break;
+        // Whatever follows the root (trailing bytes, NULs) is not the message.
+        Ok(self.root.is_some() && self.stack.is_empty())
+    }
+
+    /// The root, once the input is read; `end` is the position of the end of the input.
+    fn finish(self, end: &mut Position<'_>) -> Result<Element<'a>, ParseError> {
+        if let Some(open) = self.stack.last() {
+            let (line, column) = end();
+            return Err(ParseError::new(
+                line,
+                column,
+                format!(
+                    "the message ends inside <{}> opened at line {}: the file is truncated",
+                    open.qname(),
+                    open.line
+                ),
+            ));
+        }
+        self.root.ok_or_else(|| {
+            let (line, column) = end();
+            ParseError::new(line, column, "no root element: expected <edXML>")
+        })
+    }
+
+    fn attach(&mut self, el: Element<'a>) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(Node::Element(el)),
+            None => self.root = Some(el),
         }
     }
-    if let Some(open) = stack.last() {
-        let (line, column) = lines.at(input.len());
-        return Err(ParseError::new(
+
+    fn pop_scope(&mut self) {
+        if let Some(scope) = self.scopes.pop() {
+            self.in_scope -= scope.len();
+        }
+    }
+
+    fn count_element(&mut self, pos: &mut Position<'_>) -> Result<(), ParseError> {
+        self.elements += 1;
+        if self.elements > self.limits.elements {
+            let (line, column) = pos();
+            return Err(ParseError::new(
+                line,
+                column,
+                format!(
+                    "the message has more than {} elements (comments included), the most lienthong reads: {OVER_LIMIT}",
+                    self.limits.elements
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds an element from its start tag, within the limits, and pushes its namespace
+    /// scope.
+    fn start_element(
+        &mut self,
+        s: &BytesStart<'_>,
+        line: u32,
+        column: u32,
+    ) -> Result<Element<'a>, ParseError> {
+        let err = |reason: String| ParseError::new(line, column, reason);
+        let limits = self.limits;
+        let name_ok = |name: &str| {
+            if name.len() > limits.name_bytes {
+                Err(err(format!(
+                    "a name of {} bytes, longer than the {} bytes lienthong reads: {OVER_LIMIT}",
+                    name.len(),
+                    limits.name_bytes
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        name_ok(s.name().as_ref())?;
+        let qname = s.name().as_ref().to_string();
+        if self.stack.len() >= limits.depth {
+            return Err(err(format!(
+                "<{qname}> is nested deeper than {} levels, the most lienthong reads (real edXML is 10 to 20 deep): {OVER_LIMIT}",
+                limits.depth
+            )));
+        }
+        self.count_element(&mut || (line, column))?;
+        let mut decls = Vec::new();
+        let mut raw_attrs = Vec::new();
+        for a in s.attributes().with_checks(false) {
+            let a = a.map_err(|e| err(format!("malformed attribute: {e}")))?;
+            name_ok(a.key.as_ref())?;
+            self.attributes += 1;
+            if self.attributes > limits.attributes {
+                return Err(err(format!(
+                    "the message has more than {} attributes (namespace declarations included), the most lienthong reads: {OVER_LIMIT}",
+                    limits.attributes
+                )));
+            }
+            let key = a.key.as_ref().to_string();
+            let value = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| err(format!("bad value of attribute {key}: {e}")))?
+                .into_owned();
+            if key == "xmlns" {
+                decls.push((String::new(), value));
+            } else if let Some(p) = key.strip_prefix("xmlns:") {
+                decls.push((p.to_string(), value));
+            } else {
+                raw_attrs.push((key, value));
+            }
+        }
+        self.in_scope += decls.len();
+        self.scopes.push(decls.clone());
+        if self.in_scope > limits.namespaces_in_scope {
+            return Err(err(format!(
+                "more than {} namespace declarations are in scope at <{qname}>, the most lienthong reads: {OVER_LIMIT}",
+                limits.namespaces_in_scope
+            )));
+        }
+        let scopes = &self.scopes;
+        let (prefix, local) = split_qname(&qname);
+        let ns = resolve(scopes, prefix.unwrap_or(""));
+        let attrs = raw_attrs
+            .into_iter()
+            .map(|(key, value)| {
+                let (prefix, local) = split_qname(&key);
+                Attribute {
+                    ns: prefix.and_then(|p| resolve(scopes, p)),
+                    prefix: prefix.map(str::to_string),
+                    local: local.to_string(),
+                    value,
+                }
+            })
+            .collect();
+        Ok(Element {
+            prefix: prefix.map(str::to_string),
+            local: local.to_string(),
+            ns,
+            attrs,
+            ns_decls: decls,
+            children: Vec::new(),
             line,
             column,
-            format!(
-                "the message ends inside <{}> opened at line {}: the file is truncated",
-                open.qname(),
-                open.line
-            ),
-        ));
+        })
     }
-    root.ok_or_else(|| {
-        let (line, column) = lines.at(input.len());
-        ParseError::new(line, column, "no root element: expected <edXML>")
-    })
 }
 
 fn push_text<'a>(el: &mut Element<'a>, piece: Cow<'a, str>) {
@@ -418,59 +581,6 @@ fn resolve(scopes: &[Vec<(String, String)>], prefix: &str) -> Option<String> {
     prefix
         .eq_ignore_ascii_case("edxml")
         .then(|| EDXML_NS.to_string())
-}
-
-/// Builds an element from its start tag and pushes its namespace scope.
-fn start_element<'a>(
-    s: &BytesStart<'_>,
-    scopes: &mut Vec<Vec<(String, String)>>,
-    line: u32,
-    column: u32,
-) -> Result<Element<'a>, ParseError> {
-    let err = |reason: String| ParseError::new(line, column, reason);
-    let mut decls = Vec::new();
-    let mut raw_attrs = Vec::new();
-    for a in s.attributes().with_checks(false) {
-        let a = a.map_err(|e| err(format!("malformed attribute: {e}")))?;
-        let key = a.key.as_ref().to_string();
-        let value = a
-            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|e| err(format!("bad value of attribute {key}: {e}")))?
-            .into_owned();
-        if key == "xmlns" {
-            decls.push((String::new(), value));
-        } else if let Some(p) = key.strip_prefix("xmlns:") {
-            decls.push((p.to_string(), value));
-        } else {
-            raw_attrs.push((key, value));
-        }
-    }
-    scopes.push(decls.clone());
-    let qname = s.name().as_ref().to_string();
-    let (prefix, local) = split_qname(&qname);
-    let ns = resolve(scopes, prefix.unwrap_or(""));
-    let attrs = raw_attrs
-        .into_iter()
-        .map(|(key, value)| {
-            let (prefix, local) = split_qname(&key);
-            Attribute {
-                ns: prefix.and_then(|p| resolve(scopes, p)),
-                prefix: prefix.map(str::to_string),
-                local: local.to_string(),
-                value,
-            }
-        })
-        .collect();
-    Ok(Element {
-        prefix: prefix.map(str::to_string),
-        local: local.to_string(),
-        ns,
-        attrs,
-        ns_decls: decls,
-        children: Vec::new(),
-        line,
-        column,
-    })
 }
 
 /// The namespaces in scope at `target` (found by identity) inside `root`, outermost

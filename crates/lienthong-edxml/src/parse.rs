@@ -26,6 +26,7 @@ use crate::attachment::{DigestWriter, decode_base64};
 use crate::dom::{self, Element, Node};
 use crate::dsig::is_signature;
 use crate::error::ParseError;
+use crate::limits::Limits;
 use crate::model::*;
 
 /// Where the parser puts an attachment's decoded bytes: given the attachment's
@@ -35,15 +36,23 @@ pub type AttachmentSink<'s> = dyn FnMut(&Attachment) -> std::io::Result<Box<dyn 
 /// Parses a message, decoding attachments into [`Attachment::content`].
 ///
 /// The base64 text is decoded as it is read from the input, never copied whole.
+/// The input must be within the [`crate::limits`].
 pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
-    parse_impl(input, None)
+    parse_impl(input, Limits::INPUT, None)
+}
+
+/// Parses edXML this crate wrote (with [`crate::write`] from a parsed message, or as an
+/// `edxml_preserved` skeleton), decoding attachments as [`parse`] does: the same reader,
+/// with limits that leave room for what the writer adds to a message it was given.
+pub fn parse_written(input: &[u8]) -> Result<Message, ParseError> {
+    parse_impl(input, Limits::WRITTEN, None)
 }
 
 /// Parses a message, streaming each attachment's decoded bytes into the writer `sink`
 /// returns for it (a file, a blob store …); the attachments' `content` stays empty, their
 /// `size` and `sha256` are set.
 pub fn parse_with(input: &[u8], sink: &mut AttachmentSink<'_>) -> Result<Message, ParseError> {
-    parse_impl(input, Some(sink))
+    parse_impl(input, Limits::INPUT, Some(sink))
 }
 
 /// What a container's reader did with one child element.
@@ -117,8 +126,12 @@ fn edxml<'e>(child: &'e Element<'_>) -> Option<&'e str> {
     dom::is_edxml_ns(child.ns.as_deref()).then_some(child.local.as_str())
 }
 
-fn parse_impl(input: &[u8], sink: Option<&mut AttachmentSink<'_>>) -> Result<Message, ParseError> {
-    let root = dom::read(input)?;
+fn parse_impl(
+    input: &[u8],
+    limits: Limits,
+    sink: Option<&mut AttachmentSink<'_>>,
+) -> Result<Message, ParseError> {
+    let root = dom::read(input, limits)?;
     if root.local != "edXML" {
         return Err(ParseError::new(
             root.line,
