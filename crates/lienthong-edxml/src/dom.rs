@@ -215,13 +215,67 @@ pub(crate) fn markup_start(input: &[u8]) -> usize {
     input.iter().position(|&b| b == b'<').unwrap_or(input.len())
 }
 
-/// Turns byte offsets into 1-based lines and columns, moving forward only, so that the
-/// whole input is scanned once however many positions are asked for.
+/// Counts lines and columns over bytes fed in order, looking at each byte once: the
+/// position after everything fed so far is known at any time, without going back to the
+/// start of the line (which made positions on one long line cost the square of its
+/// length).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LineCounter {
+    line: u32,
+    /// Characters between the start of the line and the end of what was fed.
+    chars_in_line: u32,
+    /// Bytes fed so far.
+    fed: u64,
+}
+
+impl LineCounter {
+    pub(crate) fn new() -> Self {
+        LineCounter {
+            line: 1,
+            chars_in_line: 0,
+            fed: 0,
+        }
+    }
+
+    /// Takes in the next bytes of the input.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.fed += bytes.len() as u64;
+        let tail = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                let newlines = bytes[..=last].iter().filter(|&&b| b == b'\n').count();
+                self.line = self.line.saturating_add(newlines as u32);
+                self.chars_in_line = 0;
+                &bytes[last + 1..]
+            }
+            None => bytes,
+        };
+        // A character is a byte that does not continue a UTF-8 sequence.
+        let chars = tail.iter().filter(|&&b| b & 0xC0 != 0x80).count();
+        self.chars_in_line = self.chars_in_line.saturating_add(chars as u32);
+    }
+
+    /// Line and column (1-based, the column in characters) of the next byte.
+    pub(crate) fn position(&self) -> (u32, u32) {
+        (self.line, self.chars_in_line.saturating_add(1))
+    }
+
+    /// Bytes fed so far: each byte of the input once when positions are asked in order.
+    pub(crate) fn fed(&self) -> u64 {
+        self.fed
+    }
+}
+
+/// Turns byte offsets into 1-based lines and columns. Offsets are asked in increasing
+/// order while a message is read, so the input is counted once whatever the number of
+/// positions asked; an offset before the last one (an error's position inside the last
+/// event) counts again from the start, once.
 pub(crate) struct Lines<'a> {
     input: &'a [u8],
+    /// The offset `counter` has reached.
     pos: usize,
-    line: u32,
-    line_start: usize,
+    counter: LineCounter,
+    /// Bytes counted before a restart.
+    restarted: u64,
 }
 
 impl<'a> Lines<'a> {
@@ -229,36 +283,43 @@ impl<'a> Lines<'a> {
         Lines {
             input,
             pos: 0,
-            line: 1,
-            line_start: 0,
+            counter: LineCounter::new(),
+            restarted: 0,
         }
     }
 
-    /// Line and column of `offset`; offsets before the last one asked restart the scan.
+    /// Line and column of `offset`.
     pub(crate) fn at(&mut self, offset: usize) -> (u32, u32) {
         let offset = offset.min(self.input.len());
         if offset < self.pos {
-            *self = Lines::new(self.input);
+            self.restarted += self.counter.fed();
+            self.counter = LineCounter::new();
+            self.pos = 0;
         }
-        for (i, &b) in self.input[self.pos..offset].iter().enumerate() {
-            if b == b'\n' {
-                self.line += 1;
-                self.line_start = self.pos + i + 1;
-            }
-        }
+        self.counter.feed(&self.input[self.pos..offset]);
         self.pos = offset;
-        let col = String::from_utf8_lossy(&self.input[self.line_start..offset])
-            .chars()
-            .count() as u32
-            + 1;
-        (self.line, col)
+        self.counter.position()
+    }
+
+    /// Bytes looked at so far.
+    #[cfg(test)]
+    fn scanned(&self) -> u64 {
+        self.restarted + self.counter.fed()
     }
 }
 
 /// Reads the whole message into a tree within `limits` and returns its root element.
 pub(crate) fn read(input: &[u8], limits: Limits) -> Result<Element<'_>, ParseError> {
+    read_counting(input, limits, &mut Lines::new(input))
+}
+
+/// [`read`], with the positions counted by `lines`.
+fn read_counting<'a>(
+    input: &'a [u8],
+    limits: Limits,
+    lines: &mut Lines<'a>,
+) -> Result<Element<'a>, ParseError> {
     let start = markup_start(input);
-    let mut lines = Lines::new(input);
     let text = std::str::from_utf8(&input[start..]).map_err(|e| {
         let (line, column) = lines.at(start + e.valid_up_to());
         ParseError::new(
@@ -606,4 +667,55 @@ pub(crate) fn in_scope_at(root: &Element<'_>, target: &Element<'_>) -> Vec<(Stri
         out.push((p, u));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_on_one_long_line_look_at_each_byte_once() {
+        // 50,000 elements on one line: every start tag asks for its position. Counting
+        // from the start of the line each time looked at 50,000²/2 × 4 bytes.
+        let n = 50_000;
+        let input = format!("<r>{}</r>", "<a/>".repeat(n));
+        let mut lines = Lines::new(input.as_bytes());
+        let root = read_counting(input.as_bytes(), Limits::INPUT, &mut lines).unwrap();
+        assert_eq!(root.children.len(), n);
+        assert!(
+            lines.scanned() <= input.len() as u64,
+            "{} bytes looked at for an input of {}",
+            lines.scanned(),
+            input.len()
+        );
+        let Node::Element(last) = root.children.last().unwrap() else {
+            panic!("an element")
+        };
+        assert_eq!((last.line, last.column), (1, 4 + 4 * (n as u32 - 1)));
+    }
+
+    #[test]
+    fn columns_count_characters_on_a_long_line_and_restart_after_a_newline() {
+        // "ế" is 3 bytes, one character.
+        let input = format!(
+            "<r>{}<a/>\r\n  <b/>{}<c/></r>",
+            "<t>ế</t>".repeat(1000),
+            "ế".repeat(10)
+        );
+        let root = read(input.as_bytes(), Limits::INPUT).unwrap();
+        let at = |local: &str| {
+            let e = root.elements().find(|e| e.local == local).unwrap();
+            (e.line, e.column)
+        };
+        assert_eq!(at("a"), (1, 4 + 8 * 1000));
+        assert_eq!(at("b"), (2, 3));
+        assert_eq!(at("c"), (2, 3 + 4 + 10));
+        let e = read(b"<r>\n  <a></b></r>", Limits::INPUT).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 6), "{e}");
+        // An offset before the last one asked is counted again from the start.
+        let mut lines = Lines::new("ab\ncdế\nf".as_bytes());
+        assert_eq!(lines.at(8), (2, 4));
+        assert_eq!(lines.at(4), (2, 2));
+        assert_eq!(lines.at(100), (3, 2));
+    }
 }
