@@ -284,7 +284,8 @@ pub struct InboxArgs {
     #[arg(long, value_name = "DIR")]
     pub export_edxml: Option<PathBuf>,
     /// Acknowledge each entry after it was saved or exported (requires --save or
-    /// --export-edxml); without it the entries stay in the inbox.
+    /// --export-edxml); without it the entries stay in the inbox. An entry that cannot be
+    /// saved or exported is reported and stays; the others go on, and the exit code is 1.
     #[arg(long)]
     pub ack: bool,
 }
@@ -355,6 +356,16 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             anyhow::Ok(())
         }
     };
+    // An entry that cannot be fetched, saved, exported or acknowledged is reported and
+    // left in the inbox, and the others go on: one bad entry must not block the rest for
+    // good. The exit code says whether any failed.
+    let mut failed: Vec<String> = Vec::new();
+    let mut settle = |id: String, result: anyhow::Result<()>| {
+        if let Err(e) = result {
+            eprintln!("error: entry {id}: {e:#}; it stays in the inbox, not acknowledged");
+            failed.push(id);
+        }
+    };
     if args.watch {
         let mut stream = client
             .rpc()
@@ -370,7 +381,11 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some(entry) => handle(entry?).await?,
+                    Some(entry) => {
+                        let entry = entry?;
+                        let id = entry.id.clone();
+                        settle(id, handle(entry).await);
+                    }
                     None => break,
                 },
                 _ = crate::shutdown_signal() => break,
@@ -382,10 +397,20 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             println!("inbox of {} is empty", client.agency());
         }
         for entry in entries {
-            handle(entry).await?;
+            let id = entry.id.clone();
+            settle(id, handle(entry).await);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "{} entr{} could not be handled and stay in the inbox: {}",
+        failed.len(),
+        if failed.len() == 1 { "y" } else { "ies" },
+        failed.join(", ")
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn print_entry(e: &pb::InboxEntry) {

@@ -383,6 +383,71 @@ async fn refuses_a_deeply_nested_edxml_file_before_sending() {
     t.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_cannot_be_exported_does_not_block_the_others() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    // Two documents; the first one listed cannot be written: a directory stands where
+    // its export goes. (The node refuses an edxml_preserved part nobody could export, so
+    // a failing write is how an entry fails here.)
+    let second_id = "000.00.00.H41,2026/11/24,16/UBND-VP";
+    for (name, xml) in [
+        ("cv15.edxml", document_xml(SENDER)),
+        (
+            "cv16.edxml",
+            document_xml(SENDER).replace(DOC_ID, second_id),
+        ),
+    ] {
+        let file = write(work.path(), name, &xml);
+        let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let export = work.path().join("export");
+    let blocked = export.join("000.00.00.H41_2026_11_24_15_UBND-VP.edxml");
+    std::fs::create_dir_all(&blocked).unwrap();
+
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+        recipient,
+    ))
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: entry {DOC_ID}: writing {}",
+            blocked.display()
+        )) && stderr.contains("it stays in the inbox, not acknowledged"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "1 entry could not be handled and stay in the inbox: {DOC_ID}"
+        )),
+        "{stderr}"
+    );
+    // The second one was exported and acknowledged all the same.
+    assert!(
+        export
+            .join("000.00.00.H41_2026_11_24_16_UBND-VP.edxml")
+            .is_file()
+    );
+    assert_eq!(stdout.matches("acknowledged").count(), 1, "{stdout}");
+    let left: Vec<String> = t
+        .client(1)
+        .unwrap()
+        .list_inbox(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec![DOC_ID.to_string()]);
+    t.stop().await.unwrap();
+}
+
 /// A revoke of [`DOC_ID`] from [`SENDER`] to `to`, with its Bussiness block where many
 /// DMSs put it: inside the TraceHeaderList.
 fn revoke_xml(id: &str, to: &[&str]) -> String {

@@ -626,6 +626,10 @@ impl Node {
                  {caller}; a DMS may only send as its own agency"
             )));
         }
+        // Every recipient must be able to export what is accepted (see lienthong-edxml's
+        // limits): a value it cannot read would stop its export for good.
+        lienthong_edxml::EdxmlDocument::check_preserved(&message.document.edxml_preserved)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let recipients = message.document.recipients()?;
         let d = self.directory.current();
         if let Some(unknown) = recipients.iter().find(|r| d.home_of(r).is_none()) {
@@ -909,6 +913,9 @@ impl Node {
                 "the notice's sender (from) is {sender} but the connection belongs to {caller}"
             )));
         }
+        // As for documents: what is accepted must be exportable.
+        lienthong_edxml::EdxmlStatus::check_preserved(&notice.edxml_preserved)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let document_id = notice.document_id()?;
         let original = self.load_document(&document_id)?.ok_or_else(|| {
             Error::NotFound(format!(
