@@ -600,3 +600,98 @@ async fn sends_an_edxml_document_with_a_large_attachment() {
     );
     t.stop().await.unwrap();
 }
+
+/// Runs the binary, reading its peak resident memory (`VmHWM`, KiB) from /proc while it
+/// runs. `VmHWM` only grows, so the last reading is the peak as long as one comes after
+/// it: the exchange with the node that follows the reading of the file lasts far longer
+/// than the polling interval.
+async fn lienthong_peak_kib(args: Vec<String>) -> (Output, u64) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the lienthong binary runs");
+        let status = format!("/proc/{}/status", child.id());
+        let mut peak = 0;
+        while child.try_wait().unwrap().is_none() {
+            let hwm = std::fs::read_to_string(&status)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        (child.wait_with_output().unwrap(), peak)
+    })
+    .await
+    .unwrap()
+}
+
+/// A document (id number `number`) whose attachment is `content`, as one line of base64.
+fn large_document_xml(number: u32, content: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+    document_xml(SENDER)
+        .replace(
+            DOC_ID,
+            &format!("000.00.00.H41,2026/11/24,{number}/UBND-VP"),
+        )
+        .replace(PDF_B64, &b64)
+}
+
+/// `send --edxml` reads a message as a stream: its memory does not grow with the size of
+/// the attachments (before, a message cost about three times its size), and the attachment
+/// comes back intact through `inbox --export-edxml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_edxml_memory_does_not_grow_with_the_message_and_it_round_trips() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(12);
+    // Both above the 8 MiB at which attachments are uploaded in chunks, so that both take
+    // the same path; the second is 27 MiB larger.
+    let mut peaks = Vec::new();
+    let mut big = Vec::new();
+    for (number, mib) in [(31, 9), (32, 36)] {
+        let content: Vec<u8> = (0..mib * 1024 * 1024 + 5).map(|_| rng.u8(..)).collect();
+        let file = write(
+            work.path(),
+            &format!("{number}.edxml"),
+            &large_document_xml(number, &content),
+        );
+        let (out, peak) =
+            lienthong_peak_kib(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(peak > 0, "no reading of the process's memory");
+        peaks.push(peak);
+        big = content;
+    }
+    let grown_kib = peaks[1].saturating_sub(peaks[0]);
+    assert!(
+        grown_kib < 8 * 1024,
+        "peak {} KiB with a 9 MiB attachment, {} KiB with a 36 MiB one",
+        peaks[0],
+        peaks[1]
+    );
+
+    let export = work.path().join("export");
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+        recipient,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = std::fs::read(export.join("000.00.00.H41_2026_11_24_32_UBND-VP.edxml")).unwrap();
+    let lienthong_edxml::Message::Document(back) = lienthong_edxml::parse(&back).unwrap() else {
+        panic!("not a document")
+    };
+    assert!(
+        back.attachments[0].content == big,
+        "the exported attachment differs"
+    );
+    t.stop().await.unwrap();
+}

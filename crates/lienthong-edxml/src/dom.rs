@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::error::ParseError;
@@ -352,8 +352,23 @@ fn read_counting<'a>(
     tree.finish(&mut || lines.at(input.len()))
 }
 
+/// The text an entity or character reference stands for.
+pub(crate) fn resolve_reference(r: &BytesRef<'_>) -> Result<String, String> {
+    match r.resolve_char_ref() {
+        Ok(Some(c)) => Ok(c.to_string()),
+        Ok(None) => match quick_xml::escape::resolve_predefined_entity(r) {
+            Some(s) => Ok(s.to_string()),
+            None => Err(format!(
+                "unknown entity &{};: only &lt; &gt; &amp; &apos; &quot; and character references are allowed",
+                &**r
+            )),
+        },
+        Err(e) => Err(format!("bad character reference &{};: {e}", &**r)),
+    }
+}
+
 /// Builds the tree from the reader's events, within its limits.
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     limits: Limits,
     /// The element being built at each depth.
     stack: Vec<Element<'a>>,
@@ -369,13 +384,13 @@ struct Builder<'a> {
 }
 
 /// The line and column of the event being handled, computed only when needed.
-type Position<'p> = dyn FnMut() -> (u32, u32) + 'p;
+pub(crate) type Position<'p> = dyn FnMut() -> (u32, u32) + 'p;
 
 /// What to tell the author of a file the limits refuse.
 const OVER_LIMIT: &str = "check the program that wrote this file";
 
 impl<'a> Builder<'a> {
-    fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Builder {
             limits,
             stack: Vec::new(),
@@ -388,7 +403,11 @@ impl<'a> Builder<'a> {
     }
 
     /// Handles one event; true once the root element is complete (or the input ends).
-    fn push(&mut self, event: Event<'a>, pos: &mut Position<'_>) -> Result<bool, ParseError> {
+    pub(crate) fn push(
+        &mut self,
+        event: Event<'a>,
+        pos: &mut Position<'_>,
+    ) -> Result<bool, ParseError> {
         match event {
             Event::Start(s) => {
                 let (line, column) = pos();
@@ -428,31 +447,10 @@ impl<'a> Builder<'a> {
                 let Some(el) = self.stack.last_mut() else {
                     return Ok(false);
                 };
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => match quick_xml::escape::resolve_predefined_entity(&r) {
-                        Some(s) => s.to_string(),
-                        None => {
-                            let (line, column) = pos();
-                            return Err(ParseError::new(
-                                line,
-                                column,
-                                format!(
-                                    "unknown entity &{};: only &lt; &gt; &amp; &apos; &quot; and character references are allowed",
-                                    &*r
-                                ),
-                            ));
-                        }
-                    },
-                    Err(e) => {
-                        let (line, column) = pos();
-                        return Err(ParseError::new(
-                            line,
-                            column,
-                            format!("bad character reference &{};: {e}", &*r),
-                        ));
-                    }
-                };
+                let resolved = resolve_reference(&r).map_err(|reason| {
+                    let (line, column) = pos();
+                    ParseError::new(line, column, reason)
+                })?;
                 push_text(el, Cow::Owned(resolved));
             }
             Event::Comment(c) => {
@@ -471,7 +469,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The root, once the input is read; `end` is the position of the end of the input.
-    fn finish(self, end: &mut Position<'_>) -> Result<Element<'a>, ParseError> {
+    pub(crate) fn finish(self, end: &mut Position<'_>) -> Result<Element<'a>, ParseError> {
         if let Some(open) = self.stack.last() {
             let (line, column) = end();
             return Err(ParseError::new(
@@ -488,6 +486,26 @@ impl<'a> Builder<'a> {
             let (line, column) = end();
             ParseError::new(line, column, "no root element: expected <edXML>")
         })
+    }
+
+    /// The elements open, the root first.
+    pub(crate) fn open(&self) -> &[Element<'a>] {
+        &self.stack
+    }
+
+    /// The element the last `Start` (`empty` false) or `Empty` event made.
+    pub(crate) fn last_started(&self, empty: bool) -> Option<&Element<'a>> {
+        if !empty {
+            return self.stack.last();
+        }
+        match self.stack.last() {
+            // Just attached: the last child.
+            Some(parent) => match parent.children.last() {
+                Some(Node::Element(e)) => Some(e),
+                _ => None,
+            },
+            None => self.root.as_ref(),
+        }
     }
 
     fn attach(&mut self, el: Element<'a>) {

@@ -10,6 +10,8 @@
 //! - [`limits`]: how deep, how many and how long what the reader accepts may be;
 //! - [`model`]: the parsed message ([`Message`]: [`EdxmlDocument`] or [`EdxmlStatus`]);
 //! - [`parse`](mod@parse): element tree → model, attachments decoded as a stream;
+//! - [`stream`]: the reader of a message from a file, attachment contents decoded into
+//!   spools as they are read, never held;
 //! - [`write`](mod@write): model → edXML in the QCVN namespace;
 //! - [`attachment`]: streaming base64, SHA-256, the file names inside a ZIP;
 //! - [`c14n`] and [`dsig`]: XML canonicalization and XML-DSig verification (RSA-SHA1,
@@ -28,6 +30,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod parse;
+pub mod stream;
 pub mod summary;
 pub mod time;
 pub mod write;
@@ -42,7 +45,7 @@ pub use limits::{
     MAX_SIGNATURE_REFERENCES,
 };
 pub use model::*;
-pub use parse::{AttachmentSink, parse, parse_with, parse_written};
+pub use parse::{AttachmentSink, StreamedMessage, parse, parse_stream, parse_with, parse_written};
 pub use summary::{CheckReport, check, summary};
 
 pub use write::{AttachmentSource, write, write_to, write_with};
