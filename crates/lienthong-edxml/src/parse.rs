@@ -19,7 +19,7 @@
 //! `AttachmentEncoded`, `AttachmentEncoded/Attachment[i]` (`i` is the attachment's index
 //! in [`EdxmlDocument::attachments`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 
 use crate::attachment::{DigestWriter, decode_base64};
@@ -762,7 +762,6 @@ fn attachments<S: Write>(
         attachment_extras: Vec<Extra>,
         encoded: Option<&'e Element<'a>>,
         element: Option<&'e Element<'a>>,
-        matched: bool,
     }
     let mut merged: Vec<Merged<'_, '_>> = refs
         .into_iter()
@@ -772,18 +771,29 @@ fn attachments<S: Write>(
             attachment_extras: Vec::new(),
             encoded: None,
             element: None,
-            matched: false,
         })
         .collect();
+    // An encoded Attachment goes with the first Reference not yet matched that has its
+    // ContentId (or, without one, no ContentId and its name). Looked up by that key, not
+    // searched: thousands of each would cost the square of their number.
+    let key = |a: &Attachment| {
+        if a.content_id.is_empty() {
+            (false, a.name.clone())
+        } else {
+            (true, a.content_id.clone())
+        }
+    };
+    let mut unmatched: HashMap<(bool, String), VecDeque<usize>> = HashMap::new();
+    for (i, m) in merged.iter().enumerate() {
+        unmatched
+            .entry(key(&m.attachment))
+            .or_default()
+            .push_back(i);
+    }
     for p in parts {
-        let found = merged.iter().position(|m| {
-            !m.matched
-                && if p.attachment.content_id.is_empty() {
-                    m.attachment.content_id.is_empty() && m.attachment.name == p.attachment.name
-                } else {
-                    m.attachment.content_id == p.attachment.content_id
-                }
-        });
+        let found = unmatched
+            .get_mut(&key(&p.attachment))
+            .and_then(VecDeque::pop_front);
         let m = match found {
             Some(i) => &mut merged[i],
             None => {
@@ -796,12 +806,10 @@ fn attachments<S: Write>(
                     attachment_extras: Vec::new(),
                     encoded: None,
                     element: None,
-                    matched: false,
                 });
                 merged.last_mut().expect("just pushed")
             }
         };
-        m.matched = true;
         let a = &mut m.attachment;
         for (slot, v) in [
             (&mut a.name, p.attachment.name),
