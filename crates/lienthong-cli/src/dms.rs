@@ -137,14 +137,46 @@ fn unusable(file: &Path, e: &lienthong_edxml::Error) -> anyhow::Error {
     .into()
 }
 
+/// A temporary file an attachment of an imported edXML message is decoded into.
+struct SpoolFile {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl SpoolFile {
+    fn create(path: PathBuf) -> std::io::Result<Self> {
+        let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        Ok(SpoolFile { path, file })
+    }
+}
+
+impl std::io::Write for SpoolFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// `send --edxml FILE`: a document is imported with every header, business and attachment
 /// field as written (what lienthong does not model travels in `edxml_preserved`), signed
 /// with the profile's key and sent; a status message becomes a status notice.
+///
+/// The file is read as a stream: each attachment's base64 is decoded and hashed as it is
+/// read, into a temporary file of its own, so memory holds the message without its
+/// attachments whatever the size of the file. Attachments below the streaming threshold
+/// then travel inline; larger ones are uploaded in chunks from their temporary file.
 async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(file)
+    let input = std::fs::File::open(file)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-    let message = lienthong_edxml::parse(&bytes)
-        .map_err(|e| unusable(file, &lienthong_edxml::Error::from(e)))?;
+    let staging = tempfile::tempdir()?;
+    let mut spools = 0usize;
+    let streamed = lienthong_edxml::parse_stream(input, || {
+        spools += 1;
+        SpoolFile::create(staging.path().join(format!("attachment-{spools}")))
+    })
+    .map_err(|e| unusable(file, &lienthong_edxml::Error::from(e)))?;
     let now = lienthong_core::now_millis();
     let not_ours = |from: &AgencyCode| {
         UsageError(format!(
@@ -154,7 +186,7 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
             client.agency()
         ))
     };
-    match message {
+    match streamed.message {
         lienthong_edxml::Message::Document(edoc) => {
             // Strict: every From and To must be a routable agency code.
             let mut document = edoc.to_core(now).map_err(|e| unusable(file, &e))?;
@@ -163,8 +195,9 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
                 return Err(not_ours(&from).into());
             }
             let mut contents = Vec::with_capacity(edoc.attachments.len());
-            for a in &edoc.attachments {
-                if !a.has_content() {
+            let mut uploads = Vec::new();
+            for (a, spool) in edoc.attachments.iter().zip(streamed.contents) {
+                let Some(spool) = spool else {
                     return Err(UsageError(format!(
                         "{}: attachment {:?} ({}) has no content in AttachmentEncoded; \
                          include its base64 or leave its Reference out",
@@ -173,30 +206,31 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
                         a.content_id
                     ))
                     .into());
+                };
+                // Decoded, hashed and flushed by the parser; closed here.
+                let path = spool.path;
+                drop(spool.file);
+                if a.size < lienthong_node::client::STREAM_THRESHOLD_BYTES {
+                    contents.push(bytes::Bytes::from(std::fs::read(&path)?));
+                } else {
+                    // Large attachments are uploaded in chunks first, as `send --file`
+                    // does, and go without content.
+                    contents.push(bytes::Bytes::new());
+                    uploads.push(lienthong_node::client::FileAttachment {
+                        name: a.name.clone(),
+                        content_type: a.content_type.clone(),
+                        path,
+                        size: a.size,
+                        sha256: a.sha256,
+                    });
                 }
-                contents.push(bytes::Bytes::from(a.content.clone()));
             }
             document
                 .validate()
                 .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-            let mut sealed = client.seal_described(&mut document, &contents)?;
-            // Large attachments are uploaded in chunks first, as `send --file` does, and
-            // go without content.
-            let staging = tempfile::tempdir()?;
-            for (i, (content, described)) in contents
-                .iter()
-                .zip(sealed.attachments.iter_mut())
-                .enumerate()
-            {
-                if (content.len() as u64) < lienthong_node::client::STREAM_THRESHOLD_BYTES {
-                    continue;
-                }
-                let path = staging.path().join(format!("attachment-{i}"));
-                std::fs::write(&path, content)?;
-                client
-                    .upload_file(&lienthong_node::client::FileAttachment::from_file(&path)?)
-                    .await?;
-                described.content = bytes::Bytes::new();
+            let sealed = client.seal_described(&mut document, &contents)?;
+            for upload in &uploads {
+                client.upload_file(upload).await?;
             }
             let (receipt, duplicate) = client.send_sealed(sealed).await?;
             print_receipt(&document.id, &receipt, duplicate);
@@ -284,7 +318,8 @@ pub struct InboxArgs {
     #[arg(long, value_name = "DIR")]
     pub export_edxml: Option<PathBuf>,
     /// Acknowledge each entry after it was saved or exported (requires --save or
-    /// --export-edxml); without it the entries stay in the inbox.
+    /// --export-edxml); without it the entries stay in the inbox. An entry that cannot be
+    /// saved or exported is reported and stays; the others go on, and the exit code is 1.
     #[arg(long)]
     pub ack: bool,
 }
@@ -355,6 +390,16 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             anyhow::Ok(())
         }
     };
+    // An entry that cannot be fetched, saved, exported or acknowledged is reported and
+    // left in the inbox, and the others go on: one bad entry must not block the rest for
+    // good. The exit code says whether any failed.
+    let mut failed: Vec<String> = Vec::new();
+    let mut settle = |id: String, result: anyhow::Result<()>| {
+        if let Err(e) = result {
+            eprintln!("error: entry {id}: {e:#}; it stays in the inbox, not acknowledged");
+            failed.push(id);
+        }
+    };
     if args.watch {
         let mut stream = client
             .rpc()
@@ -370,7 +415,11 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         loop {
             tokio::select! {
                 next = stream.next() => match next {
-                    Some(entry) => handle(entry?).await?,
+                    Some(entry) => {
+                        let entry = entry?;
+                        let id = entry.id.clone();
+                        settle(id, handle(entry).await);
+                    }
                     None => break,
                 },
                 _ = crate::shutdown_signal() => break,
@@ -382,10 +431,20 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
             println!("inbox of {} is empty", client.agency());
         }
         for entry in entries {
-            handle(entry).await?;
+            let id = entry.id.clone();
+            settle(id, handle(entry).await);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "{} entr{} could not be handled and stay in the inbox: {}",
+        failed.len(),
+        if failed.len() == 1 { "y" } else { "ies" },
+        failed.join(", ")
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn print_entry(e: &pb::InboxEntry) {
@@ -462,17 +521,13 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
 
 /// Writes a verified message as edXML to `dir/<id>.edxml`; returns the file. An imported
 /// message is given back from its `edxml_preserved` part with the bus's hops appended to
-/// its TraceHeaderList.
+/// its TraceHeaderList. The attachments are encoded straight from the fetched contents
+/// into the file (`<id>.edxml.part`, renamed once complete), never copied whole.
 pub fn export_edxml(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> {
     let (id, message) = match incoming {
         Incoming::Document(v) => {
-            let mut edoc = lienthong_edxml::EdxmlDocument::from_core(&v.document)
+            let edoc = lienthong_edxml::EdxmlDocument::from_core(&v.document)
                 .with_context(|| format!("exporting document {}", v.document.id))?;
-            // from_core describes the attachments in the document's order; the verified
-            // contents follow the same order.
-            for (a, bytes) in edoc.attachments.iter_mut().zip(&v.contents) {
-                a.content = bytes.to_vec();
-            }
             (&v.document.id, lienthong_edxml::Message::Document(edoc))
         }
         Incoming::Status { notice, .. } => {
@@ -481,10 +536,37 @@ pub fn export_edxml(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> 
             (&notice.id, lienthong_edxml::Message::Status(status))
         }
     };
-    let xml = lienthong_edxml::write(&message).with_context(|| format!("writing {id} as edXML"))?;
+    // The verified contents, by digest and size (from_core describes each attachment of
+    // the document, without content).
+    let contents: std::collections::HashMap<([u8; 32], u64), &bytes::Bytes> = match incoming {
+        Incoming::Document(v) => v
+            .document
+            .attachments
+            .iter()
+            .zip(&v.contents)
+            .map(|(a, c)| ((a.sha256, a.size), c))
+            .collect(),
+        Incoming::Status { .. } => Default::default(),
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.edxml", folder_name(id.as_str())));
-    std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?;
+    let part = dir.join(format!("{}.edxml.part", folder_name(id.as_str())));
+    let written = (|| -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&part)?);
+        lienthong_edxml::write_with(&mut out, &message, &mut |a| {
+            let content = contents.get(&(a.sha256, a.size)).ok_or_else(|| {
+                std::io::Error::other(format!("attachment {:?} was not fetched", a.name))
+            })?;
+            Ok(Box::new(std::io::Cursor::new((*content).clone())))
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&part, &path)?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&part);
+        return Err(e.context(format!("writing {}", path.display())));
+    }
     Ok(path)
 }
 

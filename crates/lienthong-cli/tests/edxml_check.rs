@@ -103,3 +103,38 @@ fn a_missing_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("cannot read /nonexistent/message.edxml"));
 }
+
+/// A routable document whose MessageHeader holds `extra` on line 3.
+fn document_with(extra: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<edXML xmlns=\"http://www.mic.gov.vn/TBT/QCVN_102_2016\"><edXMLEnvelope><edXMLHeader><MessageHeader>\
+         <From><OrganId>000.00.00.H41</OrganId></From><To><OrganId>000.00.14.H41</OrganId></To>\
+         <DocumentId>000.00.00.H41,2026/11/24,15/UBND-VP</DocumentId>\n{extra}\n\
+         </MessageHeader></edXMLHeader></edXMLEnvelope></edXML>\n"
+    )
+}
+
+#[test]
+fn refuses_a_file_nested_a_million_deep_with_file_line_and_limit() {
+    // Before the limit this crashed the process with a stack overflow (exit 134).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.edxml");
+    let n = 1_000_000;
+    std::fs::write(
+        &path,
+        document_with(&format!("{}{}", "<X>".repeat(n), "</X>".repeat(n))),
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let out = check(&path);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{path}:3: <X> is nested deeper than {} levels, the most lienthong reads",
+            lienthong_edxml::MAX_DEPTH
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

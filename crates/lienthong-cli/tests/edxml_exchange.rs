@@ -351,6 +351,103 @@ async fn refuses_an_unusable_edxml_file_with_its_line_and_reason() {
     t.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_deeply_nested_edxml_file_before_sending() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let sender = &t.net.profiles[0].1;
+    let work = tempfile::tempdir().unwrap();
+    // An unknown element nested 20,000 deep after the subject: this crashed `send
+    // --edxml` with a stack overflow before the limit.
+    let n = 20_000;
+    let deep = document_xml(SENDER).replacen(
+        "</ns1:Subject>",
+        &format!("</ns1:Subject>{}{}", "<X>".repeat(n), "</X>".repeat(n)),
+        1,
+    );
+    let line = deep[..deep.find("<X>").unwrap()].matches('\n').count() + 1;
+    let file = write(work.path(), "deep.edxml", &deep);
+    let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}: <X> is nested deeper than {} levels",
+            file.display(),
+            lienthong_edxml::MAX_DEPTH
+        )),
+        "{stderr}"
+    );
+    let recipient = t.client(1).unwrap();
+    assert!(recipient.list_inbox(0, 10).await.unwrap().is_empty());
+    t.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_cannot_be_exported_does_not_block_the_others() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    // Two documents; the first one listed cannot be written: a directory stands where
+    // its export goes. (The node refuses an edxml_preserved part nobody could export, so
+    // a failing write is how an entry fails here.)
+    let second_id = "000.00.00.H41,2026/11/24,16/UBND-VP";
+    for (name, xml) in [
+        ("cv15.edxml", document_xml(SENDER)),
+        (
+            "cv16.edxml",
+            document_xml(SENDER).replace(DOC_ID, second_id),
+        ),
+    ] {
+        let file = write(work.path(), name, &xml);
+        let out = lienthong(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let export = work.path().join("export");
+    let blocked = export.join("000.00.00.H41_2026_11_24_15_UBND-VP.edxml");
+    std::fs::create_dir_all(&blocked).unwrap();
+
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+        recipient,
+    ))
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: entry {DOC_ID}: writing {}",
+            blocked.display()
+        )) && stderr.contains("it stays in the inbox, not acknowledged"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "1 entry could not be handled and stay in the inbox: {DOC_ID}"
+        )),
+        "{stderr}"
+    );
+    // The second one was exported and acknowledged all the same.
+    assert!(
+        export
+            .join("000.00.00.H41_2026_11_24_16_UBND-VP.edxml")
+            .is_file()
+    );
+    assert_eq!(stdout.matches("acknowledged").count(), 1, "{stdout}");
+    let left: Vec<String> = t
+        .client(1)
+        .unwrap()
+        .list_inbox(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec![DOC_ID.to_string()]);
+    t.stop().await.unwrap();
+}
+
 /// A revoke of [`DOC_ID`] from [`SENDER`] to `to`, with its Bussiness block where many
 /// DMSs put it: inside the TraceHeaderList.
 fn revoke_xml(id: &str, to: &[&str]) -> String {
@@ -495,6 +592,101 @@ async fn sends_an_edxml_document_with_a_large_attachment() {
     let lienthong_edxml::Message::Document(back) =
         lienthong_edxml::parse(&std::fs::read(&files[0]).unwrap()).unwrap()
     else {
+        panic!("not a document")
+    };
+    assert!(
+        back.attachments[0].content == big,
+        "the exported attachment differs"
+    );
+    t.stop().await.unwrap();
+}
+
+/// Runs the binary, reading its peak resident memory (`VmHWM`, KiB) from /proc while it
+/// runs. `VmHWM` only grows, so the last reading is the peak as long as one comes after
+/// it: the exchange with the node that follows the reading of the file lasts far longer
+/// than the polling interval.
+async fn lienthong_peak_kib(args: Vec<String>) -> (Output, u64) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the lienthong binary runs");
+        let status = format!("/proc/{}/status", child.id());
+        let mut peak = 0;
+        while child.try_wait().unwrap().is_none() {
+            let hwm = std::fs::read_to_string(&status)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        (child.wait_with_output().unwrap(), peak)
+    })
+    .await
+    .unwrap()
+}
+
+/// A document (id number `number`) whose attachment is `content`, as one line of base64.
+fn large_document_xml(number: u32, content: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+    document_xml(SENDER)
+        .replace(
+            DOC_ID,
+            &format!("000.00.00.H41,2026/11/24,{number}/UBND-VP"),
+        )
+        .replace(PDF_B64, &b64)
+}
+
+/// `send --edxml` reads a message as a stream: its memory does not grow with the size of
+/// the attachments (before, a message cost about three times its size), and the attachment
+/// comes back intact through `inbox --export-edxml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_edxml_memory_does_not_grow_with_the_message_and_it_round_trips() {
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (sender, recipient) = (&t.net.profiles[0].1, &t.net.profiles[1].1);
+    let work = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(12);
+    // Both above the 8 MiB at which attachments are uploaded in chunks, so that both take
+    // the same path; the second is 27 MiB larger.
+    let mut peaks = Vec::new();
+    let mut big = Vec::new();
+    for (number, mib) in [(31, 9), (32, 36)] {
+        let content: Vec<u8> = (0..mib * 1024 * 1024 + 5).map(|_| rng.u8(..)).collect();
+        let file = write(
+            work.path(),
+            &format!("{number}.edxml"),
+            &large_document_xml(number, &content),
+        );
+        let (out, peak) =
+            lienthong_peak_kib(args(&["send", "--edxml", file.to_str().unwrap()], sender)).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(peak > 0, "no reading of the process's memory");
+        peaks.push(peak);
+        big = content;
+    }
+    let grown_kib = peaks[1].saturating_sub(peaks[0]);
+    assert!(
+        grown_kib < 8 * 1024,
+        "peak {} KiB with a 9 MiB attachment, {} KiB with a 36 MiB one",
+        peaks[0],
+        peaks[1]
+    );
+
+    let export = work.path().join("export");
+    let out = lienthong(args(
+        &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+        recipient,
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let back = std::fs::read(export.join("000.00.00.H41_2026_11_24_32_UBND-VP.edxml")).unwrap();
+    let lienthong_edxml::Message::Document(back) = lienthong_edxml::parse(&back).unwrap() else {
         panic!("not a document")
     };
     assert!(

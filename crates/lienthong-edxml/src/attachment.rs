@@ -26,55 +26,88 @@ pub(crate) fn decode_base64<'c>(
     chunks: impl Iterator<Item = &'c str>,
     out: &mut dyn Write,
 ) -> Result<u64, String> {
-    let mut text: Vec<u8> = Vec::with_capacity(STEP);
-    let mut bytes: Vec<u8> = vec![0; STEP / 4 * 3 + 3];
-    let mut written = 0u64;
-    let mut offset = 0usize;
-    let mut padding = false;
-    let flush = |text: &mut Vec<u8>, bytes: &mut Vec<u8>, out: &mut dyn Write| {
-        let n = LENIENT
-            .decode_slice(&text[..], &mut bytes[..])
-            .map_err(|e| format!("ContentTransferEncoded is not valid base64: {e}"))?;
-        out.write_all(&bytes[..n])
-            .map_err(|e| format!("cannot store the decoded content: {e}"))?;
-        text.clear();
-        Ok::<u64, String>(n as u64)
-    };
+    let mut decoder = Base64Decoder::new();
     for chunk in chunks {
-        for c in chunk.bytes() {
-            offset += 1;
+        decoder.push(chunk.as_bytes(), out)?;
+    }
+    decoder.finish(out)
+}
+
+/// Base64 text decoded as it arrives, in pieces of any size: whitespace skipped, at most
+/// one step of text and of bytes held.
+pub(crate) struct Base64Decoder {
+    text: Vec<u8>,
+    bytes: Vec<u8>,
+    written: u64,
+    /// Characters of encoded text seen, whitespace included (for error messages).
+    offset: usize,
+    padding: bool,
+}
+
+impl Base64Decoder {
+    pub(crate) fn new() -> Self {
+        Base64Decoder {
+            text: Vec::with_capacity(STEP),
+            bytes: vec![0; STEP / 4 * 3 + 3],
+            written: 0,
+            offset: 0,
+            padding: false,
+        }
+    }
+
+    /// Decodes the next piece of text into `out`.
+    pub(crate) fn push(&mut self, piece: &[u8], out: &mut dyn Write) -> Result<(), String> {
+        for &c in piece {
+            self.offset += 1;
             match c {
                 b' ' | b'\t' | b'\r' | b'\n' => continue,
-                b'=' => padding = true,
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if !padding => {}
+                b'=' => self.padding = true,
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if !self.padding => {}
                 b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
                     return Err(format!(
-                        "ContentTransferEncoded is not valid base64: data after the '=' padding at character {offset}"
+                        "ContentTransferEncoded is not valid base64: data after the '=' padding at character {}",
+                        self.offset
                     ));
                 }
                 _ => {
                     return Err(format!(
-                        "ContentTransferEncoded is not base64: unexpected character {:?} at character {offset} of the encoded text",
-                        c as char
+                        "ContentTransferEncoded is not base64: unexpected character {:?} at character {} of the encoded text",
+                        c as char, self.offset
                     ));
                 }
             }
-            text.push(c);
-            if text.len() == STEP && !padding {
-                written += flush(&mut text, &mut bytes, out)?;
+            self.text.push(c);
+            if self.text.len() == STEP && !self.padding {
+                self.flush(out)?;
             }
         }
+        Ok(())
     }
-    if text.iter().filter(|&&c| c != b'=').count() % 4 == 1 {
-        return Err(
-            "ContentTransferEncoded is truncated: its base64 text ends in the middle of a byte"
-                .into(),
-        );
+
+    /// Decodes what is left; returns the number of bytes written altogether.
+    pub(crate) fn finish(mut self, out: &mut dyn Write) -> Result<u64, String> {
+        if self.text.iter().filter(|&&c| c != b'=').count() % 4 == 1 {
+            return Err(
+                "ContentTransferEncoded is truncated: its base64 text ends in the middle of a byte"
+                    .into(),
+            );
+        }
+        if !self.text.is_empty() {
+            self.flush(out)?;
+        }
+        Ok(self.written)
     }
-    if !text.is_empty() {
-        written += flush(&mut text, &mut bytes, out)?;
+
+    fn flush(&mut self, out: &mut dyn Write) -> Result<(), String> {
+        let n = LENIENT
+            .decode_slice(&self.text[..], &mut self.bytes[..])
+            .map_err(|e| format!("ContentTransferEncoded is not valid base64: {e}"))?;
+        out.write_all(&self.bytes[..n])
+            .map_err(|e| format!("cannot store the decoded content: {e}"))?;
+        self.text.clear();
+        self.written += n as u64;
+        Ok(())
     }
-    Ok(written)
 }
 
 /// Writes `content` as base64 (standard alphabet, padded, one line) into `out`.

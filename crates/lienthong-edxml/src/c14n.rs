@@ -234,7 +234,7 @@ mod tests {
     use crate::dom;
 
     fn c14n(xml: &str, method: Method) -> String {
-        let root = dom::read(xml.as_bytes()).unwrap();
+        let root = dom::read(xml.as_bytes(), crate::limits::Limits::INPUT).unwrap();
         let scope = dom::in_scope_at(&root, &root);
         let mut out = Vec::new();
         canonicalize(&mut out, &root, &scope, None, &method).unwrap();

@@ -188,12 +188,28 @@ fn decode_preserved(preserved: &[u8]) -> Result<Option<Message>, Error> {
                 .into(),
         )
     })?;
-    crate::parse::parse(xml)
+    crate::parse::parse_written(xml)
         .map(Some)
         .map_err(|e| Error::Preserved(e.to_string()))
 }
 
+/// Why a document's `edxml_preserved` cannot hold a status skeleton, and the reverse.
+const HOLDS_STATUS: &str = "it holds a status message, not a document";
+const HOLDS_DOCUMENT: &str = "it holds a document, not a status message";
+
 impl EdxmlDocument {
+    /// Checks that `preserved` is an `edxml_preserved` value [`EdxmlDocument::from_core`]
+    /// can export a document with: empty (a document that was not imported from edXML),
+    /// or this crate's encoding of a document, readable within the [`crate::limits`]. A
+    /// node calls it before it accepts a document from a DMS, so that whatever it accepts
+    /// can be exported by its recipients.
+    pub fn check_preserved(preserved: &[u8]) -> Result<(), Error> {
+        match decode_preserved(preserved)? {
+            None | Some(Message::Document(_)) => Ok(()),
+            Some(Message::Status(_)) => Err(Error::Preserved(HOLDS_STATUS.into())),
+        }
+    }
+
     /// The core document for sending: From and every To must be QĐ 20/2020 agency codes
     /// (else [`Error::Unroutable`] says which and on which line), and DocumentId must be
     /// usable. `now` is the creation time when the message has no TraceHeader timestamp.
@@ -398,11 +414,7 @@ impl EdxmlDocument {
         let (base, native) = match decode_preserved(&doc.edxml_preserved)? {
             None => (EdxmlDocument::default(), true),
             Some(Message::Document(d)) => (d, false),
-            Some(Message::Status(_)) => {
-                return Err(Error::Preserved(
-                    "it holds a status message, not a document".into(),
-                ));
-            }
+            Some(Message::Status(_)) => return Err(Error::Preserved(HOLDS_STATUS.into())),
         };
         let c = &doc.header;
         let b = &base.header;
@@ -550,6 +562,14 @@ impl EdxmlDocument {
 }
 
 impl EdxmlStatus {
+    /// As [`EdxmlDocument::check_preserved`], for a status notice's `edxml_preserved`.
+    pub fn check_preserved(preserved: &[u8]) -> Result<(), Error> {
+        match decode_preserved(preserved)? {
+            None | Some(Message::Status(_)) => Ok(()),
+            Some(Message::Document(_)) => Err(Error::Preserved(HOLDS_DOCUMENT.into())),
+        }
+    }
+
     /// The core status notice. From and ResponseFor/OrganId (the agency the notice goes
     /// to) must be QĐ 20/2020 agency codes, StatusCode one of 01–06, 13, 15, 16. The
     /// notice's id is derived from its content, so that a re-sent notice deduplicates.
@@ -638,11 +658,7 @@ impl EdxmlStatus {
         let (base, native) = match decode_preserved(&n.edxml_preserved)? {
             None => (EdxmlStatus::default(), true),
             Some(Message::Status(s)) => (s, false),
-            Some(Message::Document(_)) => {
-                return Err(Error::Preserved(
-                    "it holds a document, not a status message".into(),
-                ));
-            }
+            Some(Message::Document(_)) => return Err(Error::Preserved(HOLDS_DOCUMENT.into())),
         };
         let mut response_for = response_for_from_core(&n.response_for);
         if response_for.organ_id.is_empty() {

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::c14n::{self, Method};
 use crate::dom::{self, DSIG_NS, Element, Node, XmlElement};
 use crate::error::Error;
+use crate::limits::{Limits, MAX_SIGNATURE_REFERENCES};
 use crate::model::Message;
 
 /// The outcome of checking a message's XML-DSig signature.
@@ -90,7 +91,7 @@ fn b64(text: &str) -> Result<Vec<u8>, String> {
 /// Verifies the XML-DSig signature of the message in `input` (the bytes as received:
 /// a signature covers them, not lienthong's model of them).
 pub fn verify_signature(input: &[u8]) -> SignatureCheck {
-    let root = match dom::read(input) {
+    let root = match dom::read(input, Limits::INPUT) {
         Ok(r) => r,
         Err(e) => {
             return SignatureCheck::Failed {
@@ -215,6 +216,12 @@ fn verify_element(
         .collect();
     if references.is_empty() {
         return Err("SignedInfo has no Reference: the signature covers nothing".into());
+    }
+    if references.len() > MAX_SIGNATURE_REFERENCES {
+        return Err(format!(
+            "SignedInfo has {} References, more than the {MAX_SIGNATURE_REFERENCES} lienthong verifies: a DMS signs a message with one to three",
+            references.len()
+        ));
     }
     for (i, r) in references.iter().enumerate() {
         let alg = digest_algorithm(
@@ -370,7 +377,7 @@ pub fn sign(
         Ok(out)
     };
     let digest = {
-        let root = dom::read(&unsigned)?;
+        let root = dom::read(&unsigned, Limits::WRITTEN)?;
         let sig = root
             .find(&is_signature)
             .ok_or_else(|| Error::Sign("the signature template was not written".into()))?;
@@ -381,7 +388,7 @@ pub fn sign(
     };
     let with_digest = fill(&unsigned, DIGEST_SLOT, &STANDARD.encode(digest))?;
     let value = {
-        let root = dom::read(&with_digest)?;
+        let root = dom::read(&with_digest, Limits::WRITTEN)?;
         let sig = root.find(&is_signature).expect("written above");
         let si = child(sig, "SignedInfo").expect("template");
         let mut canonical = Vec::new();

@@ -53,8 +53,9 @@ pub enum Error {
     /// The message lacks something lienthong needs to carry it.
     #[error("{reason}")]
     Import { line: u32, reason: String },
-    /// The preserved part of a core document is not one this crate wrote.
-    #[error("the document's edxml_preserved part is unreadable: {0}")]
+    /// The preserved part of a core document or notice is not one this crate wrote, or
+    /// not within the limits it reads.
+    #[error("the message's edxml_preserved part is unreadable: {0}")]
     Preserved(String),
     #[error("cannot sign the message: {0}")]
     Sign(String),

@@ -19,14 +19,16 @@
 //! `AttachmentEncoded`, `AttachmentEncoded/Attachment[i]` (`i` is the attachment's index
 //! in [`EdxmlDocument::attachments`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read, Write};
 
 use crate::attachment::{DigestWriter, decode_base64};
 use crate::dom::{self, Element, Node};
 use crate::dsig::is_signature;
 use crate::error::ParseError;
+use crate::limits::Limits;
 use crate::model::*;
+use crate::stream::Spooled;
 
 /// Where the parser puts an attachment's decoded bytes: given the attachment's
 /// description (content still empty), it returns the writer for its content.
@@ -35,15 +37,86 @@ pub type AttachmentSink<'s> = dyn FnMut(&Attachment) -> std::io::Result<Box<dyn 
 /// Parses a message, decoding attachments into [`Attachment::content`].
 ///
 /// The base64 text is decoded as it is read from the input, never copied whole.
+/// The input must be within the [`crate::limits`].
 pub fn parse(input: &[u8]) -> Result<Message, ParseError> {
-    parse_impl(input, None)
+    from_tree(
+        &dom::read(input, Limits::INPUT)?,
+        &mut Contents::<io::Sink>::InMemory,
+    )
+}
+
+/// Parses edXML this crate wrote (with [`crate::write`] from a parsed message, or as an
+/// `edxml_preserved` skeleton), decoding attachments as [`parse`] does: the same reader,
+/// with limits that leave room for what the writer adds to a message it was given.
+pub fn parse_written(input: &[u8]) -> Result<Message, ParseError> {
+    from_tree(
+        &dom::read(input, Limits::WRITTEN)?,
+        &mut Contents::<io::Sink>::InMemory,
+    )
 }
 
 /// Parses a message, streaming each attachment's decoded bytes into the writer `sink`
 /// returns for it (a file, a blob store …); the attachments' `content` stays empty, their
 /// `size` and `sha256` are set.
 pub fn parse_with(input: &[u8], sink: &mut AttachmentSink<'_>) -> Result<Message, ParseError> {
-    parse_impl(input, Some(sink))
+    from_tree(
+        &dom::read(input, Limits::INPUT)?,
+        &mut Contents::<io::Sink>::Sink(sink),
+    )
+}
+
+/// A message read by [`parse_stream`].
+#[derive(Debug)]
+pub struct StreamedMessage<S> {
+    /// The message; each attachment's `size` and `sha256` are set, its `content` is empty.
+    pub message: Message,
+    /// One per attachment of the message, in order: the spool holding its decoded
+    /// content, or `None` when the message carries no content for it (a manifest
+    /// Reference without an encoded Attachment).
+    pub contents: Vec<Option<S>>,
+}
+
+/// Parses a message from `input` (a file), decoding each attachment's base64 as it is read
+/// into a new spool from `spool` (a temporary file), so that memory holds the message
+/// without its attachments, whatever their size. The same reader, limits and errors as
+/// [`parse`], with two differences: a status message must carry no attachment content
+/// (which [`parse`] keeps as an unknown element), and the input is checked to be UTF-8 as
+/// it is read, not first, so an error before an invalid byte is the one reported, and
+/// bytes after the root element are not read at all.
+pub fn parse_stream<R: Read, S: Write>(
+    input: R,
+    mut spool: impl FnMut() -> io::Result<S>,
+) -> Result<StreamedMessage<S>, ParseError> {
+    let tree = crate::stream::read(input, Limits::INPUT, &mut spool)?;
+    let mut contents = Contents::Spooled {
+        decoded: tree.contents,
+        spool: &mut spool,
+        out: Vec::new(),
+    };
+    let message = from_tree(&tree.root, &mut contents)?;
+    let Contents::Spooled { out, .. } = contents else {
+        unreachable!("made above")
+    };
+    Ok(StreamedMessage {
+        message,
+        contents: out,
+    })
+}
+
+/// Where the attachments' contents go.
+enum Contents<'c, 's, S> {
+    /// Into [`Attachment::content`].
+    InMemory,
+    /// Into the writers the caller's sink returns.
+    Sink(&'c mut AttachmentSink<'s>),
+    /// Decoded by [`crate::stream`] into spools, found by the line and column of their
+    /// `ContentTransferEncoded` element; contents it did not decode go into new spools.
+    Spooled {
+        decoded: HashMap<(u32, u32), Spooled<S>>,
+        spool: &'c mut dyn FnMut() -> io::Result<S>,
+        /// One per attachment, in order.
+        out: Vec<Option<S>>,
+    },
 }
 
 /// What a container's reader did with one child element.
@@ -117,8 +190,11 @@ fn edxml<'e>(child: &'e Element<'_>) -> Option<&'e str> {
     dom::is_edxml_ns(child.ns.as_deref()).then_some(child.local.as_str())
 }
 
-fn parse_impl(input: &[u8], sink: Option<&mut AttachmentSink<'_>>) -> Result<Message, ParseError> {
-    let root = dom::read(input)?;
+/// The message in a tree read by [`crate::dom`] or [`crate::stream`].
+fn from_tree<S: Write>(
+    root: &Element<'_>,
+    contents: &mut Contents<'_, '_, S>,
+) -> Result<Message, ParseError> {
     if root.local != "edXML" {
         return Err(ParseError::new(
             root.line,
@@ -133,7 +209,7 @@ fn parse_impl(input: &[u8], sink: Option<&mut AttachmentSink<'_>>) -> Result<Mes
     let mut envelope = None;
     let mut encoded = None;
     let mut signature = None;
-    walk(&mut ctx, &root, "edXML", |_, c, first| match edxml(c) {
+    walk(&mut ctx, root, "edXML", |_, c, first| match edxml(c) {
         Some("edXMLEnvelope") if first => {
             envelope = Some(c);
             Take::Known
@@ -247,6 +323,16 @@ fn parse_impl(input: &[u8], sink: Option<&mut AttachmentSink<'_>>) -> Result<Mes
     let business = business_el.map(|b| business(&mut ctx, b));
 
     let is_status = mh.child("StatusCode").is_some();
+    if let (true, Some(e), Contents::Spooled { decoded, .. }) = (is_status, encoded, &*contents)
+        && !decoded.is_empty()
+    {
+        // Kept as an unknown element when read from memory; streamed, its text is gone.
+        return Err(ParseError::new(
+            e.line,
+            e.column,
+            "a status message carries no attachment, but this one has attachment content in AttachmentEncoded: send it with its document",
+        ));
+    }
     let mut message = if is_status {
         let mut s = status_header(&mut ctx, mh);
         s.trace = trace;
@@ -268,7 +354,7 @@ fn parse_impl(input: &[u8], sink: Option<&mut AttachmentSink<'_>>) -> Result<Mes
             signature,
             ..Default::default()
         };
-        d.attachments = attachments(&mut ctx, body, encoded, sink)?;
+        d.attachments = attachments(&mut ctx, body, encoded, contents)?;
         Message::Document(d)
     };
     if is_status && (body.is_some() || encoded.is_some()) {
@@ -574,6 +660,18 @@ fn business(ctx: &mut Ctx, el: &Element<'_>) -> Business {
     b
 }
 
+/// Decodes base64 `chunks` into `w`, flushed; its size, SHA-256 and `w`.
+fn decode_into<'c, W: Write>(
+    chunks: impl Iterator<Item = &'c str>,
+    w: W,
+) -> Result<(u64, [u8; 32], W), String> {
+    let mut w = DigestWriter::new(w);
+    decode_base64(chunks, &mut w)?;
+    let (size, sha256, mut inner) = w.finish();
+    inner.flush().map_err(|e| format!("cannot store it: {e}"))?;
+    Ok((size, sha256, inner))
+}
+
 /// Strips a `cid:` prefix (any case) and angle brackets from a ContentId.
 pub(crate) fn bare_content_id(raw: &str) -> String {
     let t = raw.trim();
@@ -621,11 +719,11 @@ fn attachment_part<'e, 'a>(ctx: &mut Ctx, el: &'e Element<'a>) -> Part<'e, 'a> {
     }
 }
 
-fn attachments(
+fn attachments<S: Write>(
     ctx: &mut Ctx,
     body: Option<&Element<'_>>,
     encoded: Option<&Element<'_>>,
-    mut sink: Option<&mut AttachmentSink<'_>>,
+    contents: &mut Contents<'_, '_, S>,
 ) -> Result<Vec<Attachment>, ParseError> {
     let mut refs = Vec::new();
     if let Some(body) = body {
@@ -664,7 +762,6 @@ fn attachments(
         attachment_extras: Vec<Extra>,
         encoded: Option<&'e Element<'a>>,
         element: Option<&'e Element<'a>>,
-        matched: bool,
     }
     let mut merged: Vec<Merged<'_, '_>> = refs
         .into_iter()
@@ -674,18 +771,29 @@ fn attachments(
             attachment_extras: Vec::new(),
             encoded: None,
             element: None,
-            matched: false,
         })
         .collect();
+    // An encoded Attachment goes with the first Reference not yet matched that has its
+    // ContentId (or, without one, no ContentId and its name). Looked up by that key, not
+    // searched: thousands of each would cost the square of their number.
+    let key = |a: &Attachment| {
+        if a.content_id.is_empty() {
+            (false, a.name.clone())
+        } else {
+            (true, a.content_id.clone())
+        }
+    };
+    let mut unmatched: HashMap<(bool, String), VecDeque<usize>> = HashMap::new();
+    for (i, m) in merged.iter().enumerate() {
+        unmatched
+            .entry(key(&m.attachment))
+            .or_default()
+            .push_back(i);
+    }
     for p in parts {
-        let found = merged.iter().position(|m| {
-            !m.matched
-                && if p.attachment.content_id.is_empty() {
-                    m.attachment.content_id.is_empty() && m.attachment.name == p.attachment.name
-                } else {
-                    m.attachment.content_id == p.attachment.content_id
-                }
-        });
+        let found = unmatched
+            .get_mut(&key(&p.attachment))
+            .and_then(VecDeque::pop_front);
         let m = match found {
             Some(i) => &mut merged[i],
             None => {
@@ -698,12 +806,10 @@ fn attachments(
                     attachment_extras: Vec::new(),
                     encoded: None,
                     element: None,
-                    matched: false,
                 });
                 merged.last_mut().expect("just pushed")
             }
         };
-        m.matched = true;
         let a = &mut m.attachment;
         for (slot, v) in [
             (&mut a.name, p.attachment.name),
@@ -748,26 +854,41 @@ fn attachments(
                     ),
                 )
             };
-            match sink.as_deref_mut() {
-                Some(sink) => {
+            match contents {
+                Contents::Sink(sink) => {
                     let w = sink(&a).map_err(|e| bad(format!("cannot store it: {e}")))?;
-                    let mut w = DigestWriter::new(w);
-                    decode_base64(chunks, &mut w).map_err(bad)?;
-                    let (size, sha256, mut inner) = w.finish();
-                    inner
-                        .flush()
-                        .map_err(|e| bad(format!("cannot store it: {e}")))?;
+                    let (size, sha256, _) = decode_into(chunks, w).map_err(bad)?;
                     a.size = size;
                     a.sha256 = sha256;
                 }
-                None => {
+                Contents::InMemory => {
                     let mut content = Vec::new();
                     decode_base64(chunks, &mut content).map_err(bad)?;
                     a.set_content(content);
                 }
+                Contents::Spooled {
+                    decoded,
+                    spool,
+                    out,
+                } => {
+                    let spooled = match decoded.remove(&(enc.line, enc.column)) {
+                        Some(s) => s,
+                        None => spool()
+                            .map_err(|e| format!("cannot store it: {e}"))
+                            .and_then(|w| decode_into(chunks, w))
+                            .map(|(size, sha256, w)| (w, size, sha256)),
+                    };
+                    let (w, size, sha256) = spooled.map_err(bad)?;
+                    a.size = size;
+                    a.sha256 = sha256;
+                    out.push(Some(w));
+                }
             }
         } else {
             a.set_content(Vec::new());
+            if let Contents::Spooled { out, .. } = contents {
+                out.push(None);
+            }
         }
         out.push(a);
     }

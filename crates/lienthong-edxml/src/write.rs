@@ -48,7 +48,7 @@ pub fn write_with(
     message: &Message,
     source: &mut AttachmentSource<'_>,
 ) -> Result<(), Error> {
-    write_impl(out, message, source, true)
+    write_impl(out, message, source, true).map(drop)
 }
 
 /// Writes `message` without indentation (for `edxml_preserved`).
@@ -59,18 +59,19 @@ pub(crate) fn write_compact(out: &mut dyn Write, message: &Message) -> Result<()
         &mut |_: &Attachment| Ok(Box::new(io::empty())),
         false,
     )
+    .map(drop)
 }
 
+/// Writes `message`; returns how many times an extra was looked at (see [`Pending`]).
 fn write_impl(
     out: &mut dyn Write,
     message: &Message,
     source: &mut AttachmentSource<'_>,
     pretty: bool,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let mut w = Out {
         out: io::BufWriter::new(out),
-        extras: message.extras(),
-        done: vec![false; message.extras().len()],
+        extras: Pending::new(message.extras()),
         frames: Vec::new(),
         pretty,
     };
@@ -154,18 +155,14 @@ fn write_impl(
     }
     // Extras whose container the writer never opened are written in the root, so that
     // nothing read is lost.
-    let rest: Vec<usize> = (0..w.extras.len()).filter(|&i| !w.done[i]).collect();
-    for i in rest {
-        w.done[i] = true;
-        let el = &w.extras[i].element;
-        w.indent()?;
-        write_element(&mut w.out, el, &mut root_scope())?;
+    for i in w.extras.left() {
+        w.write_extra(i)?;
     }
     w.frames.pop();
     w.indent()?;
     w.raw("</edXML>\n")?;
     w.out.flush()?;
-    Ok(())
+    Ok(w.extras.examined)
 }
 
 fn cid(content_id: &str) -> String {
@@ -406,10 +403,117 @@ impl Frame {
     }
 }
 
-struct Out<'m, 'o> {
-    out: io::BufWriter<&'o mut dyn Write>,
+/// An extra's place: its container, and the known element it follows (`None`: at the
+/// container's start), the n-th of its name.
+type Place<'a> = (&'a str, Option<(&'a str, u32)>);
+
+/// The message's extras, found by container and by the known element they follow, and
+/// which are still to be written: each lookup looks at the extras it finds, not at all of
+/// them, since a message may hold tens of thousands of both extras and known elements.
+struct Pending<'m> {
     extras: &'m [Extra],
     done: Vec<bool>,
+    /// Extras by container, in order.
+    by_container: HashMap<&'m str, Vec<usize>>,
+    /// Extras by container and the known element they follow (`None`: at its start).
+    by_anchor: HashMap<Place<'m>, Vec<usize>>,
+    /// Extras not written yet under a path: in the container of that path or below it.
+    left_under: HashMap<&'m str, usize>,
+    /// Extras looked at so far, for the test that proves the writer linear.
+    examined: u64,
+}
+
+impl<'m> Pending<'m> {
+    fn new(extras: &'m [Extra]) -> Self {
+        let mut p = Pending {
+            extras,
+            done: vec![false; extras.len()],
+            by_container: HashMap::new(),
+            by_anchor: HashMap::new(),
+            left_under: HashMap::new(),
+            examined: 0,
+        };
+        for (i, x) in extras.iter().enumerate() {
+            let container = x.container.as_str();
+            p.by_container.entry(container).or_default().push(i);
+            let anchor = x.after.as_ref().map(|(n, k)| (n.as_str(), *k));
+            p.by_anchor.entry((container, anchor)).or_default().push(i);
+            for path in Self::paths(container) {
+                *p.left_under.entry(path).or_default() += 1;
+            }
+        }
+        p
+    }
+
+    /// `container` and the paths it is under: `A/B/C`, `A/B`, `A`.
+    fn paths(container: &str) -> impl Iterator<Item = &str> {
+        std::iter::once(container).chain(
+            container
+                .match_indices('/')
+                .map(move |(at, _)| &container[..at]),
+        )
+    }
+
+    fn mark_written(&mut self, i: usize) {
+        self.done[i] = true;
+        for path in Self::paths(&self.extras[i].container) {
+            if let Some(n) = self.left_under.get_mut(path) {
+                *n -= 1;
+            }
+        }
+    }
+
+    /// Whether an extra is still to be written in `path` or below it.
+    fn left_under(&self, path: &str) -> bool {
+        self.left_under.get(path).is_some_and(|&n| n > 0)
+    }
+
+    /// Whether an extra of `container` that follows `anchor` is still to be written.
+    fn left_after(&mut self, container: &str, anchor: (&str, u32)) -> bool {
+        let by_anchor: &HashMap<Place<'_>, Vec<usize>> = &self.by_anchor;
+        let Some(list) = by_anchor.get(&(container, Some(anchor))) else {
+            return false;
+        };
+        self.examined += list.len() as u64;
+        list.iter().any(|&i| !self.done[i])
+    }
+
+    /// The extras of `container` that follow `anchor`, still to be written, in order.
+    /// (The writer asks once for each: a container path is opened once, and each known
+    /// element written in it is a new anchor.)
+    fn after(&mut self, container: &str, anchor: Option<(&str, u32)>) -> Vec<usize> {
+        let by_anchor: &HashMap<Place<'_>, Vec<usize>> = &self.by_anchor;
+        undone(
+            &self.done,
+            &mut self.examined,
+            by_anchor.get(&(container, anchor)),
+        )
+    }
+
+    /// The extras of `container` still to be written, in order; asked for when the
+    /// container closes.
+    fn within(&mut self, container: &str) -> Vec<usize> {
+        let by_container: &HashMap<&str, Vec<usize>> = &self.by_container;
+        undone(&self.done, &mut self.examined, by_container.get(container))
+    }
+
+    /// Every extra still to be written, in order.
+    fn left(&mut self) -> Vec<usize> {
+        self.examined += self.extras.len() as u64;
+        (0..self.extras.len()).filter(|&i| !self.done[i]).collect()
+    }
+}
+
+/// The extras of `list` not written yet.
+fn undone(done: &[bool], examined: &mut u64, list: Option<&Vec<usize>>) -> Vec<usize> {
+    let list = list.map(Vec::as_slice).unwrap_or_default();
+    *examined += list.len() as u64;
+    list.iter().copied().filter(|&i| !done[i]).collect()
+}
+
+struct Out<'m, 'o> {
+    out: io::BufWriter<&'o mut dyn Write>,
+    extras: Pending<'m>,
     frames: Vec<Frame>,
     /// Newlines and indentation between known elements.
     pretty: bool,
@@ -437,18 +541,13 @@ impl Out<'_, '_> {
 
     /// Whether an element `name` at `path` must be written although it has no content:
     /// an extra lives in it, or follows it in the current container.
-    fn wanted(&self, name: &str, path: &str) -> bool {
-        let top = self.top();
+    fn wanted(&mut self, name: &str, path: &str) -> bool {
+        if self.extras.left_under(path) {
+            return true;
+        }
+        let top = self.frames.last().expect("the root frame is open");
         let nth = top.counts.get(name).copied().unwrap_or(0);
-        self.extras.iter().zip(&self.done).any(|(x, done)| {
-            !done
-                && (x.container == path
-                    || x.container.starts_with(&format!("{path}/"))
-                    || (x.container == top.path
-                        && x.after
-                            .as_ref()
-                            .is_some_and(|(n, i)| n == name && *i == nth)))
-        })
+        self.extras.left_after(&top.path, (name, nth))
     }
 
     fn open(&mut self, name: &'static str, path: impl Into<String>) -> io::Result<()> {
@@ -469,10 +568,8 @@ impl Out<'_, '_> {
 
     fn close(&mut self) -> io::Result<()> {
         let path = self.top().path.clone();
-        for i in 0..self.extras.len() {
-            if !self.done[i] && self.extras[i].container == path {
-                self.write_extra(i)?;
-            }
+        for i in self.extras.within(&path) {
+            self.write_extra(i)?;
         }
         let frame = self.frames.pop().expect("a frame is open");
         self.indent()?;
@@ -487,25 +584,23 @@ impl Out<'_, '_> {
             return Ok(());
         };
         let n = top.counts.entry(name).or_insert(0);
-        let anchor = (name.to_string(), *n);
+        let nth = *n;
         *n += 1;
-        self.extras_after(Some(anchor))
+        self.extras_after(Some((name, nth)))
     }
 
-    fn extras_after(&mut self, anchor: Option<(String, u32)>) -> io::Result<()> {
+    fn extras_after(&mut self, anchor: Option<(&str, u32)>) -> io::Result<()> {
         let path = self.top().path.clone();
-        for i in 0..self.extras.len() {
-            if !self.done[i] && self.extras[i].container == path && self.extras[i].after == anchor {
-                self.write_extra(i)?;
-            }
+        for i in self.extras.after(&path, anchor) {
+            self.write_extra(i)?;
         }
         Ok(())
     }
 
     fn write_extra(&mut self, i: usize) -> io::Result<()> {
-        self.done[i] = true;
+        self.extras.mark_written(i);
         self.indent()?;
-        let el = &self.extras[i].element;
+        let el = &self.extras.extras[i].element;
         write_element(&mut self.out, el, &mut root_scope())
     }
 
@@ -674,5 +769,37 @@ impl<R: Read> Read for DigestReader<R> {
         let n = self.inner.read(buf)?;
         self.sink.write_all(&buf[..n])?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extras_are_looked_up_not_searched_for_every_known_element() {
+        // 2,000 trace headers are written while 2,000 unknown elements wait for their
+        // place after the envelope. Searching every extra for every known element looked
+        // at them tens of millions of times (a minute for 30,000 of each).
+        let n = 2_000;
+        let xml = format!(
+            "<edXML><edXMLEnvelope><edXMLHeader><MessageHeader><From><OrganId>000.00.00.H41</OrganId></From>\
+             <DocumentId>d</DocumentId></MessageHeader><TraceHeaderList>{}</TraceHeaderList></edXMLHeader>\
+             </edXMLEnvelope>{}</edXML>",
+            "<TraceHeader><OrganId>x</OrganId></TraceHeader>".repeat(n),
+            "<X/>".repeat(n)
+        );
+        let message = crate::parse(xml.as_bytes()).unwrap();
+        assert_eq!(message.extras().len(), n);
+        let mut out = Vec::new();
+        let examined = write_impl(
+            &mut out,
+            &message,
+            &mut |_: &Attachment| Ok(Box::new(io::empty())),
+            true,
+        )
+        .unwrap();
+        assert!(examined <= 4 * n as u64, "{examined} looks at {n} extras");
+        assert_eq!(crate::parse(&out).unwrap(), message);
     }
 }

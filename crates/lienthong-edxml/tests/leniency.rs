@@ -141,6 +141,50 @@ fn reads_content_ids_with_or_without_cid_prefix_and_merges_manifest_with_attachm
 }
 
 #[test]
+fn pairs_each_encoded_attachment_with_the_first_unmatched_reference_of_its_id_or_name() {
+    let reference = |cid: &str, name: &str| {
+        format!(
+            "<Reference><ContentId>{cid}</ContentId><AttachmentName>{name}</AttachmentName></Reference>"
+        )
+    };
+    let encoded = |cid: &str, name: &str, b64: &str| {
+        format!(
+            "<Attachment><ContentId>{cid}</ContentId><AttachmentName>{name}</AttachmentName>\
+             <ContentTransferEncoded>{b64}</ContentTransferEncoded></Attachment>"
+        )
+    };
+    let xml = format!(
+        "<edXML><edXMLEnvelope><edXMLHeader><MessageHeader><DocumentId>d</DocumentId></MessageHeader>\
+         </edXMLHeader><edXMLBody><edXMLManifest>{}{}{}{}</edXMLManifest></edXMLBody></edXMLEnvelope>\
+         <AttachmentEncoded>{}{}{}{}</AttachmentEncoded></edXML>",
+        reference("cid:a", "a1.pdf"),
+        reference("b", "b.pdf"),
+        reference("", "n.pdf"),
+        reference("a", "a2.pdf"),
+        encoded("a", "", "QQ=="),
+        encoded("", "n.pdf", "Tg=="),
+        encoded("&lt;a&gt;", "", "QUE="),
+        encoded("z", "z.pdf", "Wg=="),
+    );
+    let d = document(parse(xml.as_bytes()).unwrap());
+    let got: Vec<(&str, &str, &[u8])> = d
+        .attachments
+        .iter()
+        .map(|a| (a.content_id.as_str(), a.name.as_str(), &a.content[..]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", "a1.pdf", &b"A"[..]),
+            ("b", "b.pdf", &b""[..]),
+            ("", "n.pdf", &b"N"[..]),
+            ("a", "a2.pdf", &b"AA"[..]),
+            ("z", "z.pdf", &b"Z"[..]),
+        ]
+    );
+}
+
+#[test]
 fn an_empty_response_for_reads_as_none_and_empty_elements_as_empty_text() {
     let d = document(parse(&fixture("edoc_new.edxml")).unwrap());
     assert!(d.header.response_for.is_empty());

@@ -60,6 +60,10 @@ pub enum Error {
     /// A directory that is not signed by the national gateway, not valid, or older.
     #[error("{0}")]
     DirectoryRefused(String),
+    /// An `edxml_preserved` part its recipients could not read back (past the edXML
+    /// reader's limits): accepting it would stop their export for good.
+    #[error("{0}")]
+    Unexportable(String),
     /// Any other value that is not acceptable as sent.
     #[error("{0}")]
     InvalidArgument(String),
@@ -122,9 +126,10 @@ impl Error {
                 | Refused::WrongSigner { .. }
                 | Refused::WrongHop { .. } => Code::PermissionDenied,
             },
-            Error::AttachmentMismatch(_) | Error::InvalidArgument(_) | Error::Wire(_) => {
-                Code::InvalidArgument
-            }
+            Error::AttachmentMismatch(_)
+            | Error::Unexportable(_)
+            | Error::InvalidArgument(_)
+            | Error::Wire(_) => Code::InvalidArgument,
             Error::UnknownRecipient(_) | Error::UnknownMessage(_) => Code::NotFound,
             Error::Conflict(_) => Code::AlreadyExists,
             Error::Lifecycle(refusal) => match refusal.rule {
@@ -170,6 +175,7 @@ impl Error {
             Error::Lifecycle(refusal) => refusal.rule.as_str(),
             Error::ForgedEvent(_) => "forged-event",
             Error::DirectoryRefused(_) => "directory-refused",
+            Error::Unexportable(_) => "unexportable-edxml",
             Error::InvalidArgument(_) => "invalid-argument",
             Error::Wire(_) => "invalid-message",
             Error::UnknownMessage(_) => "unknown-message",

@@ -159,7 +159,10 @@ async fn refuses_to_open_over_a_damaged_frame_and_repair_keeps_the_three_intact_
     let lost = &report.lost[0];
     assert_eq!((lost.segment, lost.start), (0, *offset));
     assert_eq!(lost.frames, Some((0, Some(0))));
-    assert_eq!(lost.messages, vec!["doc-0 (from 000.00.00.H41)".to_string()]);
+    assert_eq!(
+        lost.messages,
+        vec!["doc-0 (from 000.00.00.H41)".to_string()]
+    );
     assert_eq!(lost.frames_after, 3);
     // Exactly the first frame: from its start to where the second starts.
     let first = find(&log, b"LTf2");

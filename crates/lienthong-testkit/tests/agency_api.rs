@@ -534,6 +534,63 @@ async fn rejects_status_from_an_agency_that_did_not_receive_the_document() {
     t.stop().await.unwrap();
 }
 
+/// An `edxml_preserved` value as a custom DMS could send it: lienthong-edxml's first line,
+/// then a message whose unknown element nests `depth` levels.
+fn poisoned_preserved(depth: usize) -> Vec<u8> {
+    format!(
+        "lienthong-edxml-preserved/1\n<edXML><edXMLEnvelope><edXMLHeader><MessageHeader>{}{}\
+         </MessageHeader></edXMLHeader></edXMLEnvelope></edXML>",
+        "<X>".repeat(depth),
+        "</X>".repeat(depth)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn rejects_an_edxml_preserved_part_nested_beyond_the_limit() {
+    // Accepted, it crashed every `inbox --export-edxml` of the recipient at this entry.
+    init();
+    let t = TestNetwork::start(|_| {}).await.unwrap();
+    let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
+    let mut d = a.new_document(vec![b.agency().clone()], "phần giữ lại quá sâu");
+    d.edxml_preserved = poisoned_preserved(20_000);
+    let sealed = a.seal(&mut d, &[]).unwrap();
+    let refused = send_raw(&a, sealed).await;
+    let message = refused
+        .as_ref()
+        .map(|_| ())
+        .unwrap_err()
+        .message()
+        .to_string();
+    assert!(
+        message.contains("<X> is nested deeper than 260 levels, the most lienthong reads"),
+        "{message}"
+    );
+    assert_status(refused, Code::InvalidArgument, "unexportable-edxml");
+    assert_inbox_empty(&b).await;
+
+    // A status notice: the same check, before anything else is looked at.
+    let mut d = a.new_document(vec![b.agency().clone()], "văn bản thật");
+    a.send(&mut d, &[]).await.unwrap();
+    let mut notice = StatusNotice::new(
+        b.agency().clone(),
+        a.agency().clone(),
+        &d.id,
+        StatusCode::Accepted,
+    );
+    notice.edxml_preserved = poisoned_preserved(20_000);
+    assert_status(
+        b.send_status(notice.clone()).await,
+        Code::InvalidArgument,
+        "unexportable-edxml",
+    );
+    assert_inbox_empty(&a).await;
+    // Without it the same notice goes through.
+    notice.edxml_preserved = Vec::new();
+    b.send_status(notice).await.unwrap();
+    t.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn admin_api_needs_the_node_certificate() {
     init();

@@ -25,6 +25,10 @@ pub async fn send_document(
              {caller}; a DMS may only send as its own agency"
         )));
     }
+    // Every recipient must be able to export what is accepted (see lienthong-edxml's
+    // limits): a value it cannot read would stop its export for good.
+    lienthong_edxml::EdxmlDocument::check_preserved(&message.document.edxml_preserved)
+        .map_err(|e| Error::Unexportable(e.to_string()))?;
     let recipients = message.document.recipients()?;
     let d = ctx.directory.current();
     if let Some(unknown) = recipients.iter().find(|r| d.home_of(r).is_none()) {
@@ -79,6 +83,9 @@ pub async fn send_status(
             "the notice's sender (from) is {sender} but the connection belongs to {caller}"
         )));
     }
+    // As for documents: what is accepted must be exportable.
+    lienthong_edxml::EdxmlStatus::check_preserved(&notice.edxml_preserved)
+        .map_err(|e| Error::Unexportable(e.to_string()))?;
     let document_key: MessageKey = notice.document_key()?;
     let unknown = || {
         Error::UnknownMessage(format!(
