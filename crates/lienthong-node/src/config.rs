@@ -93,7 +93,8 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// This node's private key, PEM (PKCS#8); must not be group- or world-readable.
     pub key: PathBuf,
-    /// Certificate revocation lists, PEM.
+    /// Certificate revocation lists, PEM (default none): applied to TLS peers and to every
+    /// signature the node checks.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
 }
@@ -104,10 +105,10 @@ pub struct TlsConfig {
 pub struct AgencyConfig {
     /// QĐ 20/2020 code, e.g. `000.00.00.H41`.
     pub code: String,
-    /// Official name.
+    /// Official name (default empty).
     #[serde(default)]
     pub name: String,
-    /// Older codes and local ids the agency's DMS may still use.
+    /// Older codes and local ids the agency's DMS may still use (default none).
     #[serde(default)]
     pub aliases: Vec<String>,
 }
@@ -122,7 +123,7 @@ pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Default bytes one agency may hold in uploads no document of its names yet: 4 GiB.
 pub const DEFAULT_UPLOAD_QUOTA_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
-/// Limits.
+/// Limits that protect the node from abuse and from running out of room.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -167,42 +168,62 @@ impl Default for Limits {
     }
 }
 
+/// Default lifetime of a message that sets no expiry: 7 days from its creation.
+pub const DEFAULT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Default first delay before a failed link is tried again.
+pub const DEFAULT_RETRY_MIN_MS: u64 = 100;
+/// Default longest delay between two attempts of a failing link.
+pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
+/// Default failed attempts in a row after which a link's circuit opens.
+pub const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
+/// Default wait of an open circuit before one trial connection.
+pub const DEFAULT_CIRCUIT_OPEN_MS: u64 = 30_000;
+/// Default interval of the sweep of waiting outboxes for expired messages.
+pub const DEFAULT_EXPIRY_SWEEP_MS: u64 = 10_000;
+/// Default wait for the next acknowledgement while items are in flight.
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 15_000;
+
 /// Retries, circuits and expiry of the links towards neighbours.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Lifetime of a document or status notice that sets no expiry, counted from its
-    /// creation, in seconds (default 7 days). An expired message is dead-lettered.
+    /// creation, in seconds (default [`DEFAULT_EXPIRY_SECS`], 7 days). An expired message
+    /// is dead-lettered.
     pub default_expiry_secs: u64,
-    /// First delay before a failed link is tried again, in milliseconds (default 100);
-    /// it doubles after each failure, up to `retry_max_ms` (default 30 000), with jitter.
+    /// First delay before a failed link is tried again, in milliseconds (default
+    /// [`DEFAULT_RETRY_MIN_MS`]); it doubles after each failure, up to `retry_max_ms`,
+    /// with jitter.
     pub retry_min_ms: u64,
+    /// Longest delay between two attempts of a failing link, in milliseconds (default
+    /// [`DEFAULT_RETRY_MAX_MS`]).
     pub retry_max_ms: u64,
-    /// Failed attempts in a row after which a link's circuit opens (default 5).
+    /// Failed attempts in a row after which a link's circuit opens (default
+    /// [`DEFAULT_CIRCUIT_FAILURES`]).
     pub circuit_failures: u32,
     /// How long an open circuit waits before one trial connection, in milliseconds
-    /// (default 30 000).
+    /// (default [`DEFAULT_CIRCUIT_OPEN_MS`]).
     pub circuit_open_ms: u64,
     /// How often waiting outboxes are swept for expired messages, in milliseconds
-    /// (default 10 000).
+    /// (default [`DEFAULT_EXPIRY_SWEEP_MS`]).
     pub expiry_sweep_ms: u64,
     /// How long a link waits for the next acknowledgement while items are in flight
     /// before it gives the connection up and reconnects, in milliseconds (default
-    /// 15 000), plus the time the bytes in flight take at 256 KiB/s: a frozen neighbour
-    /// holds the link no longer than that.
+    /// [`DEFAULT_ACK_TIMEOUT_MS`]), plus the time the bytes in flight take at 256 KiB/s:
+    /// a frozen neighbour holds the link no longer than that.
     pub ack_timeout_ms: u64,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            default_expiry_secs: 7 * 24 * 3600,
-            retry_min_ms: 100,
-            retry_max_ms: 30_000,
-            circuit_failures: 5,
-            circuit_open_ms: 30_000,
-            expiry_sweep_ms: 10_000,
-            ack_timeout_ms: 15_000,
+            default_expiry_secs: DEFAULT_EXPIRY_SECS,
+            retry_min_ms: DEFAULT_RETRY_MIN_MS,
+            retry_max_ms: DEFAULT_RETRY_MAX_MS,
+            circuit_failures: DEFAULT_CIRCUIT_FAILURES,
+            circuit_open_ms: DEFAULT_CIRCUIT_OPEN_MS,
+            expiry_sweep_ms: DEFAULT_EXPIRY_SWEEP_MS,
+            ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
         }
     }
 }
@@ -353,5 +374,64 @@ impl NodeConfig {
             key: self.tls.key.clone(),
             crls: self.tls.crls.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples operators copy from `deploy/config/` stay valid: every field they
+    /// name exists, and the limits and delivery values they show are the defaults.
+    #[test]
+    fn the_deploy_examples_parse_and_show_the_defaults() {
+        let node: NodeConfig =
+            toml::from_str(include_str!("../../../deploy/config/province-node.toml")).unwrap();
+        assert_eq!(node.node_id, "H41");
+        assert!(node.network.is_some());
+        let limits = Limits::default();
+        assert_eq!(node.limits.max_message_bytes, limits.max_message_bytes);
+        assert_eq!(
+            node.limits.handshake_timeout_ms,
+            limits.handshake_timeout_ms
+        );
+        assert_eq!(
+            node.limits.max_concurrent_streams,
+            limits.max_concurrent_streams
+        );
+        assert_eq!(
+            node.limits.max_connections_per_identity,
+            limits.max_connections_per_identity
+        );
+        assert_eq!(node.limits.min_free_disk_bytes, limits.min_free_disk_bytes);
+        assert_eq!(
+            node.limits.max_attachment_bytes,
+            limits.max_attachment_bytes
+        );
+        assert_eq!(node.limits.upload_quota_bytes, limits.upload_quota_bytes);
+        let delivery = DeliveryConfig::default();
+        assert_eq!(
+            (
+                node.delivery.default_expiry_secs,
+                node.delivery.retry_min_ms,
+                node.delivery.retry_max_ms,
+                node.delivery.circuit_failures,
+                node.delivery.circuit_open_ms,
+                node.delivery.expiry_sweep_ms,
+                node.delivery.ack_timeout_ms,
+            ),
+            (
+                delivery.default_expiry_secs,
+                delivery.retry_min_ms,
+                delivery.retry_max_ms,
+                delivery.circuit_failures,
+                delivery.circuit_open_ms,
+                delivery.expiry_sweep_ms,
+                delivery.ack_timeout_ms,
+            )
+        );
+        let profile: crate::client::ClientProfile =
+            toml::from_str(include_str!("../../../deploy/config/dms-profile.toml")).unwrap();
+        assert_eq!(profile.agency.as_deref(), Some("000.00.00.H41"));
     }
 }
