@@ -13,7 +13,7 @@ pub use lienthong_devnet::*;
 
 use std::net::Ipv4Addr;
 
-use lienthong_node::client::ClientProfile;
+use lienthong_client::ClientProfile;
 use lienthong_node::config::NodeConfig;
 
 /// A generated network with its node running, in a temporary directory removed on drop.
@@ -43,9 +43,9 @@ impl TestNetwork {
     }
 
     /// The DMS client of the `i`-th agency of [`DEV_AGENCIES`].
-    pub fn client(&self, i: usize) -> anyhow::Result<lienthong_node::client::DmsClient> {
+    pub fn client(&self, i: usize) -> anyhow::Result<lienthong_client::DmsClient> {
         let profile = ClientProfile::load(&self.net.profiles[i].1)?;
-        Ok(lienthong_node::client::DmsClient::from_profile(&profile)?)
+        Ok(lienthong_client::DmsClient::from_profile(&profile)?)
     }
 
     /// Stops the node and starts it again on the same address and data directory.
@@ -64,4 +64,30 @@ impl TestNetwork {
         }
         Ok(())
     }
+}
+
+/// The generated gRPC client of the agency API over a [`lienthong_client::DmsClient`]'s
+/// channel, for tests that send what no well-behaved client would (tampered signatures,
+/// raw requests) or call what the client does not wrap.
+pub trait RawRpc {
+    fn rpc(
+        &self,
+    ) -> lienthong_proto::pb::agency_service_client::AgencyServiceClient<tonic::transport::Channel>;
+}
+
+impl RawRpc for lienthong_client::DmsClient {
+    fn rpc(
+        &self,
+    ) -> lienthong_proto::pb::agency_service_client::AgencyServiceClient<tonic::transport::Channel>
+    {
+        lienthong_proto::pb::agency_service_client::AgencyServiceClient::new(self.channel())
+            .max_decoding_message_size(lienthong_proto::DEFAULT_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(lienthong_proto::DEFAULT_MAX_MESSAGE_BYTES)
+    }
+}
+
+/// A sealed document as the wire carries it, for tests that tamper with it before
+/// sending it with [`RawRpc`].
+pub fn wire(sealed: &lienthong_client::Sealed) -> lienthong_proto::pb::Document {
+    lienthong_proto::document_to_pb(&sealed.document, Some(&sealed.contents))
 }

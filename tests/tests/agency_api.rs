@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use lienthong_client::{Accepted, Tracked};
+use lienthong_client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
 use lienthong_core::{AgencyCode, Document, StatusCode, StatusNotice, TransportEventKind};
-use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
 use lienthong_pki::{CertificateAuthority, Identity};
 use lienthong_proto::pb;
-use lienthong_testkit::TestNetwork;
+use lienthong_testkit::RawRpc;
+use lienthong_testkit::{TestNetwork, wire};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -25,21 +27,20 @@ fn attachment(bytes: &[u8]) -> OutgoingAttachment {
 }
 
 /// A refusal with `code` and the stable name of the failure (`lienthong-reason`).
-fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, reason: &str) {
-    let status = result.expect_err("the node should have refused");
-    assert_eq!(status.code(), code, "unexpected code: {status:?}");
-    assert_eq!(
-        status
-            .metadata()
-            .get("lienthong-reason")
-            .and_then(|v| v.to_str().ok()),
-        Some(reason),
-        "unexpected reason: {status:?}"
-    );
+fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: Code,
+    reason: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the node should have refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
+    assert_eq!(error.reason(), Some(reason), "unexpected reason: {error:?}");
 }
 
 /// The error and its causes, as text: with TLS 1.3 the server's alert is only there.
-fn chain(status: &tonic::Status) -> String {
+fn chain(status: &dyn std::error::Error) -> String {
     let mut out = status.to_string();
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
@@ -58,6 +59,14 @@ async fn assert_inbox_empty(client: &DmsClient) {
 /// Sends `document` as sealed by `signer` but over `via`'s connection.
 async fn send_raw(
     via: &DmsClient,
+    sealed: &lienthong_client::Sealed,
+) -> Result<pb::SendDocumentResponse, tonic::Status> {
+    send_raw_pb(via, wire(sealed)).await
+}
+
+/// Sends a wire document as it is over `via`'s connection.
+async fn send_raw_pb(
+    via: &DmsClient,
     sealed: pb::Document,
 ) -> Result<pb::SendDocumentResponse, tonic::Status> {
     via.rpc()
@@ -74,7 +83,10 @@ async fn delivers_signed_document_with_attachment_by_pull() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "Về việc A");
-    let (receipt, dup) = a
+    let Accepted {
+        receipt,
+        duplicate: dup,
+    } = a
         .send(&mut d, &[attachment(b"%PDF-1.7 ...")])
         .await
         .unwrap();
@@ -191,14 +203,16 @@ async fn status_routes_back_to_sender_and_track_shows_the_path() {
 
     let entries = a.list_inbox(0, 10).await.unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].kind, pb::MessageKind::Status as i32);
+    assert_eq!(entries[0].kind, lienthong_client::InboxKind::Status);
     let Incoming::Status { notice: got, .. } = a.fetch(&entries[0].id).await.unwrap() else {
         panic!("expected a status")
     };
     assert_eq!(got.code, StatusCode::Accepted);
     assert_eq!(got.response_for.document_id, d.id.as_str());
 
-    let (events, statuses) = a.track(d.id.as_str()).await.unwrap();
+    let Tracked {
+        events, statuses, ..
+    } = a.track(d.id.as_str()).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.agency.clone())).collect();
     assert_eq!(
         kinds,
@@ -234,8 +248,14 @@ async fn duplicate_with_same_content_gets_the_original_receipt() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "một lần");
-    let (first, _) = a.send(&mut d, &[attachment(b"x")]).await.unwrap();
-    let (second, dup) = a.send(&mut d.clone(), &[attachment(b"x")]).await.unwrap();
+    let Accepted {
+        receipt: first,
+        duplicate: _,
+    } = a.send(&mut d, &[attachment(b"x")]).await.unwrap();
+    let Accepted {
+        receipt: second,
+        duplicate: dup,
+    } = a.send(&mut d.clone(), &[attachment(b"x")]).await.unwrap();
     assert!(dup);
     assert_eq!(first, second);
     assert_eq!(
@@ -275,7 +295,7 @@ async fn rejects_sender_not_matching_cert() {
     let mut d = b.new_document(vec![b.agency().clone()], "mạo danh");
     let sealed = b.seal(&mut d, &[]).unwrap();
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw(&a, &sealed).await,
         Code::PermissionDenied,
         "sender-mismatch",
     );
@@ -293,7 +313,7 @@ async fn rejects_document_signed_by_another_agency() {
     d.from.code = Some(a.agency().clone());
     let sealed = b.seal(&mut d, &[]).unwrap();
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw(&a, &sealed).await,
         Code::PermissionDenied,
         "wrong-signer",
     );
@@ -307,10 +327,10 @@ async fn rejects_bad_signature() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "bản đã ký");
-    let mut sealed = a.seal(&mut d, &[]).unwrap();
+    let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.header.as_mut().unwrap().subject = "bản bị sửa".into();
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "bad-signature",
     );
@@ -324,10 +344,10 @@ async fn rejects_unsigned_document() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "chưa ký");
-    let mut sealed = a.seal(&mut d, &[]).unwrap();
+    let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.signature = None;
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "unsigned",
     );
@@ -341,10 +361,10 @@ async fn rejects_attachment_digest_mismatch() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "tệp bị đổi");
-    let mut sealed = a.seal(&mut d, &[attachment(b"original bytes")]).unwrap();
+    let mut sealed = wire(&a.seal(&mut d, &[attachment(b"original bytes")]).unwrap());
     sealed.attachments[0].content = Bytes::from_static(b"modified bytes");
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "attachment-mismatch",
     );
@@ -374,10 +394,10 @@ async fn rejects_malformed_agency_code() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "mã sai");
-    let mut sealed = a.seal(&mut d, &[]).unwrap();
+    let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.to[0].code = "01.02.G22".into();
     assert_status(
-        send_raw(&a, sealed).await,
+        send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "invalid-message",
     );
@@ -396,7 +416,7 @@ async fn rejects_oversized_message() {
     let big = vec![7u8; 200 * 1024];
     let result = a.send(&mut d, &[attachment(&big)]).await;
     let status = result.expect_err("oversized message must be refused");
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(status.code(), Some(Code::OutOfRange), "{status:?}");
     assert!(
         status.message().contains("message length too large"),
         "{status:?}"
@@ -476,7 +496,7 @@ async fn rejects_client_without_certificate() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let channel = lienthong_node::transport::channel(
+    let channel = lienthong_client::transport::channel(
         &format!("https://{}", t.net.config.listen),
         std::sync::Arc::new(config),
     )
@@ -555,7 +575,7 @@ async fn rejects_an_edxml_preserved_part_nested_beyond_the_limit() {
     let mut d = a.new_document(vec![b.agency().clone()], "phần giữ lại quá sâu");
     d.edxml_preserved = poisoned_preserved(20_000);
     let sealed = a.seal(&mut d, &[]).unwrap();
-    let refused = send_raw(&a, sealed).await;
+    let refused = send_raw(&a, &sealed).await;
     let message = refused
         .as_ref()
         .map(|_| ())
@@ -694,7 +714,10 @@ async fn documents_survive_a_node_restart() {
     };
     assert_eq!(got.contents, vec![Bytes::from_static(b"bytes on disk")]);
     // The receipt given before the restart is still the one a re-send gets.
-    let (again, dup) = a
+    let Accepted {
+        receipt: again,
+        duplicate: dup,
+    } = a
         .send(&mut d.clone(), &[attachment(b"bytes on disk")])
         .await
         .unwrap();

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use lienthong_client::{Accepted, Tracked};
+use lienthong_client::{AttachmentSource, DmsClient, FileAttachment, Incoming, OutgoingAttachment};
 use lienthong_core::AgencyCode;
 use lienthong_core::sign::sha256;
-use lienthong_node::client::{
-    AttachmentSource, DmsClient, FileAttachment, Incoming, OutgoingAttachment,
-};
 use lienthong_proto::pb;
+use lienthong_testkit::RawRpc;
 use lienthong_testkit::{RunningNetwork, Shape};
 
 /// The nodes' largest gRPC message: every large attachment here is bigger.
@@ -132,13 +132,13 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
     let mut early = sender.new_document(vec![AgencyCode::parse(RECIPIENT).unwrap()], "sớm");
     let err = sender
         .send_sealed(
-            sender
+            &sender
                 .seal_sources(&mut early, &[AttachmentSource::File(file.clone())])
                 .unwrap(),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err:?}");
     // A chunk that does not follow the bytes held is refused and changes nothing.
     let mut rpc = sender.rpc();
     let err = rpc
@@ -188,7 +188,7 @@ async fn broken_upload_resumes_from_the_last_acknowledged_chunk_and_arrives_inta
         vec![AgencyCode::parse(RECIPIENT).unwrap()],
         "Quyết định kèm phụ lục lớn",
     );
-    let (receipt, duplicate, reports) = sender
+    let (Accepted { receipt, duplicate }, reports) = sender
         .send_sources(&mut document, &[AttachmentSource::File(file.clone())])
         .await
         .unwrap();
@@ -293,14 +293,15 @@ async fn attachment_larger_than_a_message_crosses_four_hops_next_to_inline_ones(
         .send_sources(&mut bad, &[AttachmentSource::File(wrong)])
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err:?}");
 
-    let (_, _, reports) = sender.send_sources(&mut document, &sources).await.unwrap();
+    let (_, reports) = sender.send_sources(&mut document, &sources).await.unwrap();
     assert_eq!(reports[0].resumed_from, large.len() as u64);
     assert_eq!(reports[0].bytes_sent, 0);
     assert_eq!(reports[0].attempts, 0);
     // Sending the same document again is a duplicate and uploads nothing.
-    let (_, duplicate, again) = sender.send_sources(&mut document, &sources).await.unwrap();
+    let (Accepted { duplicate, .. }, again) =
+        sender.send_sources(&mut document, &sources).await.unwrap();
     assert!(duplicate);
     assert_eq!(again[0].bytes_sent, 0);
 
@@ -369,7 +370,7 @@ async fn push_between_nodes_broken_mid_way_resumes_from_the_neighbours_durable_o
     // node certificate, as its link would, and drops the stream mid-way).
     let commune = &net.net.node("H41-C1").config;
     let province = &net.net.node("H41").config;
-    let channel = lienthong_node::transport::connect(
+    let channel = lienthong_client::transport::connect(
         &format!("https://{}", province.listen),
         &commune.tls_files(),
         Some(lienthong_pki::Identity::Node(
@@ -419,9 +420,9 @@ async fn push_between_nodes_broken_mid_way_resumes_from_the_neighbours_durable_o
 
     // A DMS agency may not push between nodes.
     let err = pb::relay_service_client::RelayServiceClient::new(
-        lienthong_node::transport::connect(
+        lienthong_client::transport::connect(
             &format!("https://{}", province.listen),
-            &lienthong_node::client::ClientProfile::load(net.net.profile(SENDER))
+            &lienthong_client::ClientProfile::load(net.net.profile(SENDER))
                 .unwrap()
                 .tls_files(),
             None,
@@ -575,7 +576,11 @@ async fn an_urgent_document_overtakes_a_large_attachment_being_pushed() {
     sender.send(&mut urgent, &[]).await.unwrap();
     // H41-C1 hands it to H41 while the blob is still streaming there.
     loop {
-        let (events, _) = sender.track(urgent.id.as_str()).await.unwrap();
+        let Tracked {
+            events,
+            statuses: _,
+            ..
+        } = sender.track(urgent.id.as_str()).await.unwrap();
         let handed = events.iter().any(|e| {
             e.kind == lienthong_core::TransportEventKind::Forwarded && e.node.as_str() == "H41-C1"
         });
@@ -635,17 +640,17 @@ async fn a_dms_may_name_only_attachment_bytes_it_uploaded_itself() {
     let mut doc = other.new_document(to.clone(), "mượn tệp");
     let err = other
         .send_sealed(
-            other
+            &other
                 .seal_sources(&mut doc, &[AttachmentSource::File(file.clone())])
                 .unwrap(),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition), "{err:?}");
 
     // Once it has uploaded the bytes itself (the node, holding them, ends the upload at
     // its first chunk), it may.
-    let (_, duplicate, _) = other
+    let (Accepted { duplicate, .. }, _) = other
         .send_sources(&mut doc, &[AttachmentSource::File(file.clone())])
         .await
         .unwrap();

@@ -1,11 +1,13 @@
 //! The gRPC contract as a third-party DMS meets it (issue #12): what it sends is what its
 //! signature covers, and the node says what it expects instead of rewriting.
 
+use lienthong_client::ClientProfile;
+use lienthong_client::Tracked;
 use lienthong_core::sign::Signature;
 use lienthong_core::{StatusCode, StatusNotice, canonical};
-use lienthong_node::client::ClientProfile;
 use lienthong_proto::pb;
-use lienthong_testkit::TestNetwork;
+use lienthong_testkit::RawRpc;
+use lienthong_testkit::{TestNetwork, wire};
 use tonic::Code;
 
 fn init() {
@@ -24,7 +26,7 @@ async fn refuses_a_non_canonical_agency_code_naming_the_canonical_form() {
     let canonical = b.agency().to_string();
     for written in [canonical.to_lowercase(), format!(" {canonical} ")] {
         let mut d = a.new_document(vec![b.agency().clone()], "viết thường");
-        let mut sealed = a.seal(&mut d, &[]).unwrap();
+        let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
         sealed.to[0].code = written.clone();
         let status = a
             .rpc()
@@ -105,8 +107,12 @@ async fn ack_is_idempotent() {
         .ack(d.id.as_str())
         .await
         .expect_err("not its message");
-    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
-    let (events, _) = a.track(d.id.as_str()).await.unwrap();
+    assert_eq!(refused.code(), Some(Code::NotFound), "{refused:?}");
+    let Tracked {
+        events,
+        statuses: _,
+        ..
+    } = a.track(d.id.as_str()).await.unwrap();
     let acks = events
         .iter()
         .filter(|e| e.kind == lienthong_core::TransportEventKind::Acknowledged)
@@ -122,7 +128,7 @@ async fn a_fetched_document_fits_the_default_message_size_of_stock_clients() {
     init();
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
-    let part = |n: u8, size: usize| lienthong_node::client::OutgoingAttachment {
+    let part = |n: u8, size: usize| lienthong_client::OutgoingAttachment {
         name: format!("phan-{n}.pdf"),
         content_type: "application/pdf".into(),
         bytes: bytes::Bytes::from(vec![n; size]),

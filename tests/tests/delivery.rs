@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+use lienthong_client::Tracked;
+use lienthong_client::{DmsClient, OutgoingAttachment};
 use lienthong_core::{AgencyCode, Priority, TransportEvent, TransportEventKind, now_millis};
-use lienthong_node::client::{DmsClient, OutgoingAttachment};
 use lienthong_node::config::NodeConfig;
 use lienthong_proto::pb;
+use lienthong_testkit::RawRpc;
 use lienthong_testkit::{RunningNetwork, Shape};
 
 fn init() {
@@ -57,7 +59,11 @@ async fn track_until(
     kind: TransportEventKind,
 ) -> Vec<TransportEvent> {
     eventually(&format!("{id} shows {kind:?}"), || async {
-        let (events, _) = client.track(id).await.ok()?;
+        let Tracked {
+            events,
+            statuses: _,
+            ..
+        } = client.track(id).await.ok()?;
         events.iter().any(|e| e.kind == kind).then_some(events)
     })
     .await

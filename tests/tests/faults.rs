@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use lienthong_client::Incoming;
+use lienthong_client::Tracked;
 use lienthong_core::{AgencyCode, TransportEventKind};
-use lienthong_node::client::Incoming;
 use lienthong_node::config::NodeConfig;
 use lienthong_proto::pb;
 use lienthong_testkit::{RunningNetwork, Shape, TestNetwork};
@@ -94,8 +95,8 @@ async fn a_full_disk_refuses_new_documents_serves_the_rest_and_recovers() {
 
     let mut during = sender.new_document(to.clone(), "Khi đĩa đầy");
     let sealed = sender.seal(&mut during, &[]).unwrap();
-    let refused = sender.send_sealed(sealed.clone()).await.unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let refused = sender.send_sealed(&sealed).await.unwrap_err();
+    assert_eq!(refused.code(), Some(Code::ResourceExhausted), "{refused:?}");
     assert!(
         refused.message().contains("nearly full")
             && refused.message().contains("refused until space is freed"),
@@ -114,7 +115,7 @@ async fn a_full_disk_refuses_new_documents_serves_the_rest_and_recovers() {
     // Space returns: the node takes documents again by itself, the refused one included.
     std::fs::remove_file(&filler).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sender.send_sealed(sealed).await.unwrap();
+    sender.send_sealed(&sealed).await.unwrap();
     let mut after = sender.new_document(to, "Sau khi giải phóng");
     sender.send(&mut after, &[]).await.unwrap();
 
@@ -191,7 +192,11 @@ async fn a_stored_document_changed_on_disk_is_quarantined_never_forwarded() {
 
     let events = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let (events, _) = sender.track(doc.id.as_str()).await.unwrap();
+            let Tracked {
+                events,
+                statuses: _,
+                ..
+            } = sender.track(doc.id.as_str()).await.unwrap();
             if events
                 .iter()
                 .any(|e| e.kind == TransportEventKind::DeadLettered)

@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+use lienthong_client::Accepted;
+use lienthong_client::{DmsClient, InboxItem};
 use lienthong_core::{BusinessType, Document, ReplacementInfo, StatusCode, StatusNotice};
-use lienthong_node::client::DmsClient;
 use lienthong_proto::pb;
+use lienthong_testkit::RawRpc;
 use lienthong_testkit::{RunningNetwork, TestNetwork};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -17,13 +19,19 @@ fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, needle: &str) {
-    let status = result.expect_err("the node should have refused");
-    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: Code,
+    needle: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the node should have refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
     assert!(
-        status.message().contains(needle),
+        error.message().contains(needle),
         "message {:?} should contain {needle:?}",
-        status.message()
+        error.message()
     );
 }
 
@@ -57,7 +65,7 @@ async fn status(
     about: &Document,
     code: StatusCode,
     description: &str,
-) -> Result<(), tonic::Status> {
+) -> Result<(), lienthong_client::Error> {
     let mut n = StatusNotice::new(from.agency().clone(), to.agency().clone(), &about.id, code);
     n.description = description.into();
     from.send_status(n).await.map(drop)
@@ -79,8 +87,8 @@ async fn track(client: &DmsClient, id: &str) -> pb::TrackResponse {
 async fn wait_for_entry(
     client: &DmsClient,
     id: &str,
-    done: impl Fn(&pb::InboxEntry) -> bool,
-) -> pb::InboxEntry {
+    done: impl Fn(&InboxItem) -> bool,
+) -> InboxItem {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let entries = client.list_inbox(0, 1000).await.unwrap();
@@ -172,7 +180,10 @@ async fn rejects_progress_status_after_02_or_06() {
         "lifecycle: progress-forward:",
     );
     // A re-send of an accepted notice is answered with its receipt, not judged again.
-    let (_, duplicate) = b.send_status(rejected).await.unwrap();
+    let Accepted {
+        receipt: _,
+        duplicate,
+    } = b.send_status(rejected).await.unwrap();
     assert!(duplicate);
     t.stop().await.unwrap();
 }
@@ -251,7 +262,7 @@ async fn concurrent_answers_to_one_withdraw_request_accept_exactly_one() {
     for answer in answers {
         match answer.await.unwrap() {
             Ok(()) => accepted += 1,
-            Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}"),
+            Err(e) => assert_eq!(e.code(), Some(Code::FailedPrecondition), "{e:?}"),
         }
     }
     assert_eq!(accepted, 1, "one withdraw request, one answer");
@@ -425,7 +436,10 @@ async fn revoke_marks_the_original_revoked_in_inbox_subscription_and_track() {
         "lifecycle: already-superseded:",
     );
     // A re-send of the revoke itself still gets its original receipt.
-    let (_, duplicate) = a.send(&mut r, &[]).await.unwrap();
+    let Accepted {
+        receipt: _,
+        duplicate,
+    } = a.send(&mut r, &[]).await.unwrap();
     assert!(duplicate);
     t.stop().await.unwrap();
 }

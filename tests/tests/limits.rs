@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use lienthong_node::client::ClientProfile;
+use lienthong_client::ClientProfile;
 use lienthong_testkit::TestNetwork;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use lienthong_client::{Accepted, Tracked};
+use lienthong_client::{ClientProfile, DmsClient, Incoming};
 use lienthong_core::{StatusCode, StatusNotice, TransportEventKind};
-use lienthong_node::client::{ClientProfile, DmsClient, Incoming};
 use lienthong_pki::{CachedTrust, TrustRoots};
 use lienthong_proto::pb;
 use lienthong_testkit::RunningNetwork;
@@ -24,7 +25,7 @@ async fn start(tiers: u8) -> (tempfile::TempDir, RunningNetwork) {
 }
 
 /// Polls `client`'s inbox until `id` is in it.
-async fn wait_for_entry(client: &DmsClient, id: &str) -> pb::InboxEntry {
+async fn wait_for_entry(client: &DmsClient, id: &str) -> lienthong_client::InboxItem {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(e) = client
@@ -53,7 +54,11 @@ async fn wait_for_track(
 ) -> Vec<lienthong_core::TransportEvent> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (events, _) = client.track(id).await.unwrap();
+        let Tracked {
+            events,
+            statuses: _,
+            ..
+        } = client.track(id).await.unwrap();
         if done(&events) {
             return events;
         }
@@ -69,10 +74,13 @@ async fn commune_to_commune_of_another_province(tiers: u8, from: &str, to: &str,
     let (_dir, net) = start(tiers).await;
     let (a, b) = (net.client(from).unwrap(), net.client(to).unwrap());
     let mut d = a.new_document(vec![b.agency().clone()], "Liên thông giữa hai tỉnh");
-    let (receipt, _) = a
+    let Accepted {
+        receipt,
+        duplicate: _,
+    } = a
         .send(
             &mut d,
-            &[lienthong_node::client::OutgoingAttachment {
+            &[lienthong_client::OutgoingAttachment {
                 name: "vb.pdf".into(),
                 content_type: "application/pdf".into(),
                 bytes: bytes::Bytes::from_static(b"%PDF signed bytes"),
@@ -212,7 +220,11 @@ async fn a_burst_of_documents_tells_the_sender_every_hop_of_each_once() {
     // Nothing comes twice later either.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (id, n) in ids.iter().zip(settled) {
-        let (events, _) = a.track(id).await.unwrap();
+        let Tracked {
+            events,
+            statuses: _,
+            ..
+        } = a.track(id).await.unwrap();
         assert_eq!(events.len(), n, "{id}: {events:#?}");
     }
     net.stop().await.unwrap();

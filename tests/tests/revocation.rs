@@ -8,15 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lienthong_client::Tracked;
+use lienthong_client::{ClientProfile, DmsClient};
 use lienthong_core::sign::{SigningKey, sha256};
 use lienthong_core::{
     AgencyCode, NodeId, Receipt, Signature, TraceEntry, TransportEventKind, canonical, now_millis,
 };
-use lienthong_node::client::{ClientProfile, DmsClient};
 use lienthong_pki::revocation::{self, Reason};
 use lienthong_pki::{CertificateAuthority, Identity, KeyKind};
 use lienthong_proto::{DocumentWithContent, document_to_pb, pb};
-use lienthong_testkit::{RunningNetwork, Shape, TestNetwork};
+use lienthong_testkit::RawRpc;
+use lienthong_testkit::{RunningNetwork, Shape, TestNetwork, wire};
 use tonic::Code;
 
 fn init() {
@@ -47,13 +49,19 @@ fn revoke(ca_dir: &Path, serial: &str) -> PathBuf {
     crl
 }
 
-fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, needle: &str) {
-    let status = result.expect_err("the signer must be refused");
-    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: Code,
+    needle: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the signer must be refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
     assert!(
-        status.message().contains(needle),
+        error.message().contains(needle),
         "message {:?} should contain {needle:?}",
-        status.message()
+        error.message()
     );
 }
 
@@ -96,7 +104,7 @@ async fn refuses_document_signed_by_revoked_certificate_over_a_valid_connection(
         renewed
             .rpc()
             .send_document(pb::SendDocumentRequest {
-                document: Some(sealed),
+                document: Some(wire(&sealed)),
             })
             .await,
         Code::PermissionDenied,
@@ -147,7 +155,11 @@ async fn refuses_relayed_document_whose_signer_is_revoked() {
     let mut d = sender.new_document(vec![code(recipient_code)], "gửi qua xã");
     sender.send(&mut d, &[]).await.unwrap();
     let event = eventually("the relayed document is refused or delivered", || async {
-        let (events, _) = sender.track(d.id.as_str()).await.ok()?;
+        let Tracked {
+            events,
+            statuses: _,
+            ..
+        } = sender.track(d.id.as_str()).await.ok()?;
         events.into_iter().find(|e| {
             matches!(
                 e.kind,
@@ -206,7 +218,7 @@ async fn refuses_relayed_trace_entry_signed_by_revoked_node_certificate() {
     let DocumentWithContent {
         mut document,
         contents,
-    } = DocumentWithContent::try_from(sealed).unwrap();
+    } = DocumentWithContent::try_from(wire(&sealed)).unwrap();
     let digest = sha256(&canonical::document_bytes(&document));
     let at = now_millis();
     let old_key = SigningKey::from_pkcs8(&old.key_der).unwrap();
@@ -261,7 +273,7 @@ async fn refuses_relayed_trace_entry_signed_by_revoked_node_certificate() {
     )
     .unwrap();
     let endpoint = format!("https://{}", net.net.node("H41").config.listen);
-    let channel = lienthong_node::transport::channel(&endpoint, config).unwrap();
+    let channel = lienthong_client::transport::channel(&endpoint, config).unwrap();
     let mut acks = pb::relay_service_client::RelayServiceClient::new(channel)
         .handoff(tokio_stream::iter([item]))
         .await
@@ -305,13 +317,14 @@ async fn client_refuses_fetched_document_whose_signer_is_in_its_crl() {
     let path = t.net.dir.join("profiles").join("with-crl.toml");
     std::fs::write(&path, toml::to_string_pretty(&profile).unwrap()).unwrap();
     let b = DmsClient::from_profile(&ClientProfile::load(&path).unwrap()).unwrap();
-    assert_status(
-        b.fetch(d.id.as_str()).await,
-        Code::PermissionDenied,
-        &format!(
-            "certificate with serial {serial} (urn:lienthong:agency:{}) was revoked",
-            a.agency()
-        ),
+    let error = b.fetch(d.id.as_str()).await.expect_err("a revoked signer");
+    let revoked = format!(
+        "certificate with serial {serial} (urn:lienthong:agency:{}) was revoked",
+        a.agency()
+    );
+    assert!(
+        matches!(&error, lienthong_client::Error::Revoked(m) if m.contains(&revoked)),
+        "{error:?}"
     );
     t.stop().await.unwrap();
 }

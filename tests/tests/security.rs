@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use lienthong_client::{Accepted, Tracked};
+use lienthong_client::{
+    AttachmentSource, ClientProfile, DmsClient, FileAttachment, OutgoingAttachment,
+};
 use lienthong_core::{
     AgencyCode, DocumentId, StatusCode, StatusNotice, TransportEventKind, sign::sha256,
 };
-use lienthong_node::client::{
-    AttachmentSource, ClientProfile, DmsClient, FileAttachment, OutgoingAttachment,
-};
 use lienthong_proto::pb;
+use lienthong_testkit::RawRpc;
 use lienthong_testkit::{RunningNetwork, Shape, TestNetwork};
 use tonic::Code;
 
@@ -19,13 +21,19 @@ fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, needle: &str) {
-    let status = result.expect_err("the node should have refused");
-    assert_eq!(status.code(), code, "unexpected code: {status:?}");
+fn assert_refused<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: Code,
+    needle: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the node should have refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
     assert!(
-        status.message().contains(needle),
+        error.message().contains(needle),
         "message {:?} should contain {needle:?}",
-        status.message()
+        error.message()
     );
 }
 
@@ -71,7 +79,7 @@ fn naming_without_content(
     to: &AgencyCode,
     digest: [u8; 32],
     size: u64,
-) -> pb::Document {
+) -> lienthong_client::Sealed {
     let mut d = client.new_document(vec![to.clone()], "tài liệu mượn");
     let source = AttachmentSource::File(FileAttachment {
         name: "bi-mat.pdf".into(),
@@ -131,7 +139,7 @@ async fn an_agency_cannot_read_or_probe_another_agencys_attachment_by_its_digest
         // So a document naming it without its bytes is refused,
         let sealed = naming_without_content(&thief, thief.agency(), digest, size);
         assert_refused(
-            thief.send_sealed(sealed).await,
+            thief.send_sealed(&sealed).await,
             Code::FailedPrecondition,
             "you have not uploaded its bytes",
         );
@@ -176,7 +184,7 @@ async fn an_agency_cannot_read_or_probe_another_agencys_attachment_by_its_digest
         .unwrap();
     assert!(status.complete);
     let sealed = naming_without_content(&thief, peer.agency(), large_digest, size);
-    thief.send_sealed(sealed).await.unwrap();
+    thief.send_sealed(&sealed).await.unwrap();
     t.stop().await.unwrap();
 }
 
@@ -231,7 +239,7 @@ async fn uploads_are_bounded_by_a_size_limit_and_a_quota_per_agency() {
     // Once a document names the first blob, it no longer counts.
     let first = blob(0);
     let sealed = naming_without_content(&a, b.agency(), sha256(&first), first.len() as u64);
-    a.send_sealed(sealed).await.unwrap();
+    a.send_sealed(&sealed).await.unwrap();
     upload(
         &a,
         sha256(&third),
@@ -364,7 +372,11 @@ async fn a_neighbour_cannot_forge_transport_events_about_nodes_not_behind_it() {
     let recipient = net.client(recipient_code.as_str()).unwrap();
     let delivered = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let (events, _) = sender.track(doc.id.as_str()).await.unwrap();
+            let Tracked {
+                events,
+                statuses: _,
+                ..
+            } = sender.track(doc.id.as_str()).await.unwrap();
             if events
                 .iter()
                 .any(|e| e.kind == TransportEventKind::Delivered)
@@ -390,7 +402,11 @@ async fn a_neighbour_cannot_forge_transport_events_about_nodes_not_behind_it() {
     recipient.ack(doc.id.as_str()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let (events, _) = sender.track(doc.id.as_str()).await.unwrap();
+            let Tracked {
+                events,
+                statuses: _,
+                ..
+            } = sender.track(doc.id.as_str()).await.unwrap();
             if events
                 .iter()
                 .any(|e| e.kind == TransportEventKind::Acknowledged && e.node.as_str() == "H42-C1")
@@ -425,9 +441,12 @@ async fn another_agency_cannot_squat_a_document_id() {
 
     let mut real = owner.new_document(vec![recipient.agency().clone()], "bản thật");
     real.id = id.clone();
-    let (receipt, duplicate) = owner.send(&mut real, &[]).await.unwrap();
+    let Accepted { receipt, duplicate } = owner.send(&mut real, &[]).await.unwrap();
     assert!(!duplicate);
-    let (again, duplicate) = owner.send(&mut real.clone(), &[]).await.unwrap();
+    let Accepted {
+        receipt: again,
+        duplicate,
+    } = owner.send(&mut real.clone(), &[]).await.unwrap();
     assert!(duplicate);
     assert_eq!(again, receipt);
     // Still a conflict within one sender.
@@ -474,8 +493,8 @@ async fn another_agency_cannot_squat_a_document_id() {
     let fetched = |events: &[lienthong_core::TransportEvent]| {
         events.iter().any(|e| e.kind == TransportEventKind::Fetched)
     };
-    assert!(fetched(&owner.track(id.as_str()).await.unwrap().0));
-    assert!(!fetched(&squatter.track(id.as_str()).await.unwrap().0));
+    assert!(fetched(&owner.track(id.as_str()).await.unwrap().events));
+    assert!(!fetched(&squatter.track(id.as_str()).await.unwrap().events));
     t.stop().await.unwrap();
 }
 
@@ -503,7 +522,9 @@ async fn a_recipient_tracks_its_own_part_not_its_co_recipients() {
     rejected.description = "lý do riêng gửi bên gửi".into();
     b.send_status(rejected).await.unwrap();
 
-    let (events, statuses) = c.track(d.id.as_str()).await.unwrap();
+    let Tracked {
+        events, statuses, ..
+    } = c.track(d.id.as_str()).await.unwrap();
     assert!(
         events
             .iter()
@@ -527,7 +548,9 @@ async fn a_recipient_tracks_its_own_part_not_its_co_recipients() {
     assert_eq!(agencies, vec![c.agency().as_str()]);
 
     // The sender sees all of it.
-    let (events, statuses) = sender.track(d.id.as_str()).await.unwrap();
+    let Tracked {
+        events, statuses, ..
+    } = sender.track(d.id.as_str()).await.unwrap();
     assert!(events.iter().any(|e| e.kind == TransportEventKind::Fetched
         && e.agency.as_ref() == Some(b.agency())));
     assert_eq!(statuses.len(), 1);
@@ -557,7 +580,7 @@ async fn refusals_to_outsiders_reveal_neither_existence_nor_parties() {
     for code in [StatusCode::Accepted, StatusCode::WithdrawRequest] {
         let existing = refusal(&d.id, code, sender.agency(), &outsider).await;
         let unknown = refusal(&missing, code, sender.agency(), &outsider).await;
-        assert_eq!(existing.code(), Code::NotFound, "{existing:?}");
+        assert_eq!(existing.code(), Some(Code::NotFound), "{existing:?}");
         assert_eq!(existing.code(), unknown.code());
         assert_eq!(
             existing.message().replace(d.id.as_str(), "ID"),
@@ -573,7 +596,7 @@ async fn refusals_to_outsiders_reveal_neither_existence_nor_parties() {
         &recipient,
     )
     .await;
-    assert_eq!(by_recipient.code(), Code::NotFound);
+    assert_eq!(by_recipient.code(), Some(Code::NotFound));
     assert!(
         !by_recipient.message().contains(sender.agency().as_str()),
         "{by_recipient:?}"
@@ -636,7 +659,7 @@ async fn a_damaged_stored_message_is_quarantined_and_the_rest_served() {
     }
     b.fetch(&ids[2]).await.unwrap();
     let err = b.fetch(&ids[1]).await.expect_err("the damaged one");
-    assert_ne!(err.code(), Code::Ok);
+    assert_ne!(err.code(), Some(Code::Ok));
     let mut admin = ClientProfile::load(&t.net.operator_profile)
         .unwrap()
         .admin()

@@ -12,9 +12,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use lienthong_client::{ClientProfile, DmsClient};
 use lienthong_core::AgencyCode;
-use lienthong_node::client::{ClientProfile, DmsClient};
-use lienthong_proto::pb;
 
 use lienthong_devnet::{DEV_AGENCIES, RunningNode, generate};
 
@@ -114,7 +113,7 @@ fn presign(
     to: &AgencyCode,
     n: usize,
     size: usize,
-) -> anyhow::Result<Vec<pb::Document>> {
+) -> anyhow::Result<Vec<lienthong_client::Sealed>> {
     let content: String = "Nội dung văn bản. "
         .repeat(size / 20 + 1)
         .chars()
@@ -157,11 +156,7 @@ async fn network(
 
     // Arrivals on the recipient's subscription, timestamped as they come.
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let mut stream = receiver
-        .rpc()
-        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
-        .await?
-        .into_inner();
+    let mut stream = receiver.subscribe(0).await?;
     tokio::spawn(async move {
         while let Some(Ok(entry)) = tokio_stream::StreamExt::next(&mut stream).await {
             if arrived_tx.send((entry.id, Instant::now())).is_err() {
@@ -187,7 +182,7 @@ async fn network(
     for (client, docs) in senders.iter().cloned().zip(batches) {
         tasks.push(tokio::spawn(async move {
             for d in docs {
-                client.send_sealed_unverified(d).await?;
+                client.send_sealed_unverified(&d).await?;
             }
             anyhow::Ok(())
         }));
@@ -231,9 +226,9 @@ async fn network(
     let start = Instant::now();
     for (i, d) in docs.into_iter().enumerate() {
         ticker.tick().await;
-        sent_at.insert(d.id.clone(), Instant::now());
+        sent_at.insert(d.document.id.to_string(), Instant::now());
         let client = senders[i % senders.len()].clone();
-        sends.spawn(async move { client.send_sealed_unverified(d).await });
+        sends.spawn(async move { client.send_sealed_unverified(&d).await });
         while let Ok((id, at)) = arrived.try_recv() {
             if let Some(s) = sent_at.get(&id) {
                 latencies.push(at - *s);
@@ -305,7 +300,7 @@ async fn accept(
     }
     // Pre-sign so that the figure measures the node, not the sender's signing. Sender i
     // writes to the next of the first three agencies.
-    let prepare = |client: &DmsClient, n: usize| -> anyhow::Result<Vec<pb::Document>> {
+    let prepare = |client: &DmsClient, n: usize| -> anyhow::Result<Vec<lienthong_client::Sealed>> {
         let i = net
             .profiles
             .iter()
@@ -326,7 +321,7 @@ async fn accept(
         t.elapsed().as_secs_f64()
     );
 
-    let run_phase = |phase: Vec<(DmsClient, Vec<pb::Document>)>| async move {
+    let run_phase = |phase: Vec<(DmsClient, Vec<lienthong_client::Sealed>)>| async move {
         let mut tasks = Vec::new();
         for (client, docs) in phase {
             // Each of a sender's `in_flight` streams takes every `in_flight`-th document;
@@ -341,7 +336,7 @@ async fn accept(
                     let mut latencies = Vec::with_capacity(docs.len());
                     for d in docs {
                         let t = Instant::now();
-                        client.send_sealed_unverified(d).await?;
+                        client.send_sealed_unverified(&d).await?;
                         latencies.push(t.elapsed());
                     }
                     anyhow::Ok(latencies)

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
+use lienthong_client::{Accepted, ClientProfile, DmsClient, Incoming, OutgoingAttachment, Tracked};
 use lienthong_core::{Priority, StatusCode, StatusNotice, TransportEventKind};
 use lienthong_devnet::{DEV_AGENCIES, DEV_NODE, DevNetwork, RunningNode, generate};
-use lienthong_node::client::{ClientProfile, DmsClient, Incoming, OutgoingAttachment};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
 
@@ -64,6 +64,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let net = generate(&dir, listener.local_addr()?, &DEV_AGENCIES)?;
     let node = RunningNode::start(&net.config, listener).await?;
     print_banner(&net, node.addr);
+    crate::dev_network::print_vxp_lines(
+        &net.dir,
+        net.profiles.iter().map(|(a, _)| (a, node.vxp_addr)),
+    );
 
     if args.smoke {
         let result = smoke(&net).await;
@@ -146,12 +150,7 @@ pub async fn smoke(net: &DevNetwork) -> anyhow::Result<()> {
     let receiver = DmsClient::from_profile(&ClientProfile::load(&net.profiles[1].1)?)?;
 
     // The receiver subscribes first, as a DMS would.
-    let mut inbox = receiver
-        .rpc()
-        .subscribe(pb::SubscribeRequest { after_cursor: 0 })
-        .await
-        .context("subscribe")?
-        .into_inner();
+    let mut inbox = receiver.subscribe(0).await.context("subscribe")?;
 
     let content: Bytes = (0..256 * 1024u32)
         .map(|i| (i % 251) as u8)
@@ -169,7 +168,7 @@ pub async fn smoke(net: &DevNetwork) -> anyhow::Result<()> {
     document.header.code.number = "123".into();
     document.header.code.notation = "UBND-VP".into();
     document.header.other.priority = Priority::Urgent;
-    let (receipt, duplicate) = sender
+    let Accepted { receipt, duplicate } = sender
         .send(&mut document, std::slice::from_ref(&attachment))
         .await
         .context("send")?;
@@ -207,7 +206,10 @@ pub async fn smoke(net: &DevNetwork) -> anyhow::Result<()> {
         receiver.list_inbox(0, 100).await?.is_empty(),
     )?;
 
-    let (again, dup) = sender
+    let Accepted {
+        receipt: again,
+        duplicate: dup,
+    } = sender
         .send(&mut document.clone(), &[attachment])
         .await
         .context("re-send")?;
@@ -245,7 +247,9 @@ pub async fn smoke(net: &DevNetwork) -> anyhow::Result<()> {
     )?;
     sender.ack(&status_entry.id).await?;
 
-    let (events, statuses) = sender.track(document.id.as_str()).await.context("track")?;
+    let Tracked {
+        events, statuses, ..
+    } = sender.track(document.id.as_str()).await.context("track")?;
     print!(
         "{}",
         crate::dms::format_track(document.id.as_str(), &events, &statuses)

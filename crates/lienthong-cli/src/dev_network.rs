@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use lienthong_client::{DmsClient, Incoming, OutgoingAttachment, Tracked};
 use lienthong_core::directory::DirectoryIndex;
 use lienthong_core::{AgencyCode, NodeId, StatusCode, StatusNotice, TransportEventKind};
 use lienthong_devnet::{Network, RunningNetwork, Shape};
-use lienthong_node::client::{DmsClient, Incoming, OutgoingAttachment};
 
 use crate::dev::check;
 use crate::dms::format_track;
@@ -18,6 +18,13 @@ use crate::dms::format_track;
 pub async fn run(dir: &Path, tiers: u8, port: u16, smoke_only: bool) -> anyhow::Result<ExitCode> {
     let net = RunningNetwork::start(dir, Shape::new(tiers), port, 1000).await?;
     print_banner(&net.net);
+    print_vxp_lines(
+        &net.net.dir,
+        net.net.nodes.iter().enumerate().flat_map(|(i, node)| {
+            let addr = net.vxp_addr(i);
+            node.agencies.iter().map(move |(a, _, _)| (a, addr))
+        }),
+    );
     if smoke_only {
         let result = smoke(&net).await;
         net.stop().await?;
@@ -89,6 +96,28 @@ fn print_banner(net: &Network) {
         "  lienthong admin queues -p {}/profiles/operator-VN.toml",
         net.dir.display()
     );
+}
+
+/// One line per agency a DMS built against the national platform's SDK can use, for
+/// scripts: `vxp <agency code> <endpoint URL> <system id> <secret file>`.
+pub(crate) fn print_vxp_lines<'a>(
+    dir: &Path,
+    agencies: impl Iterator<Item = (&'a AgencyCode, Option<std::net::SocketAddr>)>,
+) {
+    let mut header = false;
+    for (agency, addr) in agencies {
+        let Some(addr) = addr else { continue };
+        if !header {
+            println!(
+                "\nVXP gateway (the national platform's SDK protocol), one system per agency:"
+            );
+            header = true;
+        }
+        println!(
+            "vxp {agency} https://{addr} {agency} {}",
+            lienthong_devnet::vxp_secret_file(dir, agency).display()
+        );
+    }
 }
 
 /// A commune of the first province and a commune of the second.
@@ -188,7 +217,9 @@ async fn smoke(net: &RunningNetwork) -> anyhow::Result<()> {
     // 3. Every hop reported back to the sender.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let events = loop {
-        let (events, statuses) = a.track(d.id.as_str()).await?;
+        let Tracked {
+            events, statuses, ..
+        } = a.track(d.id.as_str()).await?;
         let forwarded = events
             .iter()
             .filter(|e| e.kind == TransportEventKind::Forwarded)

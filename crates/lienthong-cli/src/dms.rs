@@ -1,12 +1,15 @@
-//! DMS-side and operator commands: thin wrappers over `lienthong_node::client`.
+//! DMS-side and operator commands: thin wrappers over `lienthong_client`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use lienthong_client::edxml::{EdxmlError, SentEdxml};
+use lienthong_client::{
+    Accepted, AttachmentSource, ClientProfile, DmsClient, InboxItem, Incoming, Tracked,
+};
 use lienthong_core::{AgencyCode, DocumentId, Priority, StatusCode, StatusNotice, TransportEvent};
-use lienthong_node::client::{AttachmentSource, ClientProfile, DmsClient, Incoming};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
 
@@ -88,7 +91,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         .map(|f| AttachmentSource::from_path(f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UsageError(e.to_string()))?;
-    let (receipt, duplicate, uploads) = client.send_sources(&mut document, &attachments).await?;
+    let (Accepted { receipt, duplicate }, uploads) =
+        client.send_sources(&mut document, &attachments).await?;
     for (file, report) in attachments
         .iter()
         .filter_map(|a| match a {
@@ -123,126 +127,32 @@ fn print_receipt(id: &DocumentId, receipt: &lienthong_core::Receipt, duplicate: 
     println!("{id}");
 }
 
-/// `FILE:LINE: reason`, the shape `lienthong edxml check` uses, as a usage error.
-fn unusable(file: &Path, e: &lienthong_edxml::Error) -> anyhow::Error {
-    let reason = match e {
-        lienthong_edxml::Error::Parse(p) => format!("{} (column {})", p.reason, p.column),
-        other => other.to_string(),
-    };
-    UsageError(format!(
-        "{}:{}: {reason}",
-        file.display(),
-        e.line().unwrap_or(0)
-    ))
-    .into()
-}
-
-/// A temporary file an attachment of an imported edXML message is decoded into.
-struct SpoolFile {
-    path: PathBuf,
-    file: std::io::BufWriter<std::fs::File>,
-}
-
-impl SpoolFile {
-    fn create(path: PathBuf) -> std::io::Result<Self> {
-        let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        Ok(SpoolFile { path, file })
-    }
-}
-
-impl std::io::Write for SpoolFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// `send --edxml FILE`: a document is imported with every header, business and attachment
-/// field as written (what lienthong does not model travels in `edxml_preserved`), signed
-/// with the profile's key and sent; a status message becomes a status notice.
-///
-/// The file is read as a stream: each attachment's base64 is decoded and hashed as it is
-/// read, into a temporary file of its own, so memory holds the message without its
-/// attachments whatever the size of the file. Attachments below the streaming threshold
-/// then travel inline; larger ones are uploaded in chunks from their temporary file.
+/// `send --edxml FILE`: the message imported strictly and sent by
+/// [`DmsClient::send_edxml_file`] (attachments decoded into temporary files as the file
+/// is read, large ones uploaded in chunks); a status message becomes its notices.
+/// An unusable file is a usage error in the shape `lienthong edxml check` uses,
+/// `FILE:LINE: reason`.
 async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode> {
-    let input = std::fs::File::open(file)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
-    let staging = tempfile::tempdir()?;
-    let mut spools = 0usize;
-    let streamed = lienthong_edxml::parse_stream(input, || {
-        spools += 1;
-        SpoolFile::create(staging.path().join(format!("attachment-{spools}")))
-    })
-    .map_err(|e| unusable(file, &lienthong_edxml::Error::from(e)))?;
-    let now = lienthong_core::now_millis();
-    let not_ours = |from: &AgencyCode| {
-        UsageError(format!(
-            "{}: From/OrganId is {from} but this profile is agency {}; a DMS sends only as \
-             its own agency",
-            file.display(),
-            client.agency()
-        ))
-    };
-    match streamed.message {
-        lienthong_edxml::Message::Document(edoc) => {
-            // Strict: every From and To must be a routable agency code.
-            let mut document = edoc.to_core(now).map_err(|e| unusable(file, &e))?;
-            let from = document.sender()?.clone();
-            if from != *client.agency() {
-                return Err(not_ours(&from).into());
-            }
-            let mut contents = Vec::with_capacity(edoc.attachments.len());
-            let mut uploads = Vec::new();
-            for (a, spool) in edoc.attachments.iter().zip(streamed.contents) {
-                let Some(spool) = spool else {
-                    return Err(UsageError(format!(
-                        "{}: attachment {:?} ({}) has no content in AttachmentEncoded; \
-                         include its base64 or leave its Reference out",
-                        file.display(),
-                        a.name,
-                        a.content_id
-                    ))
-                    .into());
-                };
-                // Decoded, hashed and flushed by the parser; closed here.
-                let path = spool.path;
-                drop(spool.file);
-                if a.size < lienthong_node::client::STREAM_THRESHOLD_BYTES {
-                    contents.push(bytes::Bytes::from(std::fs::read(&path)?));
-                } else {
-                    // Large attachments are uploaded in chunks first, as `send --file`
-                    // does, and go without content.
-                    contents.push(bytes::Bytes::new());
-                    uploads.push(lienthong_node::client::FileAttachment {
-                        name: a.name.clone(),
-                        content_type: a.content_type.clone(),
-                        path,
-                        size: a.size,
-                        sha256: a.sha256,
-                    });
+    let sent = client
+        .send_edxml_file(file)
+        .await
+        .map_err(|e| -> anyhow::Error {
+            match e {
+                EdxmlError::Unusable { line, reason } => {
+                    UsageError(format!("{}:{line}: {reason}", file.display())).into()
                 }
+                e @ EdxmlError::NotOurs { .. } => {
+                    UsageError(format!("{}: {e}", file.display())).into()
+                }
+                EdxmlError::Client(e) => e.into(),
             }
-            document
-                .validate()
-                .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
-            let sealed = client.seal_described(&mut document, &contents)?;
-            for upload in &uploads {
-                client.upload_file(upload).await?;
-            }
-            let (receipt, duplicate) = client.send_sealed(sealed).await?;
-            print_receipt(&document.id, &receipt, duplicate);
+        })?;
+    match sent {
+        SentEdxml::Document { document, accepted } => {
+            print_receipt(&document.id, &accepted.receipt, accepted.duplicate)
         }
-        lienthong_edxml::Message::Status(status) => {
-            let notice = status.to_core(now).map_err(|e| unusable(file, &e))?;
-            let from = notice.sender()?.clone();
-            if from != *client.agency() {
-                return Err(not_ours(&from).into());
-            }
-            for notice in addressed(client, notice).await? {
-                let (receipt, duplicate) = client.send_status(notice.clone()).await?;
+        SentEdxml::Statuses(sent) => {
+            for (notice, Accepted { receipt, duplicate }) in sent {
                 println!(
                     "status {} for {} {} to {}; accepted by node {} at {}",
                     notice.code,
@@ -257,44 +167,6 @@ async fn send_edxml(client: &DmsClient, file: &Path) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The notices to send for an imported status message. A withdraw request (13) from the
-/// document's sender names the document in ResponseFor, whose OrganId is then the
-/// sender itself: it goes to every recipient of the document (read back from the node),
-/// one notice each, with ids derived from the imported one so that a re-send
-/// deduplicates. Any other notice goes as it is.
-async fn addressed(client: &DmsClient, notice: StatusNotice) -> anyhow::Result<Vec<StatusNotice>> {
-    if notice.code != StatusCode::WithdrawRequest || notice.to != *client.agency() {
-        return Ok(vec![notice]);
-    }
-    let document = notice.document_id()?;
-    let Incoming::Document(original) = client.fetch_described(document.as_str()).await? else {
-        return Err(UsageError(format!("{document} is a status notice, not a document")).into());
-    };
-    original
-        .document
-        .recipients()?
-        .into_iter()
-        .map(|to| {
-            let h = hex::encode(
-                &lienthong_core::sign::sha256(format!("{}/{to}", notice.id).as_bytes())[..16],
-            );
-            let id = format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            );
-            Ok(StatusNotice {
-                id: DocumentId::parse(&id)?,
-                to,
-                ..notice.clone()
-            })
-        })
-        .collect()
 }
 
 #[derive(Args, Debug)]
@@ -334,7 +206,7 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let client = args.profile.client()?;
-    let handle = |entry: pb::InboxEntry| {
+    let handle = |entry: InboxItem| {
         let client = client.clone();
         let save = args.save.clone();
         let export = args.export_edxml.clone();
@@ -357,30 +229,21 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
                 }
                 None => client.fetch(&entry.id).await?,
             };
-            let mut incoming = incoming;
             if let Some(dir) = &save {
                 let path = save_incoming(dir, &incoming)?;
                 println!("    saved and verified: {}", path.display());
             }
             if let Some(dir) = export {
                 // edXML carries every attachment inside the message: those streamed to
-                // their files come back from there.
-                if let (Some(saved), Incoming::Document(v)) = (&save, &mut incoming) {
-                    let out = saved.join(folder_name(&entry.id));
-                    for (i, (a, content)) in v
-                        .document
-                        .attachments
-                        .iter()
-                        .zip(v.contents.iter_mut())
-                        .enumerate()
-                    {
-                        if content.is_empty() && a.size > 0 {
-                            *content =
-                                std::fs::read(out.join(attachment_file_name(i, &a.name)))?.into();
-                        }
-                    }
-                }
-                let path = export_edxml(&dir, &incoming)?;
+                // their files are encoded from there.
+                let saved = save
+                    .as_ref()
+                    .map(|saved| saved.join(folder_name(&entry.id)))
+                    .unwrap_or_default();
+                let streamed = |i: usize, a: &lienthong_core::Attachment| {
+                    saved.join(attachment_file_name(i, &a.name))
+                };
+                let path = export_edxml(&dir, &incoming, &streamed)?;
                 println!("    exported as edXML: {}", path.display());
             }
             if ack {
@@ -401,13 +264,7 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.watch {
-        let mut stream = client
-            .rpc()
-            .subscribe(pb::SubscribeRequest {
-                after_cursor: args.after,
-            })
-            .await?
-            .into_inner();
+        let mut stream = client.subscribe(args.after).await?;
         eprintln!(
             "watching the inbox of {} (Ctrl-C to stop)…",
             client.agency()
@@ -447,8 +304,8 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn print_entry(e: &pb::InboxEntry) {
-    let kind = if e.kind == pb::MessageKind::Status as i32 {
+fn print_entry(e: &InboxItem) {
+    let kind = if e.kind == lienthong_client::InboxKind::Status {
         "status  "
     } else {
         "document"
@@ -519,54 +376,22 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
     }
 }
 
-/// Writes a verified message as edXML to `dir/<id>.edxml`; returns the file. An imported
-/// message is given back from its `edxml_preserved` part with the bus's hops appended to
-/// its TraceHeaderList. The attachments are encoded straight from the fetched contents
-/// into the file (`<id>.edxml.part`, renamed once complete), never copied whole.
-pub fn export_edxml(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf> {
-    let (id, message) = match incoming {
-        Incoming::Document(v) => {
-            let edoc = lienthong_edxml::EdxmlDocument::from_core(&v.document)
-                .with_context(|| format!("exporting document {}", v.document.id))?;
-            (&v.document.id, lienthong_edxml::Message::Document(edoc))
-        }
-        Incoming::Status { notice, .. } => {
-            let status = lienthong_edxml::EdxmlStatus::from_core(notice)
-                .with_context(|| format!("exporting status notice {}", notice.id))?;
-            (&notice.id, lienthong_edxml::Message::Status(status))
-        }
-    };
-    // The verified contents, by digest and size (from_core describes each attachment of
-    // the document, without content).
-    let contents: std::collections::HashMap<([u8; 32], u64), &bytes::Bytes> = match incoming {
-        Incoming::Document(v) => v
-            .document
-            .attachments
-            .iter()
-            .zip(&v.contents)
-            .map(|(a, c)| ((a.sha256, a.size), c))
-            .collect(),
-        Incoming::Status { .. } => Default::default(),
+/// Writes a verified message as edXML to `dir/<id>.edxml` (see
+/// [`lienthong_client::edxml::write_edxml`]); returns the file. Attachments whose
+/// content was streamed to files are encoded from the file `streamed` names.
+pub fn export_edxml(
+    dir: &Path,
+    incoming: &Incoming,
+    streamed: &dyn Fn(usize, &lienthong_core::Attachment) -> PathBuf,
+) -> anyhow::Result<PathBuf> {
+    let id = match incoming {
+        Incoming::Document(v) => &v.document.id,
+        Incoming::Status { notice, .. } => &notice.id,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.edxml", folder_name(id.as_str())));
-    let part = dir.join(format!("{}.edxml.part", folder_name(id.as_str())));
-    let written = (|| -> anyhow::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&part)?);
-        lienthong_edxml::write_with(&mut out, &message, &mut |a| {
-            let content = contents.get(&(a.sha256, a.size)).ok_or_else(|| {
-                std::io::Error::other(format!("attachment {:?} was not fetched", a.name))
-            })?;
-            Ok(Box::new(std::io::Cursor::new((*content).clone())))
-        })?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&part, &path)?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&part);
-        return Err(e.context(format!("writing {}", path.display())));
-    }
+    // The error names the file already ("writing PATH: …").
+    lienthong_client::edxml::export_edxml(&path, incoming, streamed)?;
     Ok(path)
 }
 
@@ -644,8 +469,11 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut notice = StatusNotice::new(client.agency().clone(), to.clone(), &document, code);
     notice.description = args.description.clone();
     // A 13 without --to names the caller's own document: one per recipient.
-    for notice in addressed(&client, notice).await? {
-        let (receipt, _) = client.send_status(notice.clone()).await?;
+    for notice in client.addressed(notice).await? {
+        let Accepted {
+            receipt,
+            duplicate: _,
+        } = client.send_status(notice.clone()).await?;
         println!(
             "status {code} for {document} sent to {}; accepted by node {} at {}",
             notice.to,
@@ -669,35 +497,25 @@ pub struct TrackArgs {
 
 pub async fn track(args: TrackArgs) -> anyhow::Result<ExitCode> {
     let client = args.profile.client()?;
-    let r = client
-        .rpc()
-        .track(pb::TrackRequest {
-            id: args.id.clone(),
-            from: args.from.clone().unwrap_or_default(),
-        })
-        .await?
-        .into_inner();
-    let events = r
-        .events
-        .iter()
-        .cloned()
-        .map(TryInto::try_into)
-        .collect::<Result<Vec<TransportEvent>, _>>()?;
-    let statuses = r
-        .statuses
-        .iter()
-        .cloned()
-        .map(TryInto::try_into)
-        .collect::<Result<Vec<StatusNotice>, _>>()?;
-    print!("{}", format_track(&args.id, &events, &statuses));
-    print!("{}", format_business(&r));
+    let from = args
+        .from
+        .as_deref()
+        .map(AgencyCode::parse)
+        .transpose()
+        .map_err(|e| UsageError(format!("--from: {e}")))?;
+    let tracked = client.track_from(&args.id, from.as_ref()).await?;
+    print!(
+        "{}",
+        format_track(&args.id, &tracked.events, &tracked.statuses)
+    );
+    print!("{}", format_business(&tracked));
     Ok(ExitCode::SUCCESS)
 }
 
 /// The business state `track` prints after the transport events: the document's own
 /// (revoked, replaced, updated) and, per recipient, the latest transport event next to
 /// the latest business status.
-pub fn format_business(r: &pb::TrackResponse) -> String {
+pub fn format_business(r: &Tracked) -> String {
     let mut out = String::new();
     if !r.business_state.is_empty() {
         out.push_str(&format!(

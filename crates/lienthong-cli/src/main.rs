@@ -126,18 +126,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                // One line: the code and the node's message, then, for transport failures
-                // (a refused certificate, an unreachable node), the cause underneath.
-                Some(status) => {
-                    eprintln!("error: {:?}: {}", status.code(), status.message());
-                    let mut source = std::error::Error::source(status);
-                    while let Some(cause) = source {
-                        eprintln!("  caused by: {cause}");
-                        source = cause.source();
+            match e.downcast_ref::<lienthong_client::Error>() {
+                // One line: the code and the node's message (for transport failures, a
+                // refused certificate or an unreachable node, with the cause underneath).
+                Some(
+                    lienthong_client::Error::Refused { code, message, .. }
+                    | lienthong_client::Error::Transport { code, message },
+                ) => eprintln!("error: {code:?}: {message}"),
+                _ => match e.downcast_ref::<tonic::Status>() {
+                    Some(status) => {
+                        eprintln!("error: {:?}: {}", status.code(), status.message());
+                        let mut source = std::error::Error::source(status);
+                        while let Some(cause) = source {
+                            eprintln!("  caused by: {cause}");
+                            source = cause.source();
+                        }
                     }
-                }
-                None => eprintln!("error: {}", one_line(&e)),
+                    None => eprintln!("error: {}", one_line(&e)),
+                },
             }
             // A damaged log is for the operator to act on before a start, like a bad
             // configuration: its message names the repair command.
@@ -181,13 +187,51 @@ async fn run_node(config: PathBuf) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}", config.listen)))?;
     let (node, tls) = lienthong_node::server::build(&config)?;
+    let gateway = lienthong_node::vxp::build(&config)?;
     eprintln!(
         "node {} listening on https://{} with {} agencies",
         node.id(),
         listener.local_addr()?,
         node.agencies().len()
     );
-    lienthong_node::server::serve(node, tls, listener, shutdown_signal()).await?;
+    // One shutdown for both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let vxp = match gateway {
+        Some(gateway) => {
+            let vxp_listener = tokio::net::TcpListener::bind(gateway.listen())
+                .await
+                .map_err(|e| {
+                    UsageError(format!(
+                        "cannot listen on {} ([vxp] listen): {e}",
+                        gateway.listen()
+                    ))
+                })?;
+            eprintln!(
+                "VXP gateway listening on https://{}",
+                vxp_listener.local_addr()?
+            );
+            Some(tokio::spawn(lienthong_node::vxp::serve(
+                gateway,
+                vxp_listener,
+                stopped(),
+            )))
+        }
+        None => None,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    lienthong_node::server::serve(node, tls, listener, stopped()).await?;
+    if let Some(vxp) = vxp {
+        vxp.await??;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use lienthong_node::client::ClientProfile;
+use lienthong_client::ClientProfile;
 use lienthong_testkit::TestNetwork;
 
 fn init() {

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use lienthong_client::ClientProfile;
 use lienthong_core::AgencyCode;
-use lienthong_node::client::ClientProfile;
 use lienthong_node::config::{AgencyConfig, Limits, NodeConfig, TlsConfig};
 use lienthong_pki::{CertificateAuthority, Identity, KeyKind};
 
@@ -54,6 +54,13 @@ pub fn generate(
     let node_id = lienthong_core::NodeId::parse(DEV_NODE)?;
     let node_dir = dir.join("nodes").join(DEV_NODE);
     let (cert, key) = node_cert(&ca, &node_id, &node_dir)?;
+    let endpoint = format!("https://{listen}");
+    let mut profiles = Vec::new();
+    for (code, _) in agencies {
+        let agency = AgencyCode::parse(code)?;
+        let path = agency_profile(&ca, dir, &agency, &endpoint, DEV_NODE)?;
+        profiles.push((agency, path));
+    }
     let config = NodeConfig {
         node_id: DEV_NODE.to_string(),
         listen,
@@ -75,17 +82,11 @@ pub fn generate(
         limits: Limits::default(),
         delivery: Default::default(),
         network: None,
+        vxp: vxp_gateway(dir, DEV_NODE, &profiles)?,
     };
     let config_path = node_dir.join("node.toml");
     std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
 
-    let endpoint = format!("https://{listen}");
-    let mut profiles = Vec::new();
-    for (code, _) in agencies {
-        let agency = AgencyCode::parse(code)?;
-        let path = agency_profile(&ca, dir, &agency, &endpoint, DEV_NODE)?;
-        profiles.push((agency, path));
-    }
     let operator_profile = operator_profile(dir, &endpoint, DEV_NODE, (cert, key))?;
     Ok(DevNetwork {
         dir: dir.to_path_buf(),
@@ -167,6 +168,69 @@ fn operator_profile(
     )
 }
 
+/// The VXP gateway of a node serving `agencies` (none without agencies): one system per
+/// agency, whose id is the agency code and whose secret is in `vxp/<code>.secret` (the
+/// gateway reads them all from `vxp/secrets.toml`), acting with the agency's own profile
+/// (in a dev network the DMS's key doubles as the custodial key), listening on a free
+/// port of 127.0.0.1 with the node's certificate.
+fn vxp_gateway(
+    dir: &Path,
+    node: &str,
+    agencies: &[(AgencyCode, PathBuf)],
+) -> anyhow::Result<Option<lienthong_vxp::GatewayConfig>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if agencies.is_empty() {
+        return Ok(None);
+    }
+    let vxp_dir = dir.join("vxp");
+    std::fs::create_dir_all(&vxp_dir)?;
+    let owner_only = |path: &Path, text: &str| -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    let secrets_file = vxp_dir.join(format!("secrets-{node}.toml"));
+    let mut secrets = String::from("# VXP system id = secret (HMAC key of the SDK)\n");
+    let mut systems = Vec::new();
+    let mut agency_profiles = std::collections::BTreeMap::new();
+    for (agency, profile) in agencies {
+        let secret = random_hex(16)?;
+        secrets.push_str(&format!("{:?} = {secret:?}\n", agency.as_str()));
+        owner_only(&vxp_dir.join(format!("{agency}.secret")), &secret)?;
+        systems.push(lienthong_vxp::gateway::SystemConfig {
+            id: agency.to_string(),
+            agencies: vec![agency.to_string()],
+        });
+        agency_profiles.insert(agency.to_string(), profile.clone());
+    }
+    owner_only(&secrets_file, &secrets)?;
+    let mut config = lienthong_vxp::GatewayConfig::new(secrets_file, systems);
+    config.agency_profiles = agency_profiles;
+    Ok(Some(config))
+}
+
+/// `bytes` random bytes in hex.
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The file holding the VXP secret of `agency` in a network generated under `dir`.
+pub fn vxp_secret_file(dir: &Path, agency: &AgencyCode) -> PathBuf {
+    dir.join("vxp").join(format!("{agency}.secret"))
+}
+
 fn write_profile(dir: &Path, name: &str, profile: ClientProfile) -> anyhow::Result<PathBuf> {
     let profiles = dir.join("profiles");
     std::fs::create_dir_all(&profiles)?;
@@ -179,8 +243,11 @@ fn write_profile(dir: &Path, name: &str, profile: ClientProfile) -> anyhow::Resu
 #[derive(Debug)]
 pub struct RunningNode {
     pub addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
+    /// The VXP gateway's address, when the node has one.
+    pub vxp_addr: Option<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), lienthong_node::Error>>,
+    vxp_task: Option<tokio::task::JoinHandle<Result<(), lienthong_node::Error>>>,
 }
 
 impl RunningNode {
@@ -190,16 +257,46 @@ impl RunningNode {
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let (node, tls) = lienthong_node::server::build(config)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(lienthong_node::server::serve(node, tls, listener, async {
-            let _ = stopped.await;
-        }));
-        Ok(RunningNode { addr, stop, task })
+        let gateway = lienthong_node::vxp::build(config)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let on_stop = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let (vxp_addr, vxp_task) = match gateway {
+            Some(gateway) => {
+                let listener = tokio::net::TcpListener::bind(gateway.listen())
+                    .await
+                    .with_context(|| format!("cannot listen on {}", gateway.listen()))?;
+                let vxp_addr = listener.local_addr()?;
+                let task = tokio::spawn(lienthong_node::vxp::serve(gateway, listener, on_stop()));
+                (Some(vxp_addr), Some(task))
+            }
+            None => (None, None),
+        };
+        let task = tokio::spawn(lienthong_node::server::serve(
+            node,
+            tls,
+            listener,
+            on_stop(),
+        ));
+        Ok(RunningNode {
+            addr,
+            vxp_addr,
+            stop,
+            task,
+            vxp_task,
+        })
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         self.task.await??;
+        if let Some(task) = self.vxp_task {
+            task.await??;
+        }
         Ok(())
     }
 }
@@ -458,14 +555,24 @@ pub fn generate_network(
                 parent: parent.clone(),
                 directory_poll_ms: poll_ms,
             }),
+            vxp: None,
         };
-        std::fs::write(node_dir.join("node.toml"), toml::to_string_pretty(&config)?)?;
         let mut homed = Vec::new();
         for (code, name) in agencies {
             let agency = AgencyCode::parse(code)?;
             let path = agency_profile(&ca, dir, &agency, &endpoint(i), id)?;
             homed.push((agency, name.clone(), path));
         }
+        let mut config = config;
+        config.vxp = vxp_gateway(
+            dir,
+            id,
+            &homed
+                .iter()
+                .map(|(a, _, p)| (a.clone(), p.clone()))
+                .collect::<Vec<_>>(),
+        )?;
+        std::fs::write(node_dir.join("node.toml"), toml::to_string_pretty(&config)?)?;
         let operator_profile = operator_profile(dir, &endpoint(i), id, (cert, key))?;
         nodes.push(NetNode {
             id: node_id,
@@ -545,6 +652,12 @@ impl RunningNetwork {
         Ok(running)
     }
 
+    /// The VXP gateway address of node `i` (in the order of `net.nodes`), when it runs
+    /// and has one.
+    pub fn vxp_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes.get(i)?.as_ref()?.vxp_addr
+    }
+
     /// Polls each node's health until all hold a signed directory (version ≥ 1).
     pub async fn wait_for_directory(&self, within: std::time::Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + within;
@@ -571,9 +684,9 @@ impl RunningNetwork {
     }
 
     /// The DMS client of agency `code`.
-    pub fn client(&self, code: &str) -> anyhow::Result<lienthong_node::client::DmsClient> {
+    pub fn client(&self, code: &str) -> anyhow::Result<lienthong_client::DmsClient> {
         let profile = ClientProfile::load(self.net.profile(code))?;
-        Ok(lienthong_node::client::DmsClient::from_profile(&profile)?)
+        Ok(lienthong_client::DmsClient::from_profile(&profile)?)
     }
 
     fn index(&self, id: &str) -> anyhow::Result<usize> {

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Default size limit of one gRPC message (a document with inline attachments).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+pub use lienthong_proto::DEFAULT_MAX_MESSAGE_BYTES;
 /// Default time a client gets to finish the TLS handshake, and then again to start
 /// HTTP/2.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
@@ -52,6 +51,10 @@ pub struct NodeConfig {
     /// `agencies`.
     #[serde(default)]
     pub network: Option<NetworkConfig>,
+    /// The VXP gateway beside the node, for DMSs built against the national platform's
+    /// SDK (see `lienthong_vxp::GatewayConfig`). Absent: no gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxp: Option<lienthong_vxp::GatewayConfig>,
 }
 
 /// Default interval at which a node asks its parent for a newer directory.
@@ -267,6 +270,9 @@ impl NodeConfig {
         {
             fix(file);
         }
+        if let Some(vxp) = self.vxp.as_mut() {
+            vxp.resolve_paths(base);
+        }
     }
 
     /// Checks ids, codes and limits; says which field is wrong.
@@ -430,7 +436,7 @@ mod tests {
                 delivery.ack_timeout_ms,
             )
         );
-        let profile: crate::client::ClientProfile =
+        let profile: lienthong_client::ClientProfile =
             toml::from_str(include_str!("../../../deploy/config/dms-profile.toml")).unwrap();
         assert_eq!(profile.agency.as_deref(), Some("000.00.00.H41"));
     }

@@ -22,10 +22,11 @@
 //! - [`dead_letters`]: expiry, dead letters and operator actions on them;
 //! - [`directory`]: the node's copy of the directory: source, cache, verification;
 //! - [`services`]: the gRPC services and the relay client — the edge to the wire;
-//! - [`transport`]: mutual TLS on both ends, peer identity from the certificate;
+//! - [`transport`]: mutual TLS of the server, peer identity from the certificate (the
+//!   client side is `lienthong_client::transport`);
 //! - [`node`]: the node assembled, and its own tasks;
 //! - [`server`]: `run(config, listener, shutdown)`;
-//! - [`client`]: the DMS client library;
+//! - [`vxp`]: the VXP gateway beside the node, a DMS of it;
 //! - [`error`]: the one error type and its mapping to gRPC status codes.
 //!
 //! The modules form no cycle: `use crate::` lines point from the flows to `context`
@@ -34,7 +35,6 @@
 
 pub(crate) mod admission;
 pub(crate) mod attachments;
-pub mod client;
 pub mod config;
 pub(crate) mod context;
 pub(crate) mod dead_letters;
@@ -50,6 +50,7 @@ pub mod services;
 pub(crate) mod signer;
 pub mod transport;
 pub(crate) mod uploads;
+pub mod vxp;
 
 pub use config::NodeConfig;
 pub use error::Error;

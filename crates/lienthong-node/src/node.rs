@@ -80,7 +80,8 @@ impl Node {
                 NodeId::parse(parent).map_err(|e| Error::Config(format!("network.parent: {e}")))?;
             let config =
                 lienthong_pki::client_config(&ctx.tls_files, Some(Identity::Node(parent)))?;
-            let channel = crate::transport::channel(endpoint, config)?;
+            let channel = lienthong_client::transport::channel(endpoint, config)
+                .map_err(|e| Error::Config(e.to_string()))?;
             let interval = Duration::from_millis(net.directory_poll_ms.max(10));
             tasks.push(tokio::spawn(services::directory::pull_from_parent(
                 ctx.clone(),

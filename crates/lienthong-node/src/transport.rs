@@ -7,8 +7,8 @@
 //! request can read with [`peer`]. A [`PeerConn`] is closed when its client does not start
 //! HTTP/2 in time: an authenticated client cannot hold a socket without speaking.
 //!
-//! Client side: [`connect`] opens a tonic channel through the same rustls configuration,
-//! checking the server's identity as well as its chain.
+//! The client side (a channel to a node, for DMSs and for this node's own links) is
+//! `lienthong_client::transport`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,17 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use lienthong_pki::{Identity, TlsFiles};
-use rustls_pki_types::ServerName;
+use lienthong_pki::Identity;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
-use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::Error;
 use crate::config::{DEFAULT_MAX_CONNECTIONS_PER_IDENTITY, Limits};
@@ -315,59 +312,4 @@ pub fn tls_incoming(
         }
     });
     (ReceiverStream::new(rx), accept_loop)
-}
-
-/// Opens a gRPC channel to `endpoint` (`https://host:port`) over mutual TLS with the
-/// certificate in `tls`, checking that the server presents `expected` when given.
-/// The connection is made lazily on first use and re-made after failures.
-pub fn connect(
-    endpoint: &str,
-    tls: &TlsFiles,
-    expected: Option<Identity>,
-) -> Result<Channel, Error> {
-    let config = lienthong_pki::client_config(tls, expected)?;
-    channel(endpoint, config)
-}
-
-/// Like [`connect`] with a ready rustls client configuration.
-pub fn channel(endpoint: &str, config: Arc<rustls::ClientConfig>) -> Result<Channel, Error> {
-    let uri: Uri = endpoint
-        .parse()
-        .map_err(|e| Error::Config(format!("endpoint {endpoint:?} is not a URI: {e}")))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(Error::Config(format!(
-            "endpoint {endpoint:?} must start with https:// (lienthong speaks only mutual TLS)"
-        )));
-    }
-    let host = uri
-        .host()
-        .ok_or_else(|| Error::Config(format!("endpoint {endpoint:?} has no host")))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(443);
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|e| Error::Config(format!("endpoint host {host:?}: {e}")))?;
-    // TLS is done by the connector below, so tonic sees a plain http URI.
-    let plain = format!("http://{}:{port}", uri.host().unwrap_or_default());
-    let connector = TlsConnector::from(config);
-    let endpoint = Endpoint::from_shared(plain)
-        .map_err(|e| Error::Config(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-            let connector = connector.clone();
-            let server_name = server_name.clone();
-            let host = host.clone();
-            async move {
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
-                Ok::<_, io::Error>(TokioIo::new(tls))
-            }
-        })),
-    )
 }

@@ -24,6 +24,10 @@ pub mod pb {
     tonic::include_proto!("lienthong.v1");
 }
 
+/// The default size limit of one gRPC message (a document with inline attachments), on
+/// both ends: what a node accepts unless configured otherwise and what a client allows.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The encoded `FileDescriptorSet` of the contract, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/lienthong_descriptor.bin"));

@@ -60,7 +60,9 @@ pub mod timestamp;
 
 pub use client::{ClientConfig, VxpClient};
 pub use error::{BackendError, ErrorCode, Result, VxpError};
-pub use gateway::{EdocStream, EdocSubmission, Gateway, GatewayConfig, SystemScope, VxpBackend};
+pub use gateway::{
+    BusBackend, EdocStream, EdocSubmission, Gateway, GatewayConfig, SystemScope, VxpBackend,
+};
 pub use headers::{Secret, SecretStore, SignedHeaders, VerifiedRequest, verify};
 pub use ops::{DeliveryStatus, MessageType, Operation, OperationKind, SendEdoc};
 pub use response::{Outcome, to_ascii_json};

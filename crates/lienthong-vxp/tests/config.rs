@@ -26,7 +26,10 @@ fn write_secrets(dir: &Path, mode: u32) -> std::path::PathBuf {
 fn reads_toml_with_named_defaults() {
     let mut config: GatewayConfig = toml::from_str(
         r#"
+        listen = "0.0.0.0:8443"
         secrets_file = "vxp-secrets.toml"
+        [agency_profiles]
+        "002.00.20.H13" = "profiles/002.00.20.H13.toml"
         [[systems]]
         id = "dms-commune"
         agencies = ["002.00.20.H13"]
@@ -48,9 +51,19 @@ fn reads_toml_with_named_defaults() {
         config.secrets_file,
         Path::new("/etc/lienthong/vxp-secrets.toml")
     );
+    assert_eq!(
+        config.agency_profiles["002.00.20.H13"],
+        Path::new("/etc/lienthong/profiles/002.00.20.H13.toml")
+    );
+    assert_eq!(
+        (config.cert.as_ref(), config.state_dir.as_ref()),
+        (None, None)
+    );
 
     let err =
-        toml::from_str::<GatewayConfig>("secrets_file = \"s\"\nsystems = []\nsecret = \"x\"\n")
+        toml::from_str::<GatewayConfig>(
+            "listen = \"127.0.0.1:0\"\nagency_profiles = {}\nsecrets_file = \"s\"\nsystems = []\nsecret = \"x\"\n",
+        )
             .unwrap_err();
     assert!(err.to_string().contains("unknown field `secret`"), "{err}");
 }

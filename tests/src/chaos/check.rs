@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use lienthong_client::DmsClient;
 use lienthong_core::AgencyCode;
-use lienthong_node::client::DmsClient;
 
 use super::workload::{DocRecord, RPC_TIMEOUT};
 
@@ -171,7 +171,8 @@ pub async fn end_state(
             };
             let _ = writeln!(out, "    track at {} (asked as {agency}):", home(agency));
             match tokio::time::timeout(RPC_TIMEOUT, client.track(id)).await {
-                Ok(Ok((events, _))) => {
+                Ok(Ok(tracked)) => {
+                    let events = tracked.events;
                     if events.is_empty() {
                         let _ = writeln!(out, "      (no events)");
                     }
@@ -188,7 +189,7 @@ pub async fn end_state(
                     }
                 }
                 Ok(Err(s)) => {
-                    let _ = writeln!(out, "      unavailable: {:?}: {}", s.code(), s.message());
+                    let _ = writeln!(out, "      unavailable: {s}");
                 }
                 Err(_) => {
                     let _ = writeln!(out, "      unavailable: no answer within {RPC_TIMEOUT:?}");

@@ -78,8 +78,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use lienthong_client::{ClientProfile, DmsClient};
 use lienthong_core::AgencyCode;
-use lienthong_node::client::{ClientProfile, DmsClient};
 use tokio::sync::watch;
 use tokio::time::Instant;
 

@@ -30,9 +30,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use lienthong_client::{Accepted, DmsClient, Error, InboxItem, Incoming, OutgoingAttachment};
 use lienthong_core::{AgencyCode, Priority, Receipt};
-use lienthong_node::client::{DmsClient, Incoming, OutgoingAttachment};
-use lienthong_proto::pb;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tonic::Code;
@@ -407,9 +406,9 @@ async fn send_one(
     loop {
         attempt += 1;
         ledger.update(&id, |d| d.attempts = attempt);
-        let result = tokio::time::timeout(RPC_TIMEOUT, client.send_sealed(sealed.clone())).await;
+        let result = tokio::time::timeout(RPC_TIMEOUT, client.send_sealed(&sealed)).await;
         match result {
-            Ok(Ok((receipt, duplicate))) => {
+            Ok(Ok(Accepted { receipt, duplicate })) => {
                 if receipt.document_id.as_str() != id {
                     ledger.anomaly(format!(
                         "{id}: receipt names document {}",
@@ -423,8 +422,9 @@ async fn send_one(
                 return;
             }
             Ok(Err(status)) => {
-                let what = format!("{:?}: {}", status.code(), status.message());
-                let refused = refuses_the_message(status.code());
+                let what = status.to_string();
+                let refused = status.code().is_some_and(refuses_the_message)
+                    || matches!(status, Error::Verification(_));
                 ledger.update(&id, |d| {
                     if refused {
                         d.refusals.push(what.clone());
@@ -536,16 +536,9 @@ impl Receiver {
         let mut cursor = 0u64;
         let mut failures = 0u32;
         while !self.stopped() {
-            let mut rpc = self.client.rpc();
-            let subscribed = tokio::time::timeout(
-                RPC_TIMEOUT,
-                rpc.subscribe(pb::SubscribeRequest {
-                    after_cursor: cursor,
-                }),
-            )
-            .await;
+            let subscribed = tokio::time::timeout(RPC_TIMEOUT, self.client.subscribe(cursor)).await;
             let mut stream = match subscribed {
-                Ok(Ok(s)) => s.into_inner(),
+                Ok(Ok(s)) => s,
                 _ => {
                     failures += 1;
                     self.pause(failures).await;
@@ -556,11 +549,11 @@ impl Receiver {
             loop {
                 let mut stop = self.stop.clone();
                 let next = tokio::select! {
-                    next = tokio::time::timeout(IDLE_RESUBSCRIBE, stream.message()) => next,
+                    next = tokio::time::timeout(IDLE_RESUBSCRIBE, tokio_stream::StreamExt::next(&mut stream)) => next,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 let entry = match next {
-                    Ok(Ok(Some(entry))) => entry,
+                    Ok(Some(Ok(entry))) => entry,
                     // Broken, ended, or idle for long: subscribe again from the cursor.
                     _ => break,
                 };
@@ -630,7 +623,7 @@ impl Receiver {
     }
 
     /// Fetches, notes and acknowledges one entry.
-    async fn handle(&mut self, entry: pb::InboxEntry) -> Handled {
+    async fn handle(&mut self, entry: InboxItem) -> Handled {
         let agency = self.client.agency().clone();
         let id = entry.id.clone();
         let shown = self.ledger.shown(&agency, &id, entry.cursor);
@@ -668,21 +661,18 @@ impl Receiver {
                         .anomaly(format!("{agency}: {id} is a status notice; none was sent"));
                     break;
                 }
-                Ok(Err(status)) if status.code() == Code::NotFound => {
+                Ok(Err(status)) if status.code() == Some(Code::NotFound) => {
                     self.ledger.anomaly(format!(
                         "{agency}: entry {id} (cursor {}) listed but fetch says: {}",
-                        entry.cursor,
-                        status.message()
+                        entry.cursor, status
                     ));
                     self.skip.insert(entry.cursor);
                     break;
                 }
-                Ok(Err(status)) if status.code() == Code::DataLoss => {
+                Ok(Err(status @ Error::Verification(_))) => {
                     // The document failed end-to-end verification: as bad as a loss.
-                    self.ledger.anomaly(format!(
-                        "{agency}: {id} failed verification: {}",
-                        status.message()
-                    ));
+                    self.ledger
+                        .anomaly(format!("{agency}: {id} failed verification: {}", status));
                     self.skip.insert(entry.cursor);
                     break;
                 }
@@ -710,12 +700,11 @@ impl Receiver {
             attempt += 1;
             match tokio::time::timeout(RPC_TIMEOUT, self.client.ack(&id)).await {
                 Ok(Ok(())) => break,
-                Ok(Err(status)) if status.code() == Code::NotFound => {
+                Ok(Err(status)) if status.code() == Some(Code::NotFound) => {
                     if !uncertain && matches!(shown, Shown::First | Shown::Redelivery) {
                         self.ledger.anomaly(format!(
                             "{agency}: ack of {id} (cursor {}) refused on the first try: {}",
-                            entry.cursor,
-                            status.message()
+                            entry.cursor, status
                         ));
                     }
                     break;
@@ -737,14 +726,14 @@ impl Receiver {
 }
 
 /// Lists what is left in an inbox (all of it, oldest first).
-pub async fn leftovers(client: &DmsClient) -> Result<Vec<pb::InboxEntry>, String> {
+pub async fn leftovers(client: &DmsClient) -> Result<Vec<InboxItem>, String> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
         let entries = tokio::time::timeout(RPC_TIMEOUT, client.list_inbox_by_arrival(after, 1000))
             .await
             .map_err(|_| format!("no answer within {RPC_TIMEOUT:?}"))?
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+            .map_err(|s| s.to_string())?;
         let Some(last) = entries.last().map(|e| e.cursor) else {
             return Ok(out);
         };

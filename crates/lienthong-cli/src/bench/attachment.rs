@@ -14,9 +14,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use lienthong_client::{AttachmentSource, ClientProfile, FileAttachment, Incoming};
 use lienthong_core::AgencyCode;
 use lienthong_devnet::{Shape, generate_network};
-use lienthong_node::client::{AttachmentSource, ClientProfile, FileAttachment, Incoming};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const TARGET_RSS_MIB: f64 = 64.0;
@@ -140,12 +140,11 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
     let from = AgencyCode::parse("001.00.20.H41")?;
     let to = AgencyCode::parse("001.00.20.H42")?;
-    let sender = lienthong_node::client::DmsClient::from_profile(&ClientProfile::load(
+    let sender = lienthong_client::DmsClient::from_profile(&ClientProfile::load(
         net.profile(from.as_str()),
     )?)?;
-    let receiver = lienthong_node::client::DmsClient::from_profile(&ClientProfile::load(
-        net.profile(to.as_str()),
-    )?)?;
+    let receiver =
+        lienthong_client::DmsClient::from_profile(&ClientProfile::load(net.profile(to.as_str()))?)?;
     println!(
         "bench attachment: {} nodes as separate processes, {from} (H41-C1) → H41 → VN → H42 → {to} (H42-C1); one attachment of {:.1} MiB in 1 MiB chunks, fsynced at every hop",
         n,
@@ -163,7 +162,7 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 
     let start = Instant::now();
     let mut document = sender.new_document(vec![to.clone()], "Benchmark: large attachment");
-    let (_, _, reports) = sender
+    let (_, reports) = sender
         .send_sources(&mut document, &[AttachmentSource::File(file.clone())])
         .await?;
     let uploaded = start.elapsed();
@@ -192,8 +191,7 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{id} is not a document");
     };
     let fetched = start.elapsed();
-    let (got_size, got_digest) =
-        lienthong_node::client::hash_file(&out.join("attachment.bin.received"))?;
+    let (got_size, got_digest) = lienthong_client::hash_file(&out.join("attachment.bin.received"))?;
     anyhow::ensure!(
         got_size == file.size && got_digest == file.sha256,
         "the received file does not match the one sent"

@@ -215,9 +215,12 @@ impl LinkClient {
             lienthong_pki::client_config(&ctx.tls_files, Some(Identity::Node(hop.clone())))?;
         let max = ctx.limits.max_message_bytes;
         Ok(LinkClient {
-            rpc: RelayServiceClient::new(crate::transport::channel(&endpoint, config)?)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
+            rpc: RelayServiceClient::new(
+                lienthong_client::transport::channel(&endpoint, config)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
         })
     }
 

@@ -3,10 +3,11 @@
 //! group or others can read it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use lienthong_core::AgencyCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, VxpError};
 use crate::headers::{Secret, SecretStore};
@@ -19,9 +20,27 @@ pub const DEFAULT_MAX_EDOC_BYTES: u64 = 1 << 30;
 pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 7 * 60;
 
 /// The `[vxp]` section of a node's configuration (TOML).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
+    /// The address of the HTTPS listener, e.g. `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// The listener's certificate chain, PEM. Default: the node's own certificate
+    /// (`tls.cert`), which names the node's DNS names and addresses.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The listener's private key, PEM (with `cert`). Default: the node's own (`tls.key`).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// For each agency the gateway acts for, a client profile of that agency: the node's
+    /// endpoint, the agency's certificate and the custodial key with which the gateway
+    /// signs what the agency's DMS sends (the key file is refused when group or others
+    /// can read it).
+    pub agency_profiles: BTreeMap<String, PathBuf>,
+    /// Where the gateway keeps its journal of sent messages. Default: `vxp/` in the
+    /// node's data directory.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// The TOML file of secrets, one `"<system id>" = "<secret>"` per line. It must be
     /// readable by its owner only (mode 0600 or stricter). A relative path is relative to
     /// the configuration file ([`GatewayConfig::resolve_paths`]).
@@ -56,7 +75,7 @@ fn default_utc_offset() -> i32 {
 }
 
 /// One system allowed to call the gateway.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SystemConfig {
     /// The system id the DMS configures (`XroadVnpt-systemid`), often an agency code.
@@ -70,6 +89,11 @@ impl GatewayConfig {
     /// A configuration with the defaults for everything but the systems and secrets.
     pub fn new(secrets_file: impl Into<PathBuf>, systems: Vec<SystemConfig>) -> Self {
         GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert: None,
+            key: None,
+            agency_profiles: BTreeMap::new(),
+            state_dir: None,
             secrets_file: secrets_file.into(),
             systems,
             max_edoc_bytes: DEFAULT_MAX_EDOC_BYTES,
@@ -87,9 +111,18 @@ impl GatewayConfig {
             }
         };
         resolve(&mut self.secrets_file);
-        if let Some(dir) = self.spool_dir.as_mut() {
-            resolve(dir);
+        for path in [
+            &mut self.spool_dir,
+            &mut self.state_dir,
+            &mut self.cert,
+            &mut self.key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(path);
         }
+        self.agency_profiles.values_mut().for_each(resolve);
     }
 
     /// The UTC offset of DMS timestamps.
