@@ -136,3 +136,21 @@ def receipt_bytes(document_id, content_digest, node, accepted_at):
 def trace_entry_bytes(document_id, content_digest, node, at):
     return bytes(Canon("lienthong/trace/v1").str(document_id).bytes(content_digest)
                  .str(node).i64(at).out)
+
+
+def directory_bytes(d):
+    c = Canon("lienthong/directory/v1")
+    c.u64(d.get("version")).i64(d.get("issued_at_unix_ms"))
+    nodes = d.get("nodes") or []
+    c.count(len(nodes))
+    for n in nodes:
+        parent = n.get("parent") or ""
+        c.str(n.get("id")).str(n.get("level")).flag(parent != "")
+        if parent:
+            c.str(parent)
+        c.str(n.get("endpoint"))
+    agencies = d.get("agencies") or []
+    c.count(len(agencies))
+    for a in agencies:
+        c.str(a.get("code")).str(a.get("name")).strs(a.get("aliases")).str(a.get("home"))
+    return bytes(c.out)

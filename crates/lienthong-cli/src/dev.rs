@@ -2,7 +2,7 @@
 //! agencies, in one command; `--smoke` also runs a scripted exchange and checks it.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
 use lienthong_client::{Accepted, ClientProfile, DmsClient, Incoming, OutgoingAttachment, Tracked};
-use lienthong_core::{Priority, StatusCode, StatusNotice, TransportEventKind};
+use lienthong_core::{AgencyCode, Priority, StatusCode, StatusNotice, TransportEventKind};
 use lienthong_devnet::{DEV_AGENCIES, DEV_NODE, DevNetwork, RunningNode, generate};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
@@ -101,6 +101,12 @@ fn print_banner(net: &DevNetwork, addr: SocketAddr) {
     for (i, (c, name)) in DEV_AGENCIES.iter().enumerate() {
         println!("  agency    : {c}  {name}  profile {}", p(i));
     }
+    let endpoint = format!("https://{addr}");
+    print_grpc_lines(
+        net.profiles
+            .iter()
+            .map(|(code, profile)| (code, endpoint.as_str(), DEV_NODE, profile.as_path())),
+    );
     println!(
         "\nTry it (lienthong is target/release/lienthong, or prefix `cargo run --release --`):"
     );
@@ -128,6 +134,18 @@ fn print_banner(net: &DevNetwork, addr: SocketAddr) {
         "  lienthong admin queues -p {}",
         net.operator_profile.display()
     );
+}
+
+/// Prints, for each agency, one line a script can read: `grpc <agency code> <endpoint
+/// URL> <home node id> <client profile file>` (the profile names the CA, certificate and
+/// key files a DMS connects with).
+pub(crate) fn print_grpc_lines<'a>(
+    agencies: impl IntoIterator<Item = (&'a AgencyCode, &'a str, &'a str, &'a Path)>,
+) {
+    println!();
+    for (code, endpoint, node, profile) in agencies {
+        println!("grpc {code} {endpoint} {node} {}", profile.display());
+    }
 }
 
 /// Prints one smoke-test check and fails the smoke test if it did not hold.

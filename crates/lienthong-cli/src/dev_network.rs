@@ -75,6 +75,18 @@ fn print_banner(net: &Network) {
             );
         }
     }
+    let endpoints_of: Vec<String> = net
+        .nodes
+        .iter()
+        .map(|n| format!("https://{}", n.config.listen))
+        .collect();
+    crate::dev::print_grpc_lines(net.nodes.iter().zip(&endpoints_of).flat_map(
+        |(node, endpoint)| {
+            node.agencies.iter().map(move |(code, _, profile)| {
+                (code, endpoint.as_str(), node.id.as_str(), profile.as_path())
+            })
+        },
+    ));
     let (from, to) = endpoints(net);
     println!(
         "\nProfiles are in {}/profiles/<agency code>.toml. Try:",

@@ -15,7 +15,10 @@ use time::{Duration, OffsetDateTime};
 
 use crate::cert::cert_public_key;
 use crate::error::{Error, Result};
-use crate::files::{Overwrite, load_certs, parse_private_key, read_private, write_file};
+use crate::files::{
+    Overwrite, load_certs, parse_private_key, portable_pkcs8, private_key_pem, read_private,
+    write_file, write_private_key,
+};
 use crate::identity::Identity;
 use crate::revocation::{Reason, Revocation};
 
@@ -65,10 +68,11 @@ pub struct IssuedCert {
     /// Serial number, big-endian, as [`CertificateAuthority::revoke`] takes it.
     pub serial: Vec<u8>,
     pub cert_pem: String,
-    /// PKCS#8 PEM.
+    /// PKCS#8 v1 PEM, as [`IssuedCert::save`] writes it (see
+    /// [`crate::files::portable_pkcs8`]).
     pub key_pem: String,
     pub cert_der: Vec<u8>,
-    /// PKCS#8 DER, as [`lienthong_core::sign::SigningKey::from_pkcs8`] takes it.
+    /// PKCS#8 v1 DER, as [`lienthong_core::sign::SigningKey::from_pkcs8`] takes it.
     pub key_der: Vec<u8>,
 }
 
@@ -89,7 +93,7 @@ impl IssuedCert {
         create_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
-        write_file(&key_path, self.key_pem.as_bytes(), true, Overwrite::Replace)?;
+        write_private_key(&key_path, &self.key_der, Overwrite::Replace)?;
         write_file(
             &cert_path,
             self.cert_pem.as_bytes(),
@@ -136,8 +140,11 @@ impl CertificateAuthority {
                 return Err(Error::AlreadyExists { path: path.clone() });
             }
         }
-        let key_pem = self.issuer.key().serialize_pem();
-        write_file(&key_path, key_pem.as_bytes(), true, Overwrite::Refuse)?;
+        write_private_key(
+            &key_path,
+            &self.issuer.key().serialize_der(),
+            Overwrite::Refuse,
+        )?;
         write_file(
             &cert_path,
             self.cert_pem.as_bytes(),
@@ -245,13 +252,14 @@ impl CertificateAuthority {
             .extend(ip_addrs.iter().copied().map(SanType::IpAddress));
 
         let cert = params.signed_by(&key, &self.issuer)?;
+        let key_der = portable_pkcs8(&key.serialize_der()).into_owned();
         Ok(IssuedCert {
             identity: identity.clone(),
             serial,
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: private_key_pem(&key_der),
             cert_der: cert.der().to_vec(),
-            key_der: key.serialize_der(),
+            key_der,
         })
     }
 

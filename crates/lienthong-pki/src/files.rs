@@ -1,6 +1,8 @@
 //! Key, certificate and CRL files (PEM). Private keys are refused when group or others can
-//! read them, and are written with mode 0600.
+//! read them, and are written with mode 0600, in the PKCS#8 form every common tool loads
+//! ([`write_private_key`]); every form written before still loads.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,15 +61,15 @@ fn pem_error(path: &Path, e: pem::Error) -> Error {
     }
 }
 
-/// Loads the private key (PKCS#8, or PKCS#1 / SEC1) from a PEM file that only its owner
+/// Loads the private key (PKCS#8 v1 or v2, or PKCS#1 / SEC1) from a PEM file that only its owner
 /// can read.
 pub fn load_private_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>> {
     let path = path.as_ref();
     parse_private_key(path, &read_private(path)?)
 }
 
-/// Loads a PKCS#8 private key for signing documents, receipts and trace entries, from a
-/// PEM file that only its owner can read.
+/// Loads a PKCS#8 private key (v1 or v2) for signing documents, receipts and trace
+/// entries, from a PEM file that only its owner can read.
 pub fn load_signing_key(path: impl AsRef<Path>) -> Result<SigningKey> {
     let path = path.as_ref();
     let invalid = |source| Error::InvalidSigningKey {
@@ -121,9 +123,54 @@ pub fn load_crls<P: AsRef<Path>>(
     Ok(crls)
 }
 
+/// ring (and rcgen with it) encodes an Ed25519 key as PKCS#8 v2: RFC 5958 version 1 with
+/// the public key in `[1]`. These are the bytes around the 32-byte seed and the 32-byte
+/// public key in that encoding (ring's `ed25519_pkcs8_v2_template.der`).
+const ED25519_V2_HEAD: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+const ED25519_V2_PUBLIC_KEY_TAG: [u8; 3] = [0x81, 0x21, 0x00];
+/// An Ed25519 key as PKCS#8 v1 (RFC 8410 section 7: version 0, the seed only), before
+/// its 32-byte seed.
+const ED25519_V1_HEAD: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The PKCS#8 DER of a private key in the form OpenSSL 3.0 (`openssl pkey`), Python
+/// `cryptography`, grpcio and ring all load: PKCS#8 v1. OpenSSL 3.0 and `cryptography`
+/// refuse ring's Ed25519 PKCS#8 v2, so an Ed25519 key in that form is re-encoded as v1
+/// (the public key is derived from the seed by whoever loads it); every other key —
+/// ECDSA P-256 and RSA keys as ring and rcgen write them are v1 already — is returned
+/// unchanged.
+pub fn portable_pkcs8(der: &[u8]) -> Cow<'_, [u8]> {
+    let seed = 16..48;
+    if der.len() == 83 && der[..16] == ED25519_V2_HEAD && der[48..51] == ED25519_V2_PUBLIC_KEY_TAG {
+        let mut v1 = ED25519_V1_HEAD.to_vec();
+        v1.extend_from_slice(&der[seed]);
+        Cow::Owned(v1)
+    } else {
+        Cow::Borrowed(der)
+    }
+}
+
+/// The PEM (`PRIVATE KEY`, `\n` line endings) of a PKCS#8 key, in its
+/// [`portable_pkcs8`] form.
+pub fn private_key_pem(pkcs8_der: &[u8]) -> String {
+    ::pem::encode_config(
+        &::pem::Pem::new("PRIVATE KEY", portable_pkcs8(pkcs8_der).into_owned()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
+
+/// Writes a private key file: the PKCS#8 key `pkcs8_der` as [`private_key_pem`], mode
+/// 0600, atomically. Every key file lienthong writes is written here.
+pub fn write_private_key(path: &Path, pkcs8_der: &[u8], overwrite: Overwrite) -> Result<()> {
+    write_file(path, private_key_pem(pkcs8_der).as_bytes(), true, overwrite)
+}
+
 /// How [`write_file`] treats an existing file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Overwrite {
+pub enum Overwrite {
     Replace,
     Refuse,
 }
