@@ -19,6 +19,9 @@ fn init() {
 }
 
 /// A two-tier network whose links give up fast and whose outboxes are swept often.
+/// The nodes speak over real sockets and TLS, so time is not paused (tokio would jump to
+/// the next timer, a back-off or a client's timeout, while bytes are still in flight):
+/// the timers are shortened through the configuration instead.
 async fn start(dir: &std::path::Path, poll_ms: u64) -> RunningNetwork {
     init();
     let quick = |c: &mut NodeConfig| {
@@ -98,6 +101,9 @@ async fn an_expired_document_is_dead_lettered_and_the_sender_told() {
     // H41-C1 → H41 → (VN down) … the document waits at H41 until it expires.
     let sender = net.client("001.00.20.H41").unwrap();
     let mut doc = sender.new_document(vec![code("001.00.20.H42")], "Hết hạn trên đường");
+    // Expiry is read from the wall clock (`now_millis`) by every node on the way, over real
+    // sockets: neither paused nor injected, so the test waits for it. 1.5 s leaves the
+    // hand-off to H41 room on a loaded machine; a shorter one could expire at H41-C1.
     doc.expires_at = Some(now_millis() + 1_500);
     sender.send(&mut doc, &[]).await.unwrap();
     let events = track_until(&sender, doc.id.as_str(), TransportEventKind::Expired).await;

@@ -79,6 +79,10 @@ async fn a_full_disk_refuses_new_documents_serves_the_rest_and_recovers() {
     let mut net = TestNetwork::start(|c| {
         c.data_dir = data_dir.clone();
         c.limits.min_free_disk_bytes = 64 * 1024 * 1024;
+        // The node reads free space again only after `disk_recheck_ms` (250 ms by default),
+        // on the std clock and next to real sockets, so tokio's paused time is no help:
+        // the test shortens the period and waits a few of them after each change.
+        c.limits.disk_recheck_ms = 20;
     })
     .await
     .unwrap();
@@ -91,7 +95,7 @@ async fn a_full_disk_refuses_new_documents_serves_the_rest_and_recovers() {
     let filler = disk.0.join("filler");
     let fill = disk.free_bytes() - 32 * 1024 * 1024;
     std::fs::write(&filler, vec![0u8; fill as usize]).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let mut during = sender.new_document(to.clone(), "Khi đĩa đầy");
     let sealed = sender.seal(&mut during, &[]).unwrap();
@@ -114,7 +118,7 @@ async fn a_full_disk_refuses_new_documents_serves_the_rest_and_recovers() {
 
     // Space returns: the node takes documents again by itself, the refused one included.
     std::fs::remove_file(&filler).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     sender.send_sealed(&sealed).await.unwrap();
     let mut after = sender.new_document(to, "Sau khi giải phóng");
     sender.send(&mut after, &[]).await.unwrap();

@@ -77,6 +77,9 @@ async fn forwards_a_large_stream_in_order() {
 
 #[tokio::test]
 async fn delays_each_direction_by_the_configured_latency() {
+    // Wall-clock latency over real loopback sockets is what is measured: paused time would
+    // measure only the proxy's timers and could fire `round_trip`'s timeout while the
+    // echo's bytes are in the kernel.
     let proxy = FaultProxy::bind(echo_server().await, 2).await.unwrap();
     let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
     // Warm up, undelayed: a round trip on loopback is far below 50 ms.

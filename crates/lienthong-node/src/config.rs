@@ -120,6 +120,10 @@ pub struct AgencyConfig {
 /// refused while fetches and acknowledgements go on.
 pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default time a reading of the data directory's free space is used before it is taken
+/// again: a disk that fills, or is freed, is noticed within it.
+pub const DEFAULT_DISK_RECHECK_MS: u64 = 250;
+
 /// Default largest attachment a DMS may upload: 2 GiB.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -148,6 +152,10 @@ pub struct Limits {
     /// accepted (default [`DEFAULT_MIN_FREE_DISK_BYTES`]); the rest of the space is for
     /// fetches, acknowledgements and events.
     pub min_free_disk_bytes: u64,
+    /// How long a reading of the data directory's free space is used before it is taken
+    /// again, in milliseconds (default [`DEFAULT_DISK_RECHECK_MS`]): a disk that fills,
+    /// or is freed, is noticed within this long.
+    pub disk_recheck_ms: u64,
     /// Largest attachment a DMS may upload in chunks, in bytes (default
     /// [`DEFAULT_MAX_ATTACHMENT_BYTES`]); a larger declared size is refused at once.
     pub max_attachment_bytes: u64,
@@ -165,6 +173,7 @@ impl Default for Limits {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_connections_per_identity: DEFAULT_MAX_CONNECTIONS_PER_IDENTITY,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            disk_recheck_ms: DEFAULT_DISK_RECHECK_MS,
             max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
             upload_quota_bytes: DEFAULT_UPLOAD_QUOTA_BYTES,
         }
@@ -410,6 +419,7 @@ mod tests {
             limits.max_connections_per_identity
         );
         assert_eq!(node.limits.min_free_disk_bytes, limits.min_free_disk_bytes);
+        assert_eq!(node.limits.disk_recheck_ms, limits.disk_recheck_ms);
         assert_eq!(
             node.limits.max_attachment_bytes,
             limits.max_attachment_bytes

@@ -83,7 +83,7 @@ impl Context {
             delivery: config.delivery.clone(),
             signals: Signals::default(),
             links: Links::default(),
-            disk: DiskGuard::new(config.data_dir.clone(), config.limits.min_free_disk_bytes),
+            disk: DiskGuard::new(config.data_dir.clone(), &config.limits),
             uploads: open_uploads(&config.data_dir)?,
             lifecycle_locks: LifecycleLocks::default(),
             quarantine: Quarantine::default(),
@@ -306,23 +306,23 @@ fn open_uploads(data_dir: &std::path::Path) -> Result<Uploads, Error> {
 }
 
 /// Watches the free space of the data directory's filesystem, at most once per
-/// [`DiskGuard::RECHECK`], so that a full disk refuses new messages with a clear reason
+/// `limits.disk_recheck_ms`, so that a full disk refuses new messages with a clear reason
 /// instead of failing writes half-way, and lets them in again as soon as space returns.
 #[derive(Debug)]
 struct DiskGuard {
     path: std::path::PathBuf,
     min_free: u64,
+    recheck: std::time::Duration,
     /// When free space was last read, and what it was.
     last: Mutex<Option<(Instant, u64)>>,
 }
 
 impl DiskGuard {
-    const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
-
-    fn new(path: std::path::PathBuf, min_free: u64) -> Self {
+    fn new(path: std::path::PathBuf, limits: &Limits) -> Self {
         DiskGuard {
             path,
-            min_free,
+            min_free: limits.min_free_disk_bytes,
+            recheck: std::time::Duration::from_millis(limits.disk_recheck_ms),
             last: Mutex::new(None),
         }
     }
@@ -333,7 +333,7 @@ impl DiskGuard {
         }
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let free = match *last {
-            Some((at, free)) if at.elapsed() < Self::RECHECK => free,
+            Some((at, free)) if at.elapsed() < self.recheck => free,
             _ => {
                 let stat = rustix::fs::statvfs(&self.path).map_err(std::io::Error::from)?;
                 let free = stat.f_bavail.saturating_mul(stat.f_frsize);

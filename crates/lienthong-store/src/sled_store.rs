@@ -63,12 +63,20 @@ impl SledStore {
     /// Opens (creating if needed) the store in `dir`: the sled database in `dir/db`, the
     /// write-ahead log with the message bodies in `dir/wal/`, and attachment blobs in
     /// `dir/blobs/`, every file readable by its owner only ([`private`]). Writes the log holds past the last checkpoint are applied again. Only
-    /// one process can have a store open.
+    /// one process can have a store open: a store another owner holds is refused after
+    /// [`DEFAULT_LOCK_WAIT`] (see [`SledStore::open_waiting`]).
     pub fn open(dir: &Path) -> Result<SledStore> {
+        Self::open_waiting(dir, DEFAULT_LOCK_WAIT)
+    }
+
+    /// Opens like [`SledStore::open`], waiting at most `lock_wait` for the database's lock:
+    /// a store closed a moment ago in this process can hold it a little longer; a lock
+    /// still held after `lock_wait` is another owner's, and [`Error::Open`] says so.
+    pub fn open_waiting(dir: &Path, lock_wait: std::time::Duration) -> Result<SledStore> {
         private::create_dir(dir)?;
         let db_path = dir.join("db");
         private::create_dir(&db_path)?;
-        let db = open_sled(&db_path).map_err(|source| Error::Open {
+        let db = open_sled(&db_path, lock_wait).map_err(|source| Error::Open {
             path: db_path.display().to_string(),
             source,
         })?;
@@ -583,18 +591,15 @@ pub(crate) fn read_events(tree: &sled::Tree, id: &MessageKey) -> Result<Vec<Byte
     Ok(events.into_iter().map(|(_, e)| e).collect())
 }
 
-/// How long [`open_sled`] waits for the lock of a database that is being closed.
-#[cfg(not(test))]
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-#[cfg(test)]
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long [`SledStore::open`] waits for the lock of a database that is being closed.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens sled at `path`. A store closed a moment ago in this process (a node restarted in
 /// place) can hold the database's file lock a little longer: sled's I/O threads let go
-/// of it after the last flush has returned. A lock still held after [`LOCK_WAIT`] is
+/// of it after the last flush has returned. A lock still held after `lock_wait` is
 /// another owner, and the error says so.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
+fn open_sled(path: &Path, lock_wait: std::time::Duration) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + lock_wait;
     loop {
         let opened = sled::Config::new()
             .path(path)
@@ -670,8 +675,10 @@ mod tests {
                     .unwrap();
             }
             if round == 0 {
-                // Another owner: refused once the wait is over.
-                let held = SledStore::open(dir.path());
+                // Another owner: refused once the wait is over (a short one: the lock is
+                // a real file lock, so the wait is real time, injected here).
+                let held =
+                    SledStore::open_waiting(dir.path(), std::time::Duration::from_millis(50));
                 assert!(matches!(held, Err(Error::Open { .. })), "{held:?}");
             }
             drop(store);

@@ -1343,7 +1343,14 @@ mod sled_store {
     async fn open_fails_clearly_when_the_store_is_already_open() {
         let dir = tempfile::TempDir::new().unwrap();
         let _first = sled_opener(&dir)();
-        let err = lienthong_store::SledStore::open(dir.path()).unwrap_err();
+        // The lock is a real file lock and the wait for it real time (`std::thread::sleep`,
+        // not a tokio timer to pause): the test injects a short wait instead of
+        // `open`'s 5 s default.
+        let err = lienthong_store::SledStore::open_waiting(
+            dir.path(),
+            std::time::Duration::from_millis(100),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, lienthong_store::Error::Open { .. }),
             "{err:?}"

@@ -175,7 +175,7 @@ pub(crate) fn run(dir: &Path, dry_run: bool) -> Result<RepairReport> {
             dir.display()
         )));
     }
-    let db = open_sled(&db_path).map_err(|source| Error::Open {
+    let db = open_sled(&db_path, super::DEFAULT_LOCK_WAIT).map_err(|source| Error::Open {
         path: db_path.display().to_string(),
         source,
     })?;
