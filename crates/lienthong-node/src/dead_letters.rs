@@ -1,7 +1,8 @@
 //! What happens to messages that cannot simply go on:
 //!
-//! - **expiry**: every document and status notice has a deadline (its own, or its
-//!   creation time plus `delivery.default_expiry_secs`); past it, it is dead-lettered as
+//! - **expiry**: every document and status notice has a deadline (its own, or the time
+//!   its origin node accepted it plus `delivery.default_expiry_secs`); past it, it is
+//!   dead-lettered as
 //!   expired, whether its link is up (checked before each hand-off by the link) or
 //!   down (the outboxes are swept, [`sweep_expired`]);
 //! - **dead letters**: messages that cannot go further to some recipients, with the
@@ -24,8 +25,10 @@ use crate::context::Context;
 use crate::events;
 use crate::link::health::LinkPhase;
 
-/// When a stored message expires: its own deadline, or its creation time plus the default
-/// lifetime. Transport events do not expire.
+/// When a stored message expires: its own deadline, or the default lifetime counted from
+/// when the bus took it in (the origin node's trace entry). Not from the time the sender
+/// wrote in it: an edXML message keeps the date its first system gave it, which may be
+/// days or years old when a DMS hands it to lienthong. Transport events do not expire.
 pub fn expires_at(
     message: &StoredMessage,
     config: &DeliveryConfig,
@@ -35,11 +38,13 @@ pub fn expires_at(
     Ok(match message.envelope.kind {
         MessageKind::Document => {
             let d = stored::decode_document(&message.envelope.encoded)?;
-            Some(d.expires_at.unwrap_or(d.created_at.saturating_add(default)))
+            let accepted = d.trace.first().map_or(d.created_at, |t| t.at);
+            Some(d.expires_at.unwrap_or(accepted.saturating_add(default)))
         }
         MessageKind::Status => {
             let n = stored::decode_status(&message.envelope.encoded)?;
-            Some(n.at.saturating_add(default))
+            let accepted = n.trace.first().map_or(n.at, |t| t.at);
+            Some(accepted.saturating_add(default))
         }
         MessageKind::Event => None,
     })

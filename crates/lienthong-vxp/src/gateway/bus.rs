@@ -279,7 +279,7 @@ impl VxpBackend for BusBackend {
                     from: Some(entry.from),
                     to: Some(agency.to_string()),
                     status: Some("initial".into()),
-                    status_desc: Some(entry.subject),
+                    status_desc: Some("Chưa nhận".into()),
                 });
             }
         }

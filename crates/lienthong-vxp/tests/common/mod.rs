@@ -217,34 +217,15 @@ impl Running {
         headers: &[(String, String)],
         body: &[u8],
     ) -> RawResponse {
-        let stream = self.tls_connect().await;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("127.0.0.1:{}", self.addr.port()));
-        for (k, v) in headers {
-            request = request.header(
-                k.as_str(),
-                http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
-            );
-        }
-        let request = request
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        RawResponse {
-            status,
+        https_request(
+            self.addr,
+            self.pki.client_config(),
+            method,
+            path,
             headers,
             body,
-        }
+        )
+        .await
     }
 
     pub async fn tls_connect(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
@@ -261,6 +242,50 @@ impl Drop for Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// One request to `addr` over a fresh TLS connection (server name `localhost`, trusted by
+/// `tls`) with a bare hyper HTTP/1.1 client.
+pub async fn https_request(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> RawResponse {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("127.0.0.1:{}", addr.port()));
+    for (k, v) in headers {
+        request = request.header(
+            k.as_str(),
+            http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    RawResponse {
+        status,
+        headers,
+        body,
     }
 }
 
