@@ -211,7 +211,7 @@ fn a_template_left_in_place_of_attachment_content_is_refused_saying_so() {
     assert!(stderr.starts_with(&format!("{path}:9: ")), "{stderr}");
     assert!(
         stderr.contains(
-            "ContentTransferEncoded holds the template \"${__StringFromFile(test.txt,,,)}\" where \
+            "ContentTransferEncoded is not base64: it holds the template \"${__StringFromFile(test.txt,,,)}\" where \
              the attachment's base64 content should be: the software or test plan that wrote the \
              message did not fill it in"
         ),

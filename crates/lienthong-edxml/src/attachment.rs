@@ -43,7 +43,7 @@ fn template_left_in_place(text: &[u8]) -> String {
         .map_or(text.len(), |e| e + 1)
         .min(120);
     format!(
-        "ContentTransferEncoded holds the template {:?} where the attachment's base64 content \
+        "ContentTransferEncoded is not base64: it holds the template {:?} where the attachment's base64 content \
          should be: the software or test plan that wrote the message did not fill it in; put \
          the attachment's bytes there, base64-encoded",
         String::from_utf8_lossy(&text[..end])
@@ -260,7 +260,7 @@ mod tests {
         .unwrap_err();
         assert!(
             err.starts_with(
-                "ContentTransferEncoded holds the template \"${__StringFromFile(test.txt,,,)}\" \
+                "ContentTransferEncoded is not base64: it holds the template \"${__StringFromFile(test.txt,,,)}\" \
                  where the attachment's base64 content should be"
             ),
             "{err}"
