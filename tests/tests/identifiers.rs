@@ -224,3 +224,49 @@ async fn an_identifier_no_directory_entry_lists_is_refused_before_anything_is_se
     assert!(first.list_inbox(0, 10).await.unwrap().is_empty());
     net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_keeps_its_directory_until_the_node_holds_a_newer_one() {
+    let (dir, mut net) = start().await;
+    let sender = net.client(SENDER).unwrap();
+    let kept = sender.current_directory().await.unwrap().unwrap();
+    assert_eq!(kept.version, 1);
+    let again = sender.current_directory().await.unwrap().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&kept, &again), "version 1 is kept");
+
+    // Version 2 gives the second commune one more alias; once it reaches the sender's
+    // node, the client takes it and the alias is placed.
+    let source = net.net.directory_source().to_path_buf();
+    let text = std::fs::read_to_string(&source).unwrap();
+    let text = text.replacen("version = 1", "version = 2", 1).replacen(
+        &format!("aliases = [\"{SECOND_LOCAL}\"]"),
+        &format!("aliases = [\"{SECOND_LOCAL}\", \"27.02.H42\"]"),
+        1,
+    );
+    std::fs::write(&source, text).unwrap();
+    net.restart_node("VN").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let newer = loop {
+        let d = sender.current_directory().await.unwrap().unwrap();
+        if d.version == 2 {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version 2 never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(newer.resolve("27.02.H42"), Some(code(SECOND)));
+    let file = dir.path().join("outgoing.edxml");
+    std::fs::write(&file, document(SENDER_ACCOUNT, &["27.02.H42"])).unwrap();
+    let SentEdxml::Document { document, .. } = sender.send_edxml_file(&file).await.unwrap() else {
+        panic!("a document was sent");
+    };
+    assert_eq!(document.recipients().unwrap(), vec![code(SECOND)]);
+    let Incoming::Document(v) = next_entry(&net.client(SECOND).unwrap()).await else {
+        panic!("expected the document");
+    };
+    assert_eq!(v.document.id.as_str(), DOC_ID);
+    net.stop().await.unwrap();
+}
