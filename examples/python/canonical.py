@@ -139,7 +139,7 @@ def trace_entry_bytes(document_id, content_digest, node, at):
 
 
 def directory_bytes(d):
-    c = Canon("lienthong/directory/v1")
+    c = Canon("lienthong/directory/v2")
     c.u64(d.get("version")).i64(d.get("issued_at_unix_ms"))
     nodes = d.get("nodes") or []
     c.count(len(nodes))
@@ -152,5 +152,9 @@ def directory_bytes(d):
     agencies = d.get("agencies") or []
     c.count(len(agencies))
     for a in agencies:
-        c.str(a.get("code")).str(a.get("name")).strs(a.get("aliases")).str(a.get("home"))
+        edxml_id = a.get("edxml_id") or ""
+        c.str(a.get("code")).str(a.get("name")).strs(a.get("aliases")).flag(edxml_id != "")
+        if edxml_id:
+            c.str(edxml_id)
+        c.str(a.get("home"))
     return bytes(c.out)

@@ -9,6 +9,7 @@ use lienthong_client::edxml::{EdxmlError, SentEdxml};
 use lienthong_client::{
     Accepted, AttachmentSource, ClientProfile, DmsClient, InboxItem, Incoming, Tracked,
 };
+use lienthong_core::directory::place;
 use lienthong_core::{AgencyCode, DocumentId, Priority, StatusCode, StatusNotice, TransportEvent};
 use lienthong_proto::pb;
 use tokio_stream::StreamExt;
@@ -35,7 +36,8 @@ impl ProfileArg {
 pub struct SendArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
-    /// Recipient agency code; repeat for several (e.g. --to 000.00.14.H41 --to 000.00.20.H41).
+    /// Recipient agency code, or an alias the directory lists (a legacy code, a
+    /// platform account id); repeat for several (e.g. --to 000.00.14.H41 --to 28.22.H17).
     #[arg(long, required_unless_present = "edxml")]
     pub to: Vec<String>,
     /// Send an edXML (QCVN 102:2016) message instead: a document (with its attachments,
@@ -69,12 +71,17 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.edxml {
         return send_edxml(&client, file).await;
     }
+    // Aliases are placed with the node's directory, asked only when one is given.
+    let directory = if args.to.iter().all(|t| AgencyCode::parse(t).is_ok()) {
+        None
+    } else {
+        client.current_directory().await?
+    };
     let to = args
         .to
         .iter()
-        .map(|t| AgencyCode::parse(t))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| UsageError(e.to_string()))?;
+        .map(|t| place(directory.as_deref(), t).map_err(|e| UsageError(format!("--to {t:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut document = client.new_document(to, &args.subject);
     if let Some(id) = &args.id {
         document.id = DocumentId::parse(id).map_err(|e| UsageError(e.to_string()))?;
@@ -243,7 +250,9 @@ pub async fn inbox(args: InboxArgs) -> anyhow::Result<ExitCode> {
                 let streamed = |i: usize, a: &lienthong_core::Attachment| {
                     saved.join(attachment_file_name(i, &a.name))
                 };
-                let path = export_edxml(&dir, &incoming, &streamed)?;
+                // Each agency written with the identifier its system expects.
+                let directory = client.current_directory().await?;
+                let path = export_edxml(&dir, &incoming, &streamed, directory.as_deref())?;
                 println!("    exported as edXML: {}", path.display());
             }
             if ack {
@@ -377,12 +386,14 @@ pub fn save_incoming(dir: &Path, incoming: &Incoming) -> anyhow::Result<PathBuf>
 }
 
 /// Writes a verified message as edXML to `dir/<id>.edxml` (see
-/// [`lienthong_client::edxml::write_edxml`]); returns the file. Attachments whose
-/// content was streamed to files are encoded from the file `streamed` names.
+/// [`lienthong_client::edxml::write_edxml_with`]), each agency written with the
+/// identifier `directory` sets for it; returns the file. Attachments whose content was
+/// streamed to files are encoded from the file `streamed` names.
 pub fn export_edxml(
     dir: &Path,
     incoming: &Incoming,
     streamed: &dyn Fn(usize, &lienthong_core::Attachment) -> PathBuf,
+    directory: Option<&lienthong_core::directory::DirectoryIndex>,
 ) -> anyhow::Result<PathBuf> {
     let id = match incoming {
         Incoming::Document(v) => &v.document.id,
@@ -391,7 +402,7 @@ pub fn export_edxml(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.edxml", folder_name(id.as_str())));
     // The error names the file already ("writing PATH: …").
-    lienthong_client::edxml::export_edxml(&path, incoming, streamed)?;
+    lienthong_client::edxml::export_edxml(&path, incoming, streamed, directory)?;
     Ok(path)
 }
 

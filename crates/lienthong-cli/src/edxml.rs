@@ -1,9 +1,11 @@
 //! `lienthong edxml`: edXML (QCVN 102:2016) messages on the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use lienthong_client::{ClientProfile, DmsClient};
+use lienthong_core::directory::DirectoryIndex;
 use lienthong_edxml::{Error, SignatureCheck};
 
 use crate::UsageError;
@@ -12,25 +14,53 @@ use crate::UsageError;
 pub enum EdxmlCommand {
     /// Check that FILE is an edXML message lienthong can carry, and print a summary.
     ///
-    /// Exits 0 when the message is usable and its signature (if any) verifies; otherwise
-    /// prints `FILE:LINE: reason` on stderr and exits 1.
+    /// Exits 0 when the message is usable; otherwise prints `FILE:LINE: reason` on stderr
+    /// and exits 1. An agency identifier that is neither a QĐ 20/2020 code nor an alias
+    /// the directory lists, and an XML-DSig signature that does not verify, are warnings
+    /// (`FILE:LINE: warning: reason`): whether a message is routed is the node's
+    /// decision, with its directory.
     Check {
         /// The edXML message (a document or a status message).
         file: PathBuf,
+        /// Refuse the message unless it carries an XML-DSig signature that verifies.
+        #[arg(long)]
+        require_signature: bool,
+        /// Place agency identifiers with the directory of the node this client profile
+        /// connects to (legacy codes and platform account ids are aliases there);
+        /// without it only QĐ 20/2020 codes are placed.
+        #[arg(long, short = 'p')]
+        profile: Option<PathBuf>,
     },
 }
 
-pub fn run(cmd: EdxmlCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: EdxmlCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        EdxmlCommand::Check { file } => check(&file),
+        EdxmlCommand::Check {
+            file,
+            require_signature,
+            profile,
+        } => {
+            let directory = match profile {
+                Some(p) => {
+                    let client = DmsClient::from_profile(&ClientProfile::load(&p)?)?;
+                    client.current_directory().await?
+                }
+                None => None,
+            };
+            check(&file, require_signature, directory.as_deref())
+        }
     }
 }
 
-fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check(
+    file: &Path,
+    require_signature: bool,
+    directory: Option<&DirectoryIndex>,
+) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
     let name = file.display();
-    let report = match lienthong_edxml::check(&bytes) {
+    let report = match lienthong_edxml::check(&bytes, directory) {
         Ok(r) => r,
         Err(e) => {
             let reason = match &e {
@@ -45,12 +75,38 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         "{}",
         lienthong_edxml::summary(&report.message, &report.signature)
     );
-    if let SignatureCheck::Failed { reason } = &report.signature {
-        eprintln!(
-            "{name}:{}: the signature does not verify: {reason}",
-            report.signature_line
-        );
-        return Ok(ExitCode::FAILURE);
+    for (id, placed) in &report.identifiers {
+        match placed {
+            Ok(code) if code.as_str() != id.value.trim() => {
+                println!(
+                    "{:<12} {} {:?} is agency {code}",
+                    "identifier:", id.field, id.value
+                )
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("{name}:{}: warning: {e}", e.line().unwrap_or(0)),
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    let refused = match &report.signature {
+        SignatureCheck::Failed { reason } => {
+            let severity = if require_signature { "" } else { "warning: " };
+            eprintln!(
+                "{name}:{}: {severity}the signature does not verify: {reason}",
+                report.signature_line
+            );
+            require_signature
+        }
+        SignatureCheck::Absent if require_signature => {
+            eprintln!(
+                "{name}:0: the message carries no XML-DSig signature, and --require-signature asks for one"
+            );
+            true
+        }
+        SignatureCheck::Absent | SignatureCheck::Verified { .. } => false,
+    };
+    Ok(if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             Command::Status(args) => dms::status(args).await,
             Command::Track(args) => dms::track(args).await,
             Command::Admin(cmd) => dms::admin(cmd).await,
-            Command::Edxml(cmd) => edxml::run(cmd),
+            Command::Edxml(cmd) => edxml::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Store(cmd) => store::run(cmd),
         }

@@ -695,3 +695,119 @@ async fn send_edxml_memory_does_not_grow_with_the_message_and_it_round_trips() {
     );
     t.stop().await.unwrap();
 }
+
+/// A document as a DMS on the national platform writes it, stamped now (a network
+/// expires what is a week old): From its platform account id, To a legacy code.
+fn aliased_document_xml(doc_id: &str) -> String {
+    let now = lienthong_edxml::time::format_timestamp(lienthong_core::now_millis());
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n\
+         <edXML xmlns=\"http://www.mic.gov.vn/TBT/QCVN_102_2016\"><edXMLEnvelope><edXMLHeader><MessageHeader>\r\n\
+         <From><OrganId>vxp.saas.03</OrganId><OrganName>UBND xã số 1, Nghệ An</OrganName></From>\r\n\
+         <To><OrganId>28.22.H17</OrganId><OrganName>UBND xã số 1, Hà Tĩnh</OrganName></To>\r\n\
+         <Subject>V/v liên thông văn bản giữa hai tỉnh</Subject><DocumentId>{doc_id}</DocumentId>\r\n\
+         </MessageHeader><TraceHeaderList><TraceHeader><OrganId>vxp.saas.03</OrganId>\
+         <Timestamp>{now}</Timestamp></TraceHeader></TraceHeaderList></edXMLHeader></edXMLEnvelope></edXML>\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_are_placed_by_send_and_check_and_exported_as_each_system_expects() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, recipient) = ("001.00.20.H41", "001.00.20.H42");
+    let net = lienthong_testkit::RunningNetwork::start_with_directory(
+        dir.path(),
+        lienthong_testkit::Shape::new(2),
+        0,
+        100,
+        |_| {},
+        |source| {
+            let source = lienthong_testkit::with_aliases(
+                &source,
+                sender,
+                &["vxp.saas.03"],
+                Some("vxp.saas.03"),
+            );
+            lienthong_testkit::with_aliases(&source, recipient, &["28.22.H17"], Some("28.22.H17"))
+        },
+    )
+    .await
+    .unwrap();
+    let (sender_profile, recipient_profile) = (net.net.profile(sender), net.net.profile(recipient));
+    let work = tempfile::tempdir().unwrap();
+    let doc_id = "001.00.20.H41,2026/11/24,16/UBND-VP";
+    let file = write(work.path(), "cv16.edxml", &aliased_document_xml(doc_id));
+    let file = file.to_str().unwrap();
+
+    // `edxml check` places the aliases with the directory of the profile's node.
+    let out = lienthong(args(&["edxml", "check", file], sender_profile)).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    for line in [
+        "identifier:  From/OrganId \"vxp.saas.03\" is agency 001.00.20.H41",
+        "identifier:  To #1 OrganId \"28.22.H17\" is agency 001.00.20.H42",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+
+    let out = lienthong(args(&["send", "--edxml", file], sender_profile)).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("sent {doc_id} accepted by node H41-C1")),
+        "{stdout}"
+    );
+    // `send --to` takes an alias as well.
+    let out = lienthong(args(
+        &["send", "--to", "28.22.H17", "--subject", "Giấy mời họp"],
+        sender_profile,
+    ))
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let native_id = stdout.lines().last().unwrap().to_string();
+    let out = lienthong(args(&["send", "--to", "28.99.H17"], sender_profile)).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--to \"28.99.H17\": not a QĐ 20/2020 code (it must have exactly four parts), and no \
+             agency of directory version 1 has it as an alias"
+        ),
+        "{stderr}"
+    );
+
+    // Both arrive in Hà Tĩnh and are exported with the identifiers the directory sets.
+    let export = work.path().join("export");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while exported(&export).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "exported only {:?}",
+            exported(&export)
+        );
+        let out = lienthong(args(
+            &["inbox", "--export-edxml", export.to_str().unwrap(), "--ack"],
+            recipient_profile,
+        ))
+        .await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for file in exported(&export) {
+        let doc = match lienthong_edxml::parse(&std::fs::read(&file).unwrap()).unwrap() {
+            lienthong_edxml::Message::Document(d) => d,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            [doc_id, native_id.as_str()].contains(&doc.header.document_id.as_str()),
+            "{file:?}"
+        );
+        assert_eq!(doc.header.from.organ_id, "vxp.saas.03", "{file:?}");
+        assert_eq!(doc.header.to[0].organ_id, "28.22.H17", "{file:?}");
+        assert_eq!(doc.trace[0].organ_id, "vxp.saas.03", "{file:?}");
+    }
+    net.stop().await.unwrap();
+}

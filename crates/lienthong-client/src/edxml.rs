@@ -2,14 +2,22 @@
 //! `lienthong send --edxml`, `inbox --export-edxml` and the VXP gateway share:
 //! [`ImportedEdxml::read`] imports a message strictly, decoding each attachment into a
 //! staging folder as it is read (memory holds the message without its attachments);
-//! [`DmsClient::send_imported`] signs and sends it; [`write_edxml`] writes a received
-//! message back as edXML, from the original when it came in as edXML (the bus's hops
-//! appended to its TraceHeaderList), attachments streamed from memory or from files.
+//! [`DmsClient::send_imported`] signs and sends it; [`write_edxml_with`] writes a
+//! received message back as edXML, from the original when it came in as edXML (the bus's
+//! hops appended to its TraceHeaderList), attachments streamed from memory or from files.
+//!
+//! Agency identifiers that are not QĐ 20/2020 codes (legacy three-part codes, platform
+//! account ids) are placed with the directory ([`DmsClient::current_directory`]) on
+//! import: the client resolves them to codes before it signs, so the bus signature covers
+//! the codes the node routes by, while the text as written travels in `edxml_preserved`.
+//! On export each agency is written with the identifier its directory entry says its
+//! system expects (`edxml_id`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use lienthong_core::directory::DirectoryIndex;
 use lienthong_core::{AgencyCode, Attachment, Document, StatusNotice};
 
 use crate::{Accepted, DmsClient, Error, FileAttachment, Incoming, STREAM_THRESHOLD_BYTES};
@@ -88,8 +96,14 @@ impl Write for SpoolFile {
 impl ImportedEdxml {
     /// Reads and imports an edXML message. Blocking: it reads the whole input, decoding
     /// and hashing each attachment's base64 into a file of its own in a temporary folder
-    /// under `staging_in` (the system's temporary folder when `None`).
-    pub fn read(input: impl Read, staging_in: Option<&Path>) -> Result<Self, EdxmlError> {
+    /// under `staging_in` (the system's temporary folder when `None`). Each agency
+    /// identifier must be a QĐ 20/2020 code or an alias `directory` lists (pass the one
+    /// [`DmsClient::current_directory`] gives); an alias becomes its agency's code.
+    pub fn read(
+        input: impl Read,
+        staging_in: Option<&Path>,
+        directory: Option<&DirectoryIndex>,
+    ) -> Result<Self, EdxmlError> {
         let staging = match staging_in {
             Some(dir) => tempfile::tempdir_in(dir),
             None => tempfile::tempdir(),
@@ -106,8 +120,8 @@ impl ImportedEdxml {
         let now = lienthong_core::now_millis();
         let message = match streamed.message {
             lienthong_edxml::Message::Document(edoc) => {
-                // Strict: every From and To must be a routable agency code.
-                let document = edoc.to_core(now)?;
+                // Strict: every From and To must name an agency.
+                let document = edoc.to_core_with(now, directory)?;
                 let mut inline = Vec::with_capacity(edoc.attachments.len());
                 let mut uploads = Vec::new();
                 for (a, spool) in edoc.attachments.iter().zip(streamed.contents) {
@@ -152,7 +166,7 @@ impl ImportedEdxml {
                 }
             }
             lienthong_edxml::Message::Status(status) => {
-                ImportedMessage::Status(status.to_core(now)?)
+                ImportedMessage::Status(status.to_core_with(now, directory)?)
             }
         };
         Ok(ImportedEdxml {
@@ -224,34 +238,50 @@ impl DmsClient {
         }
     }
 
-    /// Reads an edXML file (on a blocking thread) and sends it.
+    /// Reads an edXML file (on a blocking thread), its agency identifiers placed with
+    /// the node's directory, and sends it.
     pub async fn send_edxml_file(&self, path: &Path) -> Result<SentEdxml, EdxmlError> {
         let file =
             std::fs::File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
-        let imported = tokio::task::spawn_blocking(move || ImportedEdxml::read(file, None))
-            .await
-            .map_err(|e| Error::io("reading edXML")(std::io::Error::other(e)))??;
+        let directory = self.current_directory().await?;
+        let imported = tokio::task::spawn_blocking(move || {
+            ImportedEdxml::read(file, None, directory.as_deref())
+        })
+        .await
+        .map_err(|e| Error::io("reading edXML")(std::io::Error::other(e)))??;
         self.send_imported(&imported).await
     }
 }
 
-/// Writes a verified message as edXML. An imported message is given back from its
-/// `edxml_preserved` part with the bus's hops appended to its TraceHeaderList; a native
-/// one is written by the strict writer. Each attachment is encoded straight from its
-/// fetched bytes or, when they were streamed to a file (`contents` entry empty), from the
-/// file `streamed` names for it: memory never holds a large attachment.
+/// [`write_edxml_with`] without a directory: agencies are written by their codes.
 pub fn write_edxml(
     out: &mut dyn Write,
     incoming: &Incoming,
     streamed: &dyn Fn(usize, &Attachment) -> PathBuf,
 ) -> Result<(), EdxmlError> {
+    write_edxml_with(out, incoming, streamed, None)
+}
+
+/// Writes a verified message as edXML. An imported message is given back from its
+/// `edxml_preserved` part with the bus's hops appended to its TraceHeaderList; a native
+/// one is written by the strict writer. Each agency is written with the identifier
+/// `directory` says its system expects (its `edxml_id`), else by its code. Each
+/// attachment is encoded straight from its fetched bytes or, when they were streamed to a
+/// file (`contents` entry empty), from the file `streamed` names for it: memory never
+/// holds a large attachment.
+pub fn write_edxml_with(
+    out: &mut dyn Write,
+    incoming: &Incoming,
+    streamed: &dyn Fn(usize, &Attachment) -> PathBuf,
+    directory: Option<&DirectoryIndex>,
+) -> Result<(), EdxmlError> {
     let message = match incoming {
         Incoming::Document(v) => lienthong_edxml::Message::Document(
-            lienthong_edxml::EdxmlDocument::from_core(&v.document)?,
+            lienthong_edxml::EdxmlDocument::from_core_with(&v.document, directory)?,
         ),
-        Incoming::Status { notice, .. } => {
-            lienthong_edxml::Message::Status(lienthong_edxml::EdxmlStatus::from_core(notice)?)
-        }
+        Incoming::Status { notice, .. } => lienthong_edxml::Message::Status(
+            lienthong_edxml::EdxmlStatus::from_core_with(notice, directory)?,
+        ),
     };
     // The attachments by digest and size (from_core describes each attachment of the
     // document, without content).
@@ -284,18 +314,19 @@ pub fn write_edxml(
     Ok(())
 }
 
-/// [`write_edxml`] into the file `path`, through `<path>.part` synced and renamed once
-/// complete: a reader never sees half a message.
+/// [`write_edxml_with`] into the file `path`, through `<path>.part` synced and renamed
+/// once complete: a reader never sees half a message.
 pub fn export_edxml(
     path: &Path,
     incoming: &Incoming,
     streamed: &dyn Fn(usize, &Attachment) -> PathBuf,
+    directory: Option<&DirectoryIndex>,
 ) -> Result<(), EdxmlError> {
     let part = PathBuf::from(format!("{}.part", path.display()));
     let io = |e| Error::io(format!("writing {}", path.display()))(e);
     let written = (|| -> Result<(), EdxmlError> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&part).map_err(io)?);
-        write_edxml(&mut out, incoming, streamed)?;
+        write_edxml_with(&mut out, incoming, streamed, directory)?;
         out.into_inner()
             .map_err(|e| io(e.into_error()))?
             .sync_all()

@@ -15,7 +15,7 @@
 //! - [`profile`]: the profile file;
 //! - [`transport`]: mutual-TLS channels to a node;
 //! - [`inbox`]: inbox entries and subscriptions;
-//! - [`directory`]: the directory, verified;
+//! - [`directory`]: the directory, verified, and the copy a client keeps;
 //! - [`attachments`]: attachments to send, chunked uploads and downloads;
 //! - [`verify`]: receipts and documents checked end to end;
 //! - `edxml` (feature `edxml`): edXML files sent and received messages written as edXML;
@@ -108,6 +108,8 @@ pub struct DmsClient {
     channel: Channel,
     /// Chunk size of uploads.
     chunk_bytes: usize,
+    /// The directory last verified, for [`DmsClient::current_directory`].
+    directory_cache: directory::DirectoryCache,
 }
 
 impl DmsClient {
@@ -140,6 +142,7 @@ impl DmsClient {
             rpc,
             channel,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            directory_cache: Default::default(),
         })
     }
 

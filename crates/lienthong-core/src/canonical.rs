@@ -195,7 +195,7 @@ pub fn trace_entry_bytes(
 /// The bytes the national gateway signs when it issues a directory: version, issue time,
 /// every node and every agency in directory order; not the signature itself.
 pub fn directory_bytes(d: &Directory) -> Vec<u8> {
-    let mut c = Canon::new("lienthong/directory/v1");
+    let mut c = Canon::new("lienthong/directory/v2");
     c.u64(d.version).i64(d.issued_at).count(d.nodes.len());
     for n in &d.nodes {
         c.str(n.id.as_str()).str(&n.level).flag(n.parent.is_some());
@@ -209,7 +209,11 @@ pub fn directory_bytes(d: &Directory) -> Vec<u8> {
         c.str(a.agency.code.as_str())
             .str(&a.agency.name)
             .strs(&a.agency.aliases)
-            .str(a.home.as_str());
+            .flag(a.agency.edxml_id.is_some());
+        if let Some(id) = &a.agency.edxml_id {
+            c.str(id);
+        }
+        c.str(a.home.as_str());
     }
     c.0
 }
@@ -303,13 +307,14 @@ mod tests {
                     code: AgencyCode::parse("000.00.00.H41").unwrap(),
                     name: "UBND tỉnh Nghệ An".into(),
                     aliases: vec!["ubnd-na".into()],
+                    edxml_id: None,
                 },
                 home: NodeId::parse("H41").unwrap(),
             }],
             signature: None,
         };
         let base = directory_bytes(&d);
-        assert!(base.starts_with(b"lienthong/directory/v1\n"));
+        assert!(base.starts_with(b"lienthong/directory/v2\n"));
         let changes: Vec<fn(&mut Directory)> = vec![
             |d| d.version += 1,
             |d| d.issued_at += 1,
@@ -324,6 +329,8 @@ mod tests {
             |d| d.agencies[0].agency.name.push('!'),
             |d| d.agencies[0].agency.aliases.push("x".into()),
             |d| d.agencies[0].agency.aliases[0].push('x'),
+            |d| d.agencies[0].agency.edxml_id = Some("ubnd-na".into()),
+            |d| d.agencies[0].agency.edxml_id = Some(String::new()),
             |d| d.agencies[0].home = NodeId::parse("national").unwrap(),
             |d| d.agencies.clear(),
         ];

@@ -252,6 +252,13 @@ impl Tree {
                 }
                 agency_by_alias.insert(alias.to_string(), i);
             }
+            if let Some(id) = &entry.agency.edxml_id
+                && !entry.agency.aliases.iter().any(|a| a.trim() == id.trim())
+            {
+                return Err(invalid(format!(
+                    "edxml_id {id:?} of agency {code} is not one of its aliases; list it in aliases too"
+                )));
+            }
         }
 
         Ok(Tree {
@@ -357,6 +364,14 @@ impl DirectoryIndex {
             .and_then(|c| self.tree.agency_by_code.get(&c))
             .or_else(|| self.tree.agency_by_alias.get(input))
             .map(|&i| self.directory.agencies[i].agency.code.clone())
+    }
+
+    /// The identifier edXML written for a DMS gives agency `code`, when its entry sets
+    /// one ([`Agency::edxml_id`]); otherwise messages carry the code.
+    pub fn edxml_id(&self, code: &AgencyCode) -> Option<&str> {
+        self.agency(code)
+            .and_then(|a| a.agency.edxml_id.as_deref())
+            .map(str::trim)
     }
 
     /// The agencies whose home is `node`, in directory order; none for an unknown node.
@@ -484,6 +499,32 @@ impl DirectoryIndex {
     }
 }
 
+/// The agency an identifier from a DMS names (`From`, `To`, `--to` …): what `directory`
+/// resolves it to (its code or one of its aliases), or else the QĐ 20/2020 code it is,
+/// known or not (whether it exists is the node's decision, with its directory). Without a
+/// directory (a single node serves its agencies from its own configuration) only codes
+/// are placed. The error says why `id` names no agency.
+pub fn place(directory: Option<&DirectoryIndex>, id: &str) -> Result<AgencyCode, String> {
+    if let Some(code) = directory.and_then(|d| d.resolve(id)) {
+        return Ok(code);
+    }
+    AgencyCode::parse(id).map_err(|e| {
+        let reason = match e {
+            Error::MalformedAgencyCode { reason, .. } => reason,
+            _ => "it is not an agency code",
+        };
+        match directory {
+            Some(d) => format!(
+                "not a QĐ 20/2020 code ({reason}), and no agency of directory version {} has it as an alias",
+                d.version
+            ),
+            None => format!(
+                "not a QĐ 20/2020 code ({reason}), and without the directory lienthong cannot tell which agency it names"
+            ),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +552,7 @@ mod tests {
                 code: code(c),
                 name: format!("Cơ quan {c}"),
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                edxml_id: None,
             },
             home: id(home),
         }
@@ -732,6 +774,49 @@ mod tests {
         assert_eq!(x.resolve("xa-h41-c2"), Some(code("002.00.00.H41")));
         assert_eq!(x.resolve("000.00.00.H99"), None);
         assert_eq!(x.resolve("nobody"), None);
+    }
+
+    #[test]
+    fn places_codes_aliases_and_says_why_an_identifier_names_no_agency() {
+        let mut d = two_tier();
+        d.agencies[3].agency.aliases = vec!["28.22.H17".into(), "vxp.saas.03".into()];
+        d.agencies[3].agency.edxml_id = Some("28.22.H17".into());
+        let x = index(d);
+        let xa = code("002.00.00.H41");
+        assert_eq!(place(Some(&x), "28.22.H17"), Ok(xa.clone()));
+        assert_eq!(place(Some(&x), " vxp.saas.03 "), Ok(xa.clone()));
+        assert_eq!(x.edxml_id(&xa), Some("28.22.H17"));
+        assert_eq!(x.edxml_id(&code("001.00.00.H41")), None);
+        // A code the directory does not list is still a code: the node decides.
+        assert_eq!(place(Some(&x), "009.00.00.H99"), Ok(code("009.00.00.H99")));
+        assert_eq!(place(None, "000.00.00.h41"), Ok(code("000.00.00.H41")));
+        let why = place(Some(&x), "vxp.saas.99").unwrap_err();
+        assert_eq!(
+            why,
+            "not a QĐ 20/2020 code (it must have exactly four parts), and no agency of directory version 1 has it as an alias"
+        );
+        let why = place(None, "28.22.H17").unwrap_err();
+        assert!(
+            why.contains("without the directory lienthong cannot tell which agency it names"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn an_edxml_id_must_be_one_of_the_agencys_aliases() {
+        let mut d = two_tier();
+        d.agencies[1].agency.edxml_id = Some("28.22.H41".into());
+        let msg = invalid_message(d);
+        assert!(
+            msg.contains(
+                r#"edxml_id "28.22.H41" of agency 000.00.00.H41 is not one of its aliases"#
+            ),
+            "{msg}"
+        );
+        let mut d = two_tier();
+        d.agencies[1].agency.aliases.push("28.22.H41".into());
+        d.agencies[1].agency.edxml_id = Some("28.22.H41".into());
+        d.validate().unwrap();
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub struct Agency {
     pub name: String,
     /// Legacy codes and local ids; compared exactly, after trimming.
     pub aliases: Vec<String>,
+    /// The identifier an edXML message written for a DMS gives this agency (in From,
+    /// To, a status's ResponseFor): the one the agency's own system expects, such as a
+    /// legacy code or a platform account id. One of `aliases`; `None` writes the code.
+    pub edxml_id: Option<String>,
 }
 
 impl Agency {
@@ -366,6 +370,7 @@ mod tests {
             code: AgencyCode::parse("000.00.00.G22").unwrap(),
             name: "Văn phòng Chính phủ".into(),
             aliases: vec!["01.02.G22".into(), "vpcp-dms".into()],
+            edxml_id: None,
         };
         assert!(office.answers_to("01.02.G22"));
         assert!(office.answers_to("000.00.00.g22"));

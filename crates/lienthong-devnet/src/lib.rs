@@ -589,6 +589,22 @@ pub fn generate_network(
     })
 }
 
+/// The directory source `source` with `aliases` (legacy codes, platform account ids)
+/// and, when given, the `edxml_id` (the identifier its system expects in edXML, one of
+/// the aliases) added to agency `code`'s entry.
+pub fn with_aliases(source: &str, code: &str, aliases: &[&str], edxml_id: Option<&str>) -> String {
+    let entry = format!("[[agencies]]\ncode = {code:?}\n");
+    let mut added = format!("{entry}aliases = {aliases:?}\n");
+    if let Some(id) = edxml_id {
+        added.push_str(&format!("edxml_id = {id:?}\n"));
+    }
+    assert!(
+        source.contains(&entry),
+        "no agency {code} in the directory source"
+    );
+    source.replacen(&entry, &added, 1)
+}
+
 /// A generated network with every node running in this process.
 #[derive(Debug)]
 pub struct RunningNetwork {
@@ -619,6 +635,20 @@ impl RunningNetwork {
         poll_ms: u64,
         adjust: impl Fn(&mut NodeConfig),
     ) -> anyhow::Result<Self> {
+        Self::start_with_directory(dir, shape, base_port, poll_ms, adjust, |source| source).await
+    }
+
+    /// As [`RunningNetwork::start_with`], the national directory source (TOML, version 1)
+    /// replaced by what `edit` makes of it before the national gateway signs it (e.g. with
+    /// [`with_aliases`]).
+    pub async fn start_with_directory(
+        dir: &Path,
+        shape: Shape,
+        base_port: u16,
+        poll_ms: u64,
+        adjust: impl Fn(&mut NodeConfig),
+        edit: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Self> {
         let n = network_size(shape);
         let mut listeners = Vec::with_capacity(n);
         for i in 0..n {
@@ -638,6 +668,8 @@ impl RunningNetwork {
             .map(|l| l.local_addr())
             .collect::<Result<Vec<_>, _>>()?;
         let mut net = generate_network(dir, shape, &addrs, poll_ms)?;
+        let source = net.directory_source().to_path_buf();
+        std::fs::write(&source, edit(std::fs::read_to_string(&source)?))?;
         for node in &mut net.nodes {
             adjust(&mut node.config);
         }

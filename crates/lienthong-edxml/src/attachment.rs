@@ -33,6 +33,23 @@ pub(crate) fn decode_base64<'c>(
     decoder.finish(out)
 }
 
+/// Why content that starts with `${` is refused: a template of a test tool (JMeter's
+/// `${__StringFromFile(…)}` in the national platform's SDK samples) left where the
+/// attachment's base64 should be, so the message has no attachment content to carry.
+fn template_left_in_place(text: &[u8]) -> String {
+    let end = text
+        .iter()
+        .position(|&b| b == b'}')
+        .map_or(text.len(), |e| e + 1)
+        .min(120);
+    format!(
+        "ContentTransferEncoded is not base64: it holds the template {:?} where the attachment's base64 content \
+         should be: the software or test plan that wrote the message did not fill it in; put \
+         the attachment's bytes there, base64-encoded",
+        String::from_utf8_lossy(&text[..end])
+    )
+}
+
 /// Base64 text decoded as it arrives, in pieces of any size: whitespace skipped, at most
 /// one step of text and of bytes held.
 pub(crate) struct Base64Decoder {
@@ -57,7 +74,7 @@ impl Base64Decoder {
 
     /// Decodes the next piece of text into `out`.
     pub(crate) fn push(&mut self, piece: &[u8], out: &mut dyn Write) -> Result<(), String> {
-        for &c in piece {
+        for (i, &c) in piece.iter().enumerate() {
             self.offset += 1;
             match c {
                 b' ' | b'\t' | b'\r' | b'\n' => continue,
@@ -68,6 +85,9 @@ impl Base64Decoder {
                         "ContentTransferEncoded is not valid base64: data after the '=' padding at character {}",
                         self.offset
                     ));
+                }
+                b'$' if piece[i..].starts_with(b"${") => {
+                    return Err(template_left_in_place(&piece[i..]));
                 }
                 _ => {
                     return Err(format!(
@@ -232,14 +252,26 @@ mod tests {
     }
 
     #[test]
-    fn rejects_non_base64_with_the_character() {
+    fn rejects_a_template_left_in_place_of_the_content_saying_so() {
         let err = decode_base64(
-            ["${__StringFromFile(test.txt)}"].into_iter(),
+            ["  ${__StringFromFile(test.txt,,,)}  "].into_iter(),
             &mut Vec::new(),
         )
         .unwrap_err();
         assert!(
-            err.contains("unexpected character '$' at character 1"),
+            err.starts_with(
+                "ContentTransferEncoded is not base64: it holds the template \"${__StringFromFile(test.txt,,,)}\" \
+                 where the attachment's base64 content should be"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_non_base64_with_the_character() {
+        let err = decode_base64(["aGVs$bG8="].into_iter(), &mut Vec::new()).unwrap_err();
+        assert!(
+            err.contains("unexpected character '$' at character 5"),
             "{err}"
         );
         let err = decode_base64(["aGVsbA=x"].into_iter(), &mut Vec::new()).unwrap_err();

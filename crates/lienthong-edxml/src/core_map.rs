@@ -7,9 +7,19 @@
 //! - unknown elements at their place, the original XML-DSig `Signature`, the
 //!   TraceHeaderList, OtherInfo/Direction, and whether a Bussiness block was present;
 //! - the text of numbers and codes as written (`Priority`, `Type`, `BussinessDocType`,
-//!   an agency code such as `vxp.saas.03` or `28.22.H17` that is not a QĐ 20/2020 code,
-//!   a status `Timestamp` …): on export the written text is used again as long as it
-//!   still means what the core value says, else the core value is written.
+//!   an agency identifier such as `vxp.saas.03` or `28.22.H17` that is not a QĐ 20/2020
+//!   code, a status `Timestamp` …): on export the written text is used again as long as
+//!   it still means what the core value says, else the core value is written.
+//!
+//! ## Agency identifiers
+//! Real messages name agencies by QĐ 20/2020 codes, legacy three-part codes (`28.22.H17`)
+//! and platform account ids (`vxp.saas.03`). On import each routing identifier (From and
+//! every To of a document; From and ResponseFor/OrganId of a status) is placed with the
+//! directory ([`lienthong_core::directory::place`]): a code, or an alias the directory
+//! lists, becomes the agency's code in the core value, and the text as written stays in
+//! `edxml_preserved`. On export an agency whose directory entry sets an `edxml_id` is
+//! written with it (the identifier its own system expects); otherwise as imported when
+//! that text is its code written differently, else as its code.
 //!
 //! ## The `edxml_preserved` encoding, version 1
 //! The bytes `lienthong-edxml-preserved/1\n` followed by an edXML message, written by this
@@ -21,6 +31,7 @@
 //! Core values always win: a field edited on the core document is exported as edited.
 
 use lienthong_core as core;
+use lienthong_core::directory::{DirectoryIndex, place};
 use lienthong_core::{AgencyCode, DocumentId, StatusCode, UnixMillis};
 
 use crate::error::Error;
@@ -60,21 +71,51 @@ fn num_out(native: bool, imported: &str, value: u32, read: fn(&str) -> u32) -> S
     }
 }
 
-fn code_of(
-    o: &Organization,
-    field: &str,
-    line: u32,
-    strict: bool,
-) -> Result<Option<AgencyCode>, Error> {
-    match AgencyCode::parse(&o.organ_id) {
-        Ok(c) => Ok(Some(c)),
-        Err(_) if !strict => Ok(None),
-        Err(e) => Err(Error::Unroutable {
-            field: field.to_string(),
-            value: o.organ_id.clone(),
-            line,
-            reason: e.to_string(),
-        }),
+/// An identifier the bus routes by, where the message has it: `From/OrganId` and each
+/// `To #n OrganId` of a document; `From/OrganId` and `ResponseFor/OrganId` (the agency
+/// the notice goes to) of a status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingId {
+    pub field: String,
+    pub value: String,
+    /// 0 when unknown.
+    pub line: u32,
+}
+
+impl RoutingId {
+    /// The agency the identifier names (see [`place`]), or [`Error::Unroutable`] saying
+    /// why it names none.
+    pub fn place(&self, directory: Option<&DirectoryIndex>) -> Result<AgencyCode, Error> {
+        place(directory, &self.value).map_err(|reason| Error::Unroutable {
+            field: self.field.clone(),
+            value: self.value.clone(),
+            line: self.line,
+            reason,
+        })
+    }
+
+    /// As [`RoutingId::place`] when `strict`; otherwise an identifier that names no
+    /// agency is carried as text (`None`).
+    fn place_or_carry(
+        &self,
+        directory: Option<&DirectoryIndex>,
+        strict: bool,
+    ) -> Result<Option<AgencyCode>, Error> {
+        match self.place(directory) {
+            Ok(c) => Ok(Some(c)),
+            Err(_) if !strict => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Message {
+    /// The identifiers the bus routes this message by, From first.
+    pub fn routing_ids(&self) -> Vec<RoutingId> {
+        match self {
+            Message::Document(d) => d.routing_ids(),
+            Message::Status(s) => s.routing_ids(),
+        }
     }
 }
 
@@ -91,14 +132,32 @@ fn org_to_core(o: &Organization, code: Option<AgencyCode>) -> core::Organization
     }
 }
 
-fn org_from_core(imported: Option<&Organization>, o: &core::Organization) -> Organization {
+/// The identifier an exported message gives agency `code`: the directory's `edxml_id`
+/// for it when set, else the code.
+fn export_id(code: &AgencyCode, directory: Option<&DirectoryIndex>) -> String {
+    directory
+        .and_then(|d| d.edxml_id(code))
+        .map(str::to_string)
+        .unwrap_or_else(|| code.to_string())
+}
+
+fn org_from_core(
+    imported: Option<&Organization>,
+    o: &core::Organization,
+    directory: Option<&DirectoryIndex>,
+) -> Organization {
     let raw = imported.map(|i| i.organ_id.as_str()).unwrap_or("");
-    // The imported text while it still names the same agency (or, for a code that is not
-    // QĐ 20/2020, no agency lienthong knows), else the core code.
-    let organ_id = if AgencyCode::parse(raw).ok() == o.code {
-        raw.to_string()
-    } else {
-        o.code.as_ref().map(|c| c.to_string()).unwrap_or_default()
+    // The identifier configured for the agency; else the imported text while it is the
+    // same code written differently (or, for an identifier that named no agency, the text
+    // carried), else the core code.
+    let configured = o
+        .code
+        .as_ref()
+        .and_then(|c| directory.and_then(|d| d.edxml_id(c)));
+    let organ_id = match configured {
+        Some(id) => id.to_string(),
+        None if AgencyCode::parse(raw).ok() == o.code => raw.to_string(),
+        None => o.code.as_ref().map(|c| c.to_string()).unwrap_or_default(),
     };
     Organization {
         organ_id,
@@ -210,24 +269,75 @@ impl EdxmlDocument {
         }
     }
 
-    /// The core document for sending: From and every To must be QĐ 20/2020 agency codes
-    /// (else [`Error::Unroutable`] says which and on which line), and DocumentId must be
-    /// usable. `now` is the creation time when the message has no TraceHeader timestamp.
-    /// Attachment contents stay in [`EdxmlDocument::attachments`] (or wherever
-    /// [`crate::parse_with`] streamed them); the core document holds their size and
-    /// SHA-256.
+    /// As [`EdxmlDocument::to_core_with`] without a directory: From and every To must be
+    /// QĐ 20/2020 codes.
     pub fn to_core(&self, now: UnixMillis) -> Result<core::Document, Error> {
-        self.convert(now, true)
+        self.convert(now, None, true)
     }
 
-    /// As [`EdxmlDocument::to_core`], but an agency code that is not a QĐ 20/2020 code
+    /// The core document for sending: From and every To must name an agency, by a
+    /// QĐ 20/2020 code or an alias `directory` lists (else [`Error::Unroutable`] says
+    /// which, why and on which line), and DocumentId must be usable. `now` is the
+    /// creation time when the message has no TraceHeader timestamp. Attachment contents
+    /// stay in [`EdxmlDocument::attachments`] (or wherever [`crate::parse_with`] streamed
+    /// them); the core document holds their size and SHA-256.
+    pub fn to_core_with(
+        &self,
+        now: UnixMillis,
+        directory: Option<&DirectoryIndex>,
+    ) -> Result<core::Document, Error> {
+        self.convert(now, directory, true)
+    }
+
+    /// As [`EdxmlDocument::to_core`], but an identifier that is not a QĐ 20/2020 code
     /// is carried (its `code` is `None`, the text is preserved) instead of refused: for
     /// archiving and inspection, not for sending.
     pub fn to_core_lenient(&self, now: UnixMillis) -> Result<core::Document, Error> {
-        self.convert(now, false)
+        self.convert(now, None, false)
     }
 
-    fn convert(&self, now: UnixMillis, strict: bool) -> Result<core::Document, Error> {
+    /// Refuses a document without To: it has no recipient to be routed to.
+    pub(crate) fn require_recipients(&self) -> Result<(), Error> {
+        if self.header.to.is_empty() {
+            return Err(Error::Import {
+                line: self.lines.of("MessageHeader"),
+                reason: "MessageHeader has no To: the document has no recipient to be routed to"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The identifiers the bus routes this document by: From, then each To.
+    pub fn routing_ids(&self) -> Vec<RoutingId> {
+        let h = &self.header;
+        let lines = &self.lines;
+        let mut ids = Vec::with_capacity(1 + h.to.len());
+        ids.push(RoutingId {
+            field: "From/OrganId".into(),
+            value: h.from.organ_id.clone(),
+            line: lines
+                .of("MessageHeader/From/OrganId")
+                .max(lines.of("MessageHeader")),
+        });
+        for (i, o) in h.to.iter().enumerate() {
+            ids.push(RoutingId {
+                field: format!("To #{} OrganId", i + 1),
+                value: o.organ_id.clone(),
+                line: lines
+                    .of(&format!("MessageHeader/To[{i}]/OrganId"))
+                    .max(lines.of(&format!("MessageHeader/To[{i}]"))),
+            });
+        }
+        ids
+    }
+
+    fn convert(
+        &self,
+        now: UnixMillis,
+        directory: Option<&DirectoryIndex>,
+        strict: bool,
+    ) -> Result<core::Document, Error> {
         let h = &self.header;
         let lines = &self.lines;
         let id = DocumentId::parse(&h.document_id).map_err(|e| Error::Import {
@@ -238,28 +348,14 @@ impl EdxmlDocument {
                 "MessageHeader/DocumentId: {e}; lienthong needs the sender's document id to deduplicate"
             ),
         })?;
-        let from_code = code_of(
-            &h.from,
-            "From/OrganId",
-            lines
-                .of("MessageHeader/From/OrganId")
-                .max(lines.of("MessageHeader")),
-            strict,
-        )?;
-        if strict && h.to.is_empty() {
-            return Err(Error::Import {
-                line: lines.of("MessageHeader"),
-                reason: "MessageHeader has no To: the document has no recipient to be routed to"
-                    .into(),
-            });
+        let ids = self.routing_ids();
+        let from_code = ids[0].place_or_carry(directory, strict)?;
+        if strict {
+            self.require_recipients()?;
         }
         let mut to = Vec::with_capacity(h.to.len());
-        for (i, o) in h.to.iter().enumerate() {
-            let line = lines
-                .of(&format!("MessageHeader/To[{i}]/OrganId"))
-                .max(lines.of(&format!("MessageHeader/To[{i}]")));
-            let code = code_of(o, &format!("To #{} OrganId", i + 1), line, strict)?;
-            to.push(org_to_core(o, code));
+        for (o, id) in h.to.iter().zip(&ids[1..]) {
+            to.push(org_to_core(o, id.place_or_carry(directory, strict)?));
         }
         let o = &h.other;
         let header = core::DocumentHeader {
@@ -407,10 +503,20 @@ impl EdxmlDocument {
         s
     }
 
-    /// The edXML message for a core document: its preserved parts (if it was imported)
-    /// with the core values laid over them. Attachments have no content: write with
-    /// [`crate::write_with`], or fill [`Attachment::content`].
+    /// As [`EdxmlDocument::from_core_with`] without a directory: agencies are written by
+    /// their codes (or as imported, when that is the same code).
     pub fn from_core(doc: &core::Document) -> Result<EdxmlDocument, Error> {
+        Self::from_core_with(doc, None)
+    }
+
+    /// The edXML message for a core document: its preserved parts (if it was imported)
+    /// with the core values laid over them, each agency written with the `edxml_id`
+    /// `directory` sets for it. Attachments have no content: write with
+    /// [`crate::write_with`], or fill [`Attachment::content`].
+    pub fn from_core_with(
+        doc: &core::Document,
+        directory: Option<&DirectoryIndex>,
+    ) -> Result<EdxmlDocument, Error> {
         let (base, native) = match decode_preserved(&doc.edxml_preserved)? {
             None => (EdxmlDocument::default(), true),
             Some(Message::Document(d)) => (d, false),
@@ -419,12 +525,12 @@ impl EdxmlDocument {
         let c = &doc.header;
         let b = &base.header;
         let header = DocumentHeader {
-            from: org_from_core(Some(&b.from), &doc.from),
+            from: org_from_core(Some(&b.from), &doc.from, directory),
             to: doc
                 .to
                 .iter()
                 .enumerate()
-                .map(|(i, o)| org_from_core(b.to.get(i), o))
+                .map(|(i, o)| org_from_core(b.to.get(i), o, directory))
                 .collect(),
             document_id: doc.id.to_string(),
             code_number: c.code.number.clone(),
@@ -527,7 +633,7 @@ impl EdxmlDocument {
                     .from
                     .code
                     .as_ref()
-                    .map(|c| c.to_string())
+                    .map(|c| export_id(c, directory))
                     .unwrap_or_default(),
                 timestamp: format_timestamp(doc.created_at),
             });
@@ -570,38 +676,29 @@ impl EdxmlStatus {
         }
     }
 
-    /// The core status notice. From and ResponseFor/OrganId (the agency the notice goes
-    /// to) must be QĐ 20/2020 agency codes, StatusCode one of 01–06, 13, 15, 16. The
-    /// notice's id is derived from its content, so that a re-sent notice deduplicates.
-    /// `now` is the time when the Timestamp cannot be read.
+    /// As [`EdxmlStatus::to_core_with`] without a directory: From and ResponseFor/OrganId
+    /// must be QĐ 20/2020 codes.
     pub fn to_core(&self, now: UnixMillis) -> Result<core::StatusNotice, Error> {
-        let lines = &self.lines;
-        let from = code_of(
-            &self.from,
-            "From/OrganId",
-            lines
-                .of("MessageHeader/From/OrganId")
-                .max(lines.of("MessageHeader")),
-            true,
-        )?;
-        let to = AgencyCode::parse(&self.response_for.organ_id).map_err(|e| Error::Unroutable {
-            field: "ResponseFor/OrganId".into(),
-            value: self.response_for.organ_id.clone(),
-            line: lines
-                .of("MessageHeader/ResponseFor/OrganId")
-                .max(lines.of("MessageHeader/ResponseFor"))
-                .max(lines.of("MessageHeader")),
-            reason: e.to_string(),
-        })?;
-        let code = StatusCode::parse(&self.status_code).map_err(|e| Error::Import {
-            line: lines
-                .of("MessageHeader/StatusCode")
-                .max(lines.of("MessageHeader")),
-            reason: format!("StatusCode: {e}"),
-        })?;
+        self.to_core_with(now, None)
+    }
+
+    /// The core status notice. From and ResponseFor/OrganId (the agency the notice goes
+    /// to) must name agencies, by QĐ 20/2020 codes or aliases `directory` lists;
+    /// StatusCode must be one of 01–06, 13, 15, 16. The notice's id is derived from its
+    /// content, so that a re-sent notice deduplicates. `now` is the time when the
+    /// Timestamp cannot be read.
+    pub fn to_core_with(
+        &self,
+        now: UnixMillis,
+        directory: Option<&DirectoryIndex>,
+    ) -> Result<core::StatusNotice, Error> {
+        let [from, to] = self.routing_ids_pair();
+        let from = from.place(directory)?;
+        let to = to.place(directory)?;
+        let code = self.status_code()?;
         Ok(core::StatusNotice {
             id: self.derived_id(),
-            from: org_to_core(&self.from, from),
+            from: org_to_core(&self.from, Some(from)),
             to,
             response_for: response_for_to_core(&self.response_for),
             staff: self.staff.as_ref().map(staff_to_core),
@@ -612,6 +709,43 @@ impl EdxmlStatus {
             trace: Vec::new(),
             edxml_preserved: encode_preserved(&Message::Status(self.skeleton()))?,
         })
+    }
+
+    /// The StatusCode, one of 01–06, 13, 15, 16.
+    pub fn status_code(&self) -> Result<StatusCode, Error> {
+        StatusCode::parse(&self.status_code).map_err(|e| Error::Import {
+            line: self
+                .lines
+                .of("MessageHeader/StatusCode")
+                .max(self.lines.of("MessageHeader")),
+            reason: format!("StatusCode: {e}"),
+        })
+    }
+
+    /// The identifiers the bus routes this notice by: From, then ResponseFor/OrganId.
+    pub fn routing_ids(&self) -> Vec<RoutingId> {
+        self.routing_ids_pair().into()
+    }
+
+    fn routing_ids_pair(&self) -> [RoutingId; 2] {
+        let lines = &self.lines;
+        [
+            RoutingId {
+                field: "From/OrganId".into(),
+                value: self.from.organ_id.clone(),
+                line: lines
+                    .of("MessageHeader/From/OrganId")
+                    .max(lines.of("MessageHeader")),
+            },
+            RoutingId {
+                field: "ResponseFor/OrganId".into(),
+                value: self.response_for.organ_id.clone(),
+                line: lines
+                    .of("MessageHeader/ResponseFor/OrganId")
+                    .max(lines.of("MessageHeader/ResponseFor"))
+                    .max(lines.of("MessageHeader")),
+            },
+        ]
     }
 
     /// A UUID-shaped id from the notice's sender, document, code, time and description.
@@ -652,16 +786,28 @@ impl EdxmlStatus {
         s
     }
 
-    /// The edXML status message for a core notice: its preserved parts (if it was
-    /// imported) with the core values laid over them.
+    /// As [`EdxmlStatus::from_core_with`] without a directory.
     pub fn from_core(n: &core::StatusNotice) -> Result<EdxmlStatus, Error> {
+        Self::from_core_with(n, None)
+    }
+
+    /// The edXML status message for a core notice: its preserved parts (if it was
+    /// imported) with the core values laid over them, the sender and the agency the
+    /// notice goes to (ResponseFor/OrganId) written with the `edxml_id` `directory` sets
+    /// for them.
+    pub fn from_core_with(
+        n: &core::StatusNotice,
+        directory: Option<&DirectoryIndex>,
+    ) -> Result<EdxmlStatus, Error> {
         let (base, native) = match decode_preserved(&n.edxml_preserved)? {
             None => (EdxmlStatus::default(), true),
             Some(Message::Status(s)) => (s, false),
             Some(Message::Document(_)) => return Err(Error::Preserved(HOLDS_DOCUMENT.into())),
         };
         let mut response_for = response_for_from_core(&n.response_for);
-        if response_for.organ_id.is_empty() {
+        if let Some(id) = directory.and_then(|d| d.edxml_id(&n.to)) {
+            response_for.organ_id = id.to_string();
+        } else if response_for.organ_id.is_empty() {
             response_for.organ_id = n.to.to_string();
         }
         let status_code = match StatusCode::parse(&base.status_code) {
@@ -679,7 +825,7 @@ impl EdxmlStatus {
             timestamp: format_timestamp(t.at),
         }));
         Ok(EdxmlStatus {
-            from: org_from_core(Some(&base.from), &n.from),
+            from: org_from_core(Some(&base.from), &n.from, directory),
             response_for,
             staff: n.staff.as_ref().map(staff_from_core),
             status_code,

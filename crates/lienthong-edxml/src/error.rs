@@ -39,10 +39,10 @@ impl std::error::Error for ParseError {}
 pub enum Error {
     #[error("cannot read the edXML message: {0}")]
     Parse(#[from] ParseError),
-    /// A routing field is not a QĐ 20/2020 agency code, so the bus cannot deliver the
-    /// message.
+    /// A routing field names no agency: it is not a QĐ 20/2020 code, and no directory
+    /// at hand lists it as an alias, so the bus cannot deliver the message.
     #[error(
-        "{field} {value:?} is not a valid agency code ({reason}); this message cannot be routed: ask the sender for its QĐ 20/2020 code"
+        "{field} {value:?} names no agency: {reason}; this message cannot be routed until the directory lists {value:?} as an alias of its agency, or the message names the agency by its QĐ 20/2020 code"
     )]
     Unroutable {
         field: String,

@@ -36,6 +36,7 @@ pub mod time;
 pub mod write;
 
 pub use attachment::{ZipEntry, zip_entries};
+pub use core_map::RoutingId;
 pub use dom::{EDXML_NS, XmlElement};
 
 pub use dsig::{SignatureCheck, SignatureMethod, sign, verify_signature};

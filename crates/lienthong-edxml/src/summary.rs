@@ -3,9 +3,11 @@
 
 use std::fmt::Write as _;
 
-use lienthong_core::StatusCode;
+use lienthong_core::directory::DirectoryIndex;
+use lienthong_core::{AgencyCode, StatusCode};
 
 use crate::attachment::zip_entries;
+use crate::core_map::RoutingId;
 use crate::dsig::{SignatureCheck, verify_signature};
 use crate::error::Error;
 use crate::model::*;
@@ -17,23 +19,53 @@ pub struct CheckReport {
     pub signature: SignatureCheck,
     /// The line of the `Signature` element, 0 without one.
     pub signature_line: u32,
+    /// Each identifier the bus routes the message by, with the agency it names or, as
+    /// [`Error::Unroutable`], why it names none.
+    pub identifiers: Vec<(RoutingId, Result<AgencyCode, Error>)>,
+}
+
+impl CheckReport {
+    /// The identifiers that name no agency, with the reason: the node routes by the
+    /// directory, so these are warnings, not refusals.
+    pub fn unplaced(&self) -> impl Iterator<Item = &Error> {
+        self.identifiers
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err())
+    }
 }
 
 /// Reads `input` and checks that lienthong can carry it: a well-formed edXML message,
-/// attachments that decode, QĐ 20/2020 codes in the routing fields (From and To of a
-/// document; From and ResponseFor/OrganId of a status), a DocumentId, a known
-/// StatusCode. The signature is verified and reported, not required.
-pub fn check(input: &[u8]) -> Result<CheckReport, Error> {
+/// attachments that decode (a template left where the content should be is refused),
+/// a DocumentId and at least one To, a known StatusCode. Each routing identifier (From
+/// and To of a document; From and ResponseFor/OrganId of a status) is placed with
+/// `directory` when given, else only QĐ 20/2020 codes are: one that names no agency is
+/// reported in [`CheckReport::identifiers`], not refused. The XML-DSig signature is
+/// verified and reported, not required.
+pub fn check(input: &[u8], directory: Option<&DirectoryIndex>) -> Result<CheckReport, Error> {
     let message = crate::parse::parse(input)?;
     match &message {
-        Message::Document(d) => d.to_core(0).map(drop)?,
-        Message::Status(s) => s.to_core(0).map(drop)?,
+        Message::Document(d) => {
+            d.to_core_lenient(0)?;
+            d.require_recipients()?;
+        }
+        Message::Status(s) => {
+            s.status_code()?;
+        }
     }
+    let identifiers = message
+        .routing_ids()
+        .into_iter()
+        .map(|id| {
+            let placed = id.place(directory);
+            (id, placed)
+        })
+        .collect();
     let signature_line = message.signature().map(|s| s.line).unwrap_or(0);
     Ok(CheckReport {
         signature: verify_signature(input),
         message,
         signature_line,
+        identifiers,
     })
 }
 

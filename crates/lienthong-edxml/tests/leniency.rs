@@ -354,7 +354,9 @@ fn an_attachment_that_is_not_base64_is_reported_with_its_line() {
     assert_eq!(e.line, line, "{e}");
     assert!(e.reason.contains("cong-van-123.zip"), "{e}");
     assert!(
-        e.reason.contains("not base64: unexpected character '$'"),
+        e.reason.contains(
+            "holds the template \"${__StringFromFile(test.txt)}\" where the attachment's base64 content should be"
+        ),
         "{e}"
     );
 }

@@ -377,6 +377,9 @@ impl NodeConfig {
                 code,
                 name: a.name.clone(),
                 aliases: a.aliases.clone(),
+                // Only a network's directory carries one: without a directory a DMS
+                // client resolves no alias.
+                edxml_id: None,
             });
         }
         Ok(out)

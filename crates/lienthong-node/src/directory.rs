@@ -50,6 +50,10 @@ pub struct AgencySource {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// What edXML written for this agency's DMS calls it: one of `aliases` (default: the
+    /// code).
+    #[serde(default)]
+    pub edxml_id: Option<String>,
     pub home: String,
 }
 
@@ -77,6 +81,7 @@ pub fn load_source(path: &Path) -> Result<Directory, Error> {
                 code: AgencyCode::parse(&a.code).map_err(bad)?,
                 name: a.name,
                 aliases: a.aliases,
+                edxml_id: a.edxml_id,
             },
             home: node(&a.home)?,
         });

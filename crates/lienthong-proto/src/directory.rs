@@ -44,6 +44,7 @@ impl TryFrom<pb::Directory> for Directory {
                         code: code("agencies.code", &a.code)?,
                         name: a.name,
                         aliases: a.aliases,
+                        edxml_id: (!a.edxml_id.is_empty()).then_some(a.edxml_id),
                     },
                     home: node_id("agencies.home", &a.home)?,
                 })
@@ -84,6 +85,7 @@ impl From<&Directory> for pb::Directory {
                     name: a.agency.name.clone(),
                     aliases: a.agency.aliases.clone(),
                     home: a.home.to_string(),
+                    edxml_id: a.agency.edxml_id.clone().unwrap_or_default(),
                 })
                 .collect(),
             signature: d.signature.as_ref().map(Into::into),
@@ -121,6 +123,7 @@ mod tests {
                 code: AgencyCode::parse(c).unwrap(),
                 name: name.into(),
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                edxml_id: aliases.last().map(|a| a.to_string()),
             },
             home: id(home),
         };
@@ -158,6 +161,8 @@ mod tests {
     #[test]
     fn directories_round_trip_through_the_cache_encoding() {
         let d = directory();
+        assert_eq!(d.agencies[2].agency.edxml_id.as_deref(), Some("xa-002"));
+        assert_eq!(d.agencies[1].agency.edxml_id, None);
         let back = decode_directory(&encode_directory(&d)).unwrap();
         assert_eq!(back, d);
         assert_eq!(directory_bytes(&back), directory_bytes(&d));

@@ -189,10 +189,15 @@ impl VxpBackend for BusBackend {
             .into_std()
             .await;
         let spool = self.spool_dir.clone();
-        let imported = tokio::task::spawn_blocking(move || ImportedEdxml::read(file, Some(&spool)))
-            .await
-            .map_err(|e| BackendError::Internal(format!("reading the edXML: {e}")))?
-            .map_err(edxml_error)?;
+        // Identifiers that are aliases (legacy codes, platform account ids) are placed
+        // with the node's directory.
+        let directory = client.current_directory().await.map_err(backend_error)?;
+        let imported = tokio::task::spawn_blocking(move || {
+            ImportedEdxml::read(file, Some(&spool), directory.as_deref())
+        })
+        .await
+        .map_err(|e| BackendError::Internal(format!("reading the edXML: {e}")))?
+        .map_err(edxml_error)?;
         let kind_matches = matches!(
             (&imported.message, submission.message_type),
             (ImportedMessage::Document { .. }, MessageType::Edoc)
