@@ -1,9 +1,11 @@
 //! The gateway in front of a real lienthong network: a DMS speaking the VXP SDK's wire
 //! protocol (headers signed by `common::sdk_sign`, written from the reference, not from
 //! the gateway's code; bare HTTP/1.1 over TLS) at a commune of one province sends a real
-//! sample edXML message to a commune of another province through the nodes; the other
-//! DMS lists it, downloads it as edXML and updates its status; a status message flows
-//! back; the sender lists it as sent. Refused requests change nothing on the bus.
+//! sample edXML message, its sender named by a platform account id and its recipient by
+//! a legacy three-part code, to a commune of another province through the nodes; the
+//! other DMS lists it, downloads it as edXML (with the identifiers its system expects)
+//! and updates its status; a status message flows back; the sender lists it as sent.
+//! Refused requests change nothing on the bus.
 
 mod common;
 
@@ -14,16 +16,39 @@ use std::sync::Arc;
 use base64::Engine;
 use common::{EDOC, RawResponse, TS, https_request, sdk_body, sdk_sign};
 use lienthong_core::AgencyCode;
-use lienthong_devnet::{RunningNetwork, Shape, vxp_secret_file};
+use lienthong_devnet::{RunningNetwork, Shape, vxp_secret_file, with_aliases};
 
 /// The sender: a commune of province H41; the recipient: a commune of province H42.
 const FROM: &str = "001.00.20.H41";
 const TO: &str = "001.00.20.H42";
+/// The sender's account on the national platform, which its DMS writes as its id.
+const FROM_ACCOUNT: &str = "vxp.saas.h41-c1";
+/// The recipient's legacy three-part code, which its DMS still uses.
+const TO_LEGACY: &str = "28.22.H17";
+
+/// A 2-tier network whose directory knows both identifiers, each its agency's edXML id.
+async fn network(dir: &Path) -> RunningNetwork {
+    RunningNetwork::start_with_directory(
+        dir,
+        Shape::new(2),
+        0,
+        200,
+        |_| {},
+        |source| {
+            let source = with_aliases(&source, FROM, &[FROM_ACCOUNT], Some(FROM_ACCOUNT));
+            with_aliases(&source, TO, &[TO_LEGACY], Some(TO_LEGACY))
+        },
+    )
+    .await
+    .unwrap()
+}
 
 /// One DMS of the test: its system id (the agency code, as `lienthong dev` sets it up),
 /// its secret, and where its gateway listens.
 struct Dms {
     agency: String,
+    /// What the DMS writes as `from`: its platform account id or its code.
+    from: String,
     secret: String,
     gateway: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
@@ -41,6 +66,7 @@ impl Dms {
         let secret = std::fs::read_to_string(vxp_secret_file(&net.net.dir, &code)).unwrap();
         Dms {
             agency: agency.to_string(),
+            from: agency.to_string(),
             secret,
             gateway: net.vxp_addr(i).expect("the node runs a VXP gateway"),
             tls: client_tls(&net.net.dir.join("ca").join("ca.pem")),
@@ -93,7 +119,7 @@ impl Dms {
                 ("servicetype", "eDoc"),
                 ("messagetype", message_type),
                 ("hash-file", &hash),
-                ("from", &self.agency),
+                ("from", &self.from),
             ],
             &sdk_body(file),
         )
@@ -113,7 +139,11 @@ impl Dms {
 
     async fn get_edoc(&self, doc_id: &str) -> Vec<u8> {
         let r = self
-            .call("getEdoc", &[("docId", doc_id), ("filePath", "/tmp/in")], b"{}")
+            .call(
+                "getEdoc",
+                &[("docId", doc_id), ("filePath", "/tmp/in")],
+                b"{}",
+            )
             .await;
         let v = ok(&r);
         base64::engine::general_purpose::STANDARD
@@ -122,8 +152,12 @@ impl Dms {
     }
 
     async fn update_status(&self, doc_id: &str, status: &str) -> RawResponse {
-        self.call("updateStatus", &[("docId", doc_id), ("status", status)], b"{}")
-            .await
+        self.call(
+            "updateStatus",
+            &[("docId", doc_id), ("status", status)],
+            b"{}",
+        )
+        .await
     }
 }
 
@@ -160,47 +194,49 @@ fn ok(r: &RawResponse) -> serde_json::Value {
     v
 }
 
-/// The sample document of the reference, from `FROM` to `TO`.
-fn sample_edoc() -> Vec<u8> {
+/// The sample document of the reference, from `from` to `to` (as the DMS writes them).
+fn sample_edoc(from: &str, to: &str) -> Vec<u8> {
     String::from_utf8(EDOC.to_vec())
         .unwrap()
         .replacen(
             "<edXML:OrganId>002.00.20.H13</edXML:OrganId>",
-            &format!("<edXML:OrganId>{FROM}</edXML:OrganId>"),
+            &format!("<edXML:OrganId>{from}</edXML:OrganId>"),
             1,
         )
         .replacen(
             "<edXML:OrganId>000.00.15.H51</edXML:OrganId>",
-            &format!("<edXML:OrganId>{TO}</edXML:OrganId>"),
+            &format!("<edXML:OrganId>{to}</edXML:OrganId>"),
             1,
         )
         .into_bytes()
 }
 
-/// A status 03 (accepted) from `TO` about the document `doc_id` of `FROM`, as a DMS
-/// writes it.
+/// A status 03 (accepted) from `TO` about the document `doc_id` of `FROM`, as the
+/// recipient's DMS writes it: with the identifiers its system knows.
 fn status_03(doc_id: &str, code_number: &str, code_notation: &str) -> Vec<u8> {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
-<export xmlns:edXML="http://www.e-doc.vn/Schema/">
-  <edXML:StatusHeader>
-    <edXML:MessageHeader>
-      <edXML:From>
-        <edXML:OrganId>{TO}</edXML:OrganId>
-        <edXML:OrganName>UBND xã thử nghiệm, tỉnh H42</edXML:OrganName>
-      </edXML:From>
-      <edXML:ResponseFor>
-        <edXML:OrganId>{FROM}</edXML:OrganId>
-        <edXML:Code>{code_number}/{code_notation}</edXML:Code>
-        <edXML:PromulgationDate>2026/12/05</edXML:PromulgationDate>
-        <edXML:DocumentId>{doc_id}</edXML:DocumentId>
-      </edXML:ResponseFor>
-      <edXML:StatusCode>03</edXML:StatusCode>
-      <edXML:Description>Văn thư: đã vào sổ văn bản đến</edXML:Description>
-      <edXML:Timestamp>2026/12/05 09:30:00</edXML:Timestamp>
-    </edXML:MessageHeader>
-  </edXML:StatusHeader>
-</export>
+<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+  <edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <edXML:edXMLHeader>
+      <edXML:MessageHeader>
+        <edXML:From>
+          <edXML:OrganId>{TO_LEGACY}</edXML:OrganId>
+          <edXML:OrganName>UBND xã thử nghiệm, tỉnh H42</edXML:OrganName>
+        </edXML:From>
+        <edXML:ResponseFor>
+          <edXML:OrganId>{FROM_ACCOUNT}</edXML:OrganId>
+          <edXML:Code>{code_number}/{code_notation}</edXML:Code>
+          <edXML:PromulgationDate>2019/01/17</edXML:PromulgationDate>
+          <edXML:DocumentId>{doc_id}</edXML:DocumentId>
+        </edXML:ResponseFor>
+        <edXML:StatusCode>03</edXML:StatusCode>
+        <edXML:Description>Văn thư: đã vào sổ văn bản đến</edXML:Description>
+        <edXML:Timestamp>2026/12/05 09:30:00</edXML:Timestamp>
+      </edXML:MessageHeader>
+    </edXML:edXMLHeader>
+  </edXML:edXMLEnvelope>
+</edXML>
 "#
     )
     .into_bytes()
@@ -209,7 +245,10 @@ fn status_03(doc_id: &str, code_number: &str, code_notation: &str) -> Vec<u8> {
 /// The text of the first element `name` in an edXML message.
 fn element<'a>(xml: &'a str, name: &str) -> &'a str {
     let open = format!("<edXML:{name}>");
-    let start = xml.find(&open).unwrap_or_else(|| panic!("no {name} in {xml}")) + open.len();
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        + open.len();
     let end = start + xml[start..].find('<').unwrap();
     &xml[start..end]
 }
@@ -218,14 +257,14 @@ fn element<'a>(xml: &'a str, name: &str) -> &'a str {
 async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
     common::install_ring();
     let dir = tempfile::tempdir().unwrap();
-    let net = RunningNetwork::start(dir.path(), Shape::new(2), 0, 200)
-        .await
-        .unwrap();
-    let (sender, recipient) = (Dms::new(&net, FROM), Dms::new(&net, TO));
+    let net = network(dir.path()).await;
+    let (mut sender, recipient) = (Dms::new(&net, FROM), Dms::new(&net, TO));
+    sender.from = FROM_ACCOUNT.into();
 
-    // The sender's DMS sends the sample; a re-send (the SDK's after a dropped connection,
+    // The sender's DMS sends the sample, written with its platform account id and the
+    // recipient's legacy code; a re-send (the SDK's after a dropped connection,
     // or the DMS's) gets the same DocId and is one document.
-    let edoc = sample_edoc();
+    let edoc = sample_edoc(FROM_ACCOUNT, TO_LEGACY);
     let sent = ok(&sender.send_edoc("edoc", &edoc).await);
     let doc_id = sent["DocId"].as_str().unwrap().to_string();
     assert!(!doc_id.is_empty());
@@ -239,7 +278,10 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
         if list["data"].as_array().is_some_and(|d| !d.is_empty()) {
             break list;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never arrived: {list}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never arrived: {list}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     let items = list["data"].as_array().unwrap();
@@ -247,15 +289,23 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
     assert_eq!(items[0]["docId"], doc_id.as_str());
     assert_eq!(items[0]["from"], FROM);
     assert_eq!(items[0]["to"], TO);
-    let count = ok(&recipient
-        .call("countReceiveEdoc", &[], b"{}")
-        .await);
+    let count = ok(&recipient.call("countReceiveEdoc", &[], b"{}").await);
     assert_eq!(count["count"], 1);
 
     let got = String::from_utf8(recipient.get_edoc(&doc_id).await).unwrap();
     let original = String::from_utf8(edoc.clone()).unwrap();
     assert_eq!(element(&got, "Subject"), element(&original, "Subject"));
-    assert_eq!(element(&got, "CodeNumber"), element(&original, "CodeNumber"));
+    assert_eq!(
+        element(&got, "CodeNumber"),
+        element(&original, "CodeNumber")
+    );
+    // Each agency as the recipient's system knows it: the sender's account id, its own
+    // legacy code.
+    assert_eq!(element(&got, "OrganId"), FROM_ACCOUNT, "{got}");
+    assert!(
+        got.contains(&format!("<edXML:OrganId>{TO_LEGACY}</edXML:OrganId>")),
+        "{got}"
+    );
     // The attachment's content is the sender's, byte for byte.
     let content = |xml: &str| {
         base64::engine::general_purpose::STANDARD
@@ -276,7 +326,11 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
     ok(&recipient.update_status(&doc_id, "done").await);
     ok(&recipient.update_status(&doc_id, "done").await);
     let list = recipient.received("edoc").await;
-    assert_eq!(list["data"].as_array().map(Vec::len).unwrap_or(0), 0, "{list}");
+    assert_eq!(
+        list["data"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{list}"
+    );
 
     // The recipient answers with status 03; the sender's DMS lists and downloads it.
     let status = status_03(
@@ -312,6 +366,7 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
     let got_status = String::from_utf8(sender.get_edoc(&status_id).await).unwrap();
     assert_eq!(element(&got_status, "StatusCode"), "03");
     assert_eq!(element(&got_status, "DocumentId"), doc_id);
+    assert_eq!(element(&got_status, "OrganId"), TO_LEGACY, "{got_status}");
     ok(&sender.update_status(&status_id, "done").await);
 
     // The sender lists what it sent: to the recipient, acknowledged there, status 03.
@@ -342,11 +397,12 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
         .call("getAgenciesListQD20", &[("level", "4")], b"")
         .await);
     assert!(
-        level4["data"]
-            .as_array()
+        level4["data"].as_array().unwrap().iter().all(|a| a["code"]
+            .as_str()
             .unwrap()
-            .iter()
-            .all(|a| a["code"].as_str().unwrap().split('.').next() != Some("000")),
+            .split('.')
+            .next()
+            != Some("000")),
         "{level4}"
     );
 
@@ -357,11 +413,9 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
 async fn refused_requests_change_nothing_on_the_bus() {
     common::install_ring();
     let dir = tempfile::tempdir().unwrap();
-    let net = RunningNetwork::start(dir.path(), Shape::new(2), 0, 200)
-        .await
-        .unwrap();
+    let net = network(dir.path()).await;
     let (sender, recipient) = (Dms::new(&net, FROM), Dms::new(&net, TO));
-    let edoc = sample_edoc();
+    let edoc = sample_edoc(FROM, TO);
     let hash = hash_file(&edoc);
     let send_entries = |hash: &str, from: &str| -> Vec<(String, String)> {
         vec![
@@ -376,7 +430,10 @@ async fn refused_requests_change_nothing_on_the_bus() {
         let v = r.json();
         assert_eq!(v["status"], "FAIL", "{v}");
         assert_eq!(v["ErrorCode"], code, "{v}");
-        assert_eq!(v["DocId"], "", "sendEdoc answers DocId even when it fails: {v}");
+        assert_eq!(
+            v["DocId"], "",
+            "sendEdoc answers DocId even when it fails: {v}"
+        );
     };
     let as_refs = |e: &[(String, String)]| -> Vec<(String, String)> { e.to_vec() };
     let call = |system: &str, secret: &str, entries: Vec<(String, String)>, body: Vec<u8>| {
@@ -396,9 +453,21 @@ async fn refused_requests_change_nothing_on_the_bus() {
 
     // An unknown system, a wrong secret, a body that is not what hash-file names, an
     // agency the system may not act for.
-    let r = call("dms-nobody", "x", send_entries(&hash, FROM), sdk_body(&edoc)).await;
+    let r = call(
+        "dms-nobody",
+        "x",
+        send_entries(&hash, FROM),
+        sdk_body(&edoc),
+    )
+    .await;
     refused(&r, "103");
-    let r = call(FROM, "not-the-secret", send_entries(&hash, FROM), sdk_body(&edoc)).await;
+    let r = call(
+        FROM,
+        "not-the-secret",
+        send_entries(&hash, FROM),
+        sdk_body(&edoc),
+    )
+    .await;
     refused(&r, "104");
     let mut tampered = edoc.clone();
     tampered.extend_from_slice(b"<!-- changed -->");
@@ -410,7 +479,13 @@ async fn refused_requests_change_nothing_on_the_bus() {
     )
     .await;
     refused(&r, "109");
-    let r = call(FROM, &sender.secret, send_entries(&hash, TO), sdk_body(&edoc)).await;
+    let r = call(
+        FROM,
+        &sender.secret,
+        send_entries(&hash, TO),
+        sdk_body(&edoc),
+    )
+    .await;
     refused(&r, "108");
 
     // A signed header whose value differs from the header sent.
@@ -455,7 +530,11 @@ async fn refused_requests_change_nothing_on_the_bus() {
     // Nothing reached the recipient, nothing was noted as sent.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let list = recipient.received("edoc").await;
-    assert_eq!(list["data"].as_array().map(Vec::len).unwrap_or(0), 0, "{list}");
+    assert_eq!(
+        list["data"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{list}"
+    );
     let sent = ok(&sender
         .call(
             "getSentEdocList",
@@ -463,7 +542,11 @@ async fn refused_requests_change_nothing_on_the_bus() {
             b"{}",
         )
         .await);
-    assert_eq!(sent["data"].as_array().map(Vec::len).unwrap_or(0), 0, "{sent}");
+    assert_eq!(
+        sent["data"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{sent}"
+    );
     // An unknown DocId is "not found", in the SDK's shape.
     let r = recipient.update_status("no-such-document", "done").await;
     assert_eq!(r.json()["status"], "FAIL");

@@ -223,6 +223,17 @@ pub trait VxpBackend: Send + Sync + 'static {
         level: &str,
     ) -> impl Future<Output = Result<Vec<AgencyQd20Entry>, BackendError>> + Send;
 
+    /// The agency an identifier that is not a QĐ 20/2020 code names (a platform account id
+    /// or a legacy code a DMS puts in `from`), by the bus's directory; `None` when none.
+    /// The default knows no aliases.
+    fn resolve_agency(
+        &self,
+        _scope: &SystemScope,
+        _identifier: &str,
+    ) -> impl Future<Output = Result<Option<AgencyCode>, BackendError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The units to synchronize (getSynchronizeUnit).
     fn synchronize_units(
         &self,

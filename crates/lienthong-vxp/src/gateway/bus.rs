@@ -299,6 +299,8 @@ impl VxpBackend for BusBackend {
             let dest = |i: usize, _: &lienthong_core::Attachment| {
                 staging.path().join(format!("attachment-{i}"))
             };
+            // Agencies are written as their systems expect them (the directory's edxml_id).
+            let directory = client.current_directory().await.map_err(backend_error)?;
             let incoming = match client.fetch_to_files(doc_id, &dest).await {
                 Ok(incoming) => incoming,
                 Err(e) if e.code() == Some(Code::NotFound) => {
@@ -318,8 +320,13 @@ impl VxpBackend for BusBackend {
                 let mut out = std::io::BufWriter::new(
                     std::fs::File::create(&out_path).map_err(internal("staging the edXML"))?,
                 );
-                lienthong_client::edxml::write_edxml(&mut out, &incoming, &dest)
-                    .map_err(edxml_error)?;
+                lienthong_client::edxml::write_edxml_with(
+                    &mut out,
+                    &incoming,
+                    &dest,
+                    directory.as_deref(),
+                )
+                .map_err(edxml_error)?;
                 out.flush().map_err(internal("staging the edXML"))?;
                 let file = std::fs::File::open(&out_path).map_err(internal("staging the edXML"))?;
                 drop(staging);
@@ -459,7 +466,11 @@ impl VxpBackend for BusBackend {
                 mail: None,
                 name: Some(a.agency.name.clone()),
                 pid: None,
-                old_code: a.agency.aliases.first().cloned(),
+                old_code: a
+                    .agency
+                    .edxml_id
+                    .clone()
+                    .or_else(|| a.agency.aliases.first().cloned()),
             })
             .collect())
     }
@@ -484,9 +495,28 @@ impl VxpBackend for BusBackend {
                 id: Some(a.agency.code.to_string()),
                 mail: None,
                 name: Some(a.agency.name.clone()),
-                code102: a.agency.aliases.first().cloned(),
+                code102: a
+                    .agency
+                    .edxml_id
+                    .clone()
+                    .or_else(|| a.agency.aliases.first().cloned()),
             })
             .collect())
+    }
+
+    async fn resolve_agency(
+        &self,
+        scope: &SystemScope,
+        identifier: &str,
+    ) -> Result<Option<AgencyCode>, BackendError> {
+        let Some((_, client)) = self.scoped(scope).next() else {
+            return Ok(None);
+        };
+        Ok(client
+            .current_directory()
+            .await
+            .map_err(backend_error)?
+            .and_then(|d| d.resolve(identifier)))
     }
 
     async fn synchronize_units(&self, scope: &SystemScope) -> Result<Vec<SyncUnit>, BackendError> {

@@ -202,11 +202,20 @@ impl<B: VxpBackend> Gateway<B> {
         headers: &http::HeaderMap,
         body: &mut Option<Body>,
     ) -> Result<Response> {
-        let from = AgencyCode::parse_canonical(&send.from).map_err(|_| VxpError::InvalidInput {
-            key: "from",
-            value: send.from.clone(),
-            expected: "an agency code of QĐ 20/2020 written canonically, such as 000.00.00.H41",
-        })?;
+        // A QĐ 20/2020 code, or an identifier the bus's directory places (a platform
+        // account id, a legacy code).
+        let from = match AgencyCode::parse_canonical(&send.from) {
+            Ok(code) => code,
+            Err(_) => self
+                .backend
+                .resolve_agency(scope, &send.from)
+                .await?
+                .ok_or_else(|| VxpError::InvalidInput {
+                    key: "from",
+                    value: send.from.clone(),
+                    expected: "an agency code of QĐ 20/2020 written canonically, such as 000.00.00.H41, or an identifier the directory lists for an agency",
+                })?,
+        };
         if !scope.may_act_for(&from) {
             return Err(VxpError::AgencyNotAllowed {
                 system_id: scope.system_id.clone(),
