@@ -37,14 +37,12 @@
 //! - [`client`]: [`VxpClient`] over hyper-util and rustls;
 //! - [`error`]: [`VxpError`] and the one mapping to [`ErrorCode`].
 //!
-//! # What the node wiring must do
-//! Implement [`VxpBackend`] over the node (as a DMS client of it): accept a spooled edXML
-//! message for an agency and return a DocId, idempotently on the submission's key; list,
-//! stream and acknowledge received messages; list sent ones; answer the directory
-//! queries. Build a [`Gateway`] from a [`GatewayConfig`] section of the node's
-//! configuration, and run [`gateway::serve()`] with the node's listener, TLS configuration
-//! and shutdown future. The bridge direction needs a [`VxpClient`] per national-platform
-//! system and a loop that pulls with it; neither is wired yet.
+//! # On the node
+//! [`BusBackend`] implements [`VxpBackend`] over the node reached as a DMS (one
+//! `lienthong_client::DmsClient` per agency, with its custodial key); the node's `[vxp]`
+//! section is a [`GatewayConfig`] and `lienthong_node::vxp` serves it beside the node.
+//! The bridge direction (a node as one more system on the national platform) needs a
+//! [`VxpClient`] per platform system and a loop that pulls with it; not wired yet.
 #![forbid(unsafe_code)]
 
 pub mod body;

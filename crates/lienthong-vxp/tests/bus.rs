@@ -383,6 +383,15 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
     assert_eq!(rows[0]["toCode"], TO);
     assert_eq!(rows[0]["receiveStatus"], "acknowledged", "{sent_list}");
     assert_eq!(rows[0]["receiveStatusDesc"], "status 03", "{sent_list}");
+    // The DMS's own XML-DSig was checked and recorded: the sample's signature no longer
+    // matches, as its identifiers were rewritten for this test.
+    assert!(
+        rows[0]["sendStatusDesc"]
+            .as_str()
+            .unwrap()
+            .contains("the DMS's XML signature: failed: "),
+        "{sent_list}"
+    );
 
     // The agencies of the signed directory, for the DMS's address book.
     let agencies = ok(&sender.call("getAgenciesList", &[], b"").await);

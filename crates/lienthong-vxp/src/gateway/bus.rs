@@ -9,9 +9,11 @@
 //!
 //! VXP operations on the bus:
 //! - sendEdoc: import, sign, send; the DocId is the message id, so a re-send (the SDK's
-//!   or a DMS's) is deduplicated by the node and answered with the same DocId. Each sent
-//!   message is noted in a small journal for getSentEdocList (the agency API lists
-//!   inboxes, not what was sent);
+//!   or a DMS's) is deduplicated by the node and answered with the same DocId. The DMS's
+//!   own XML-DSig, when present, is verified and the outcome recorded (it travels byte
+//!   for byte in the message's preserved part either way). Each sent message is noted in
+//!   a small journal for getSentEdocList (the agency API lists inboxes, not what was
+//!   sent);
 //! - getReceivedEdocList / count: the inboxes of the system's agencies, in arrival order;
 //! - getEdoc: fetch, verify end to end, write edXML;
 //! - updateStatus: `done` acknowledges (the node then records `acknowledged` and tells the
@@ -39,6 +41,10 @@ use crate::response::{AgencyEntry, AgencyQd20Entry, ReceivedEdoc, SentEdoc, Sync
 
 /// The journal file of sent messages, under the backend's state directory.
 const SENT_JOURNAL: &str = "sent.jsonl";
+
+/// The largest message whose XML-DSig the gateway checks (the check reads the message
+/// whole); a larger one is recorded as not checked.
+pub const DSIG_CHECK_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The gateway's backend over a lienthong node.
 #[derive(Debug)]
@@ -141,6 +147,29 @@ fn internal(what: &str) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
     move |e| BackendError::Internal(format!("{what}: {e}"))
 }
 
+/// The DMS's own XML-DSig on a received message, checked (up to
+/// [`DSIG_CHECK_MAX_BYTES`]), as the journal records it.
+async fn dms_signature(edoc: &crate::gateway::SpooledEdoc) -> String {
+    if edoc.len() > DSIG_CHECK_MAX_BYTES {
+        return format!(
+            "not checked: the message has {} bytes, more than {DSIG_CHECK_MAX_BYTES}",
+            edoc.len()
+        );
+    }
+    let bytes = match edoc.read_to_vec().await {
+        Ok(bytes) => bytes,
+        Err(e) => return format!("not checked: {e}"),
+    };
+    match tokio::task::spawn_blocking(move || lienthong_edxml::verify_signature(&bytes)).await {
+        Ok(lienthong_edxml::SignatureCheck::Verified { algorithm, signer }) => {
+            format!("verified {algorithm} by {signer}")
+        }
+        Ok(lienthong_edxml::SignatureCheck::Absent) => "absent".into(),
+        Ok(lienthong_edxml::SignatureCheck::Failed { reason }) => format!("failed: {reason}"),
+        Err(e) => format!("not checked: {e}"),
+    }
+}
+
 /// Unix milliseconds as the VXP lists show times: `dd/MM/yyyy HH:mm:ss`, UTC+7.
 fn vxp_time(unix_ms: i64) -> String {
     let offset = time::UtcOffset::from_hms(7, 0, 0).expect("+07:00 is an offset");
@@ -192,6 +221,7 @@ impl VxpBackend for BusBackend {
         // Identifiers that are aliases (legacy codes, platform account ids) are placed
         // with the node's directory.
         let directory = client.current_directory().await.map_err(backend_error)?;
+        let dms_signature = dms_signature(&submission.edoc).await;
         let imported = tokio::task::spawn_blocking(move || {
             ImportedEdxml::read(file, Some(&spool), directory.as_deref())
         })
@@ -233,6 +263,7 @@ impl VxpBackend for BusBackend {
                         document.header.code.number, document.header.code.notation
                     ),
                     sent_at: accepted.receipt.accepted_at,
+                    dms_signature: dms_signature.clone(),
                 },
             ),
             SentEdxml::Statuses(notices) => {
@@ -249,10 +280,17 @@ impl VxpBackend for BusBackend {
                         title: format!("{} {}", first.code, first.response_for.document_id),
                         notation: String::new(),
                         sent_at: accepted.receipt.accepted_at,
+                        dms_signature: dms_signature.clone(),
                     },
                 )
             }
         };
+        tracing::info!(
+            agency = %submission.from,
+            doc_id,
+            dms_signature = %record.dms_signature,
+            "vxp: message accepted from a DMS"
+        );
         self.sent
             .note(record)
             .map_err(internal("noting the sent message"))?;
@@ -440,7 +478,10 @@ impl VxpBackend for BusBackend {
                     received_time: received.map(vxp_time),
                     // Accepted by the bus: the sending side is done.
                     send_status: Some("done".into()),
-                    send_status_desc: Some("accepted by the bus".into()),
+                    send_status_desc: Some(format!(
+                        "accepted by the bus; the DMS's XML signature: {}",
+                        record.dms_signature
+                    )),
                     // How far it got at the recipient, and its latest business status.
                     receive_status: Some(transport),
                     receive_status_desc: state
@@ -564,6 +605,10 @@ struct SentRecord {
     title: String,
     notation: String,
     sent_at: i64,
+    /// What the check of the DMS's own XML-DSig found (`verified rsa-sha256 by …`,
+    /// `absent`, `failed: …`, `not checked: …`).
+    #[serde(default)]
+    dms_signature: String,
 }
 
 /// The journal of sent messages: one JSON line each, appended and synced before the
@@ -653,6 +698,7 @@ mod tests {
             title: "Công văn".into(),
             notation: "1/UBND".into(),
             sent_at: 1,
+            dms_signature: "absent".into(),
         };
         let journal = SentJournal::open(&path).unwrap();
         journal.note(record("a")).unwrap();
