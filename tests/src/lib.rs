@@ -91,3 +91,36 @@ impl RawRpc for lienthong_client::DmsClient {
 pub fn wire(sealed: &lienthong_client::Sealed) -> lienthong_proto::pb::Document {
     lienthong_proto::document_to_pb(&sealed.document, Some(&sealed.contents))
 }
+
+/// Asserts that `result` is a refusal with `code` whose message contains `needle`.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: tonic::Code,
+    needle: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the node should have refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
+    assert!(
+        error.message().contains(needle),
+        "message {:?} should contain {needle:?}",
+        error.message()
+    );
+}
+
+/// Asserts that `result` is a refusal with `code` and the stable name of the failure
+/// `reason` (`lienthong-reason`).
+#[track_caller]
+pub fn assert_reason<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
+    result: Result<T, E>,
+    code: tonic::Code,
+    reason: &str,
+) {
+    let error: lienthong_client::Error = result
+        .map_err(Into::into)
+        .expect_err("the node should have refused");
+    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
+    assert_eq!(error.reason(), Some(reason), "unexpected reason: {error:?}");
+}

@@ -10,7 +10,7 @@ use lienthong_core::{AgencyCode, Document, StatusCode, StatusNotice, TransportEv
 use lienthong_pki::{CertificateAuthority, Identity};
 use lienthong_proto::pb;
 use lienthong_testkit::RawRpc;
-use lienthong_testkit::{TestNetwork, wire};
+use lienthong_testkit::{TestNetwork, assert_reason, wire};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -24,19 +24,6 @@ fn attachment(bytes: &[u8]) -> OutgoingAttachment {
         content_type: "application/pdf".into(),
         bytes: Bytes::copy_from_slice(bytes),
     }
-}
-
-/// A refusal with `code` and the stable name of the failure (`lienthong-reason`).
-fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
-    result: Result<T, E>,
-    code: Code,
-    reason: &str,
-) {
-    let error: lienthong_client::Error = result
-        .map_err(Into::into)
-        .expect_err("the node should have refused");
-    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
-    assert_eq!(error.reason(), Some(reason), "unexpected reason: {error:?}");
 }
 
 /// The error and its causes, as text: with TLS 1.3 the server's alert is only there.
@@ -234,7 +221,7 @@ async fn status_routes_back_to_sender_and_track_shows_the_path() {
     // A recipient may track too; an outsider may not.
     assert!(c.track(d.id.as_str()).await.is_ok());
     let outsider = t.client(3).unwrap();
-    assert_status(
+    assert_reason(
         outsider.track(d.id.as_str()).await,
         Code::NotFound,
         "unknown-message",
@@ -275,7 +262,7 @@ async fn rejects_duplicate_id_with_different_content() {
     a.send(&mut d, &[]).await.unwrap();
     let mut other = d.clone();
     other.header.subject = "bản khác".into();
-    assert_status(
+    assert_reason(
         a.send(&mut other, &[]).await,
         Code::AlreadyExists,
         "conflict",
@@ -294,7 +281,7 @@ async fn rejects_sender_not_matching_cert() {
     // b seals a document from b, but a's connection sends it.
     let mut d = b.new_document(vec![b.agency().clone()], "mạo danh");
     let sealed = b.seal(&mut d, &[]).unwrap();
-    assert_status(
+    assert_reason(
         send_raw(&a, &sealed).await,
         Code::PermissionDenied,
         "sender-mismatch",
@@ -312,7 +299,7 @@ async fn rejects_document_signed_by_another_agency() {
     let mut d = b.new_document(vec![b.agency().clone()], "chữ ký sai người");
     d.from.code = Some(a.agency().clone());
     let sealed = b.seal(&mut d, &[]).unwrap();
-    assert_status(
+    assert_reason(
         send_raw(&a, &sealed).await,
         Code::PermissionDenied,
         "wrong-signer",
@@ -329,7 +316,7 @@ async fn rejects_bad_signature() {
     let mut d = a.new_document(vec![b.agency().clone()], "bản đã ký");
     let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.header.as_mut().unwrap().subject = "bản bị sửa".into();
-    assert_status(
+    assert_reason(
         send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "bad-signature",
@@ -346,7 +333,7 @@ async fn rejects_unsigned_document() {
     let mut d = a.new_document(vec![b.agency().clone()], "chưa ký");
     let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.signature = None;
-    assert_status(
+    assert_reason(
         send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "unsigned",
@@ -363,7 +350,7 @@ async fn rejects_attachment_digest_mismatch() {
     let mut d = a.new_document(vec![b.agency().clone()], "tệp bị đổi");
     let mut sealed = wire(&a.seal(&mut d, &[attachment(b"original bytes")]).unwrap());
     sealed.attachments[0].content = Bytes::from_static(b"modified bytes");
-    assert_status(
+    assert_reason(
         send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "attachment-mismatch",
@@ -379,7 +366,7 @@ async fn rejects_unknown_recipient() {
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let nowhere = AgencyCode::parse("000.00.00.G99").unwrap();
     let mut d = a.new_document(vec![b.agency().clone(), nowhere], "gửi nơi không có");
-    assert_status(
+    assert_reason(
         a.send(&mut d, &[]).await,
         Code::NotFound,
         "unknown-recipient",
@@ -396,7 +383,7 @@ async fn rejects_malformed_agency_code() {
     let mut d = a.new_document(vec![b.agency().clone()], "mã sai");
     let mut sealed = wire(&a.seal(&mut d, &[]).unwrap());
     sealed.to[0].code = "01.02.G22".into();
-    assert_status(
+    assert_reason(
         send_raw_pb(&a, sealed).await,
         Code::InvalidArgument,
         "invalid-message",
@@ -437,12 +424,12 @@ async fn rejects_agency_not_homed_here() {
     let client = DmsClient::from_profile(&ClientProfile::load(&profile).unwrap()).unwrap();
     let b = t.client(1).unwrap();
     let mut d = client.new_document(vec![b.agency().clone()], "không thuộc node này");
-    assert_status(
+    assert_reason(
         client.send(&mut d, &[]).await,
         Code::PermissionDenied,
         "not-allowed",
     );
-    assert_status(
+    assert_reason(
         client.list_inbox(0, 10).await,
         Code::PermissionDenied,
         "not-allowed",
@@ -532,7 +519,7 @@ async fn rejects_status_from_an_agency_that_did_not_receive_the_document() {
     );
     // The same answer as for a document that does not exist (see
     // `refusals_to_outsiders_reveal_neither_existence_nor_parties`).
-    assert_status(
+    assert_reason(
         c.send_status(notice).await,
         Code::NotFound,
         "unknown-message",
@@ -545,7 +532,7 @@ async fn rejects_status_from_an_agency_that_did_not_receive_the_document() {
         &d.id,
         StatusCode::Rejected,
     );
-    assert_status(
+    assert_reason(
         b.send_status(notice).await,
         Code::InvalidArgument,
         "invalid-message",
@@ -586,7 +573,7 @@ async fn rejects_an_edxml_preserved_part_nested_beyond_the_limit() {
         message.contains("<X> is nested deeper than 260 levels, the most lienthong reads"),
         "{message}"
     );
-    assert_status(refused, Code::InvalidArgument, "unexportable-edxml");
+    assert_reason(refused, Code::InvalidArgument, "unexportable-edxml");
     assert_inbox_empty(&b).await;
 
     // A status notice: the same check, before anything else is looked at.
@@ -599,7 +586,7 @@ async fn rejects_an_edxml_preserved_part_nested_beyond_the_limit() {
         StatusCode::Accepted,
     );
     notice.edxml_preserved = poisoned_preserved(20_000);
-    assert_status(
+    assert_reason(
         b.send_status(notice.clone()).await,
         Code::InvalidArgument,
         "unexportable-edxml",
@@ -648,7 +635,7 @@ async fn admin_api_needs_the_node_certificate() {
         .unwrap()
         .admin()
         .unwrap();
-    assert_status(
+    assert_reason(
         as_agency.clone().health(pb::HealthRequest {}).await,
         Code::PermissionDenied,
         "not-allowed",

@@ -11,28 +11,12 @@ use lienthong_client::{DmsClient, InboxItem};
 use lienthong_core::{BusinessType, Document, ReplacementInfo, StatusCode, StatusNotice};
 use lienthong_proto::pb;
 use lienthong_testkit::RawRpc;
-use lienthong_testkit::{RunningNetwork, TestNetwork};
+use lienthong_testkit::{RunningNetwork, TestNetwork, assert_refused};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
-    result: Result<T, E>,
-    code: Code,
-    needle: &str,
-) {
-    let error: lienthong_client::Error = result
-        .map_err(Into::into)
-        .expect_err("the node should have refused");
-    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
-    assert!(
-        error.message().contains(needle),
-        "message {:?} should contain {needle:?}",
-        error.message()
-    );
 }
 
 /// Sends a new document from `from` to `to`; returns it.
@@ -112,7 +96,7 @@ async fn rejects_status_02_without_a_reason() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let d = send_new(&a, &[&b], "Công văn").await;
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Rejected, "  ").await,
         Code::InvalidArgument,
         "status 02 (rejected) needs a reason",
@@ -132,12 +116,12 @@ async fn rejects_progress_status_going_backwards() {
     for code in [StatusCode::Arrived, StatusCode::Processing] {
         status(&b, &a, &d, code, "").await.unwrap();
     }
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Accepted, "").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward: status 03 cannot follow 05",
     );
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Rejected, "muộn").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward:",
@@ -167,14 +151,14 @@ async fn rejects_progress_status_after_02_or_06() {
     );
     rejected.description = "Sai thể thức".into();
     b.send_status(rejected.clone()).await.unwrap();
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Accepted, "").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward:",
     );
     // Per recipient: c's progress is its own.
     status(&c, &a, &d, StatusCode::Done, "").await.unwrap();
-    assert_status(
+    assert_refused(
         status(&c, &a, &d, StatusCode::Processing, "").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward:",
@@ -201,7 +185,7 @@ async fn rejects_withdraw_request_not_from_the_original_sender() {
         !format!("{refused:?}").contains(a.agency().as_str()),
         "{refused:?}"
     );
-    assert_status(refused, Code::NotFound, "is not known to node");
+    assert_refused(refused, Code::NotFound, "is not known to node");
     status(&a, &b, &d, StatusCode::WithdrawRequest, "xin rút lại")
         .await
         .unwrap();
@@ -214,7 +198,7 @@ async fn rejects_change_answer_without_a_withdraw_request_or_update() {
     let t = TestNetwork::start(|_| {}).await.unwrap();
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let d = send_new(&a, &[&b], "Công văn").await;
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::ChangeAgreed, "").await,
         Code::FailedPrecondition,
         "lifecycle: answer-needs-request:",
@@ -226,7 +210,7 @@ async fn rejects_change_answer_without_a_withdraw_request_or_update() {
         .await
         .unwrap();
     // One request, one answer.
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::ChangeRefused, "không").await,
         Code::FailedPrecondition,
         "lifecycle: answer-needs-request:",
@@ -279,7 +263,7 @@ async fn accepts_change_answer_to_an_update() {
     a.send(&mut u, &[]).await.unwrap();
     // An update is answered under its own id, once; the original has no withdraw
     // request (13) to answer.
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::ChangeRefused, "giữ nguyên").await,
         Code::FailedPrecondition,
         "lifecycle: answer-needs-request:",
@@ -287,7 +271,7 @@ async fn accepts_change_answer_to_an_update() {
     status(&b, &a, &u, StatusCode::ChangeAgreed, "đồng ý")
         .await
         .unwrap();
-    assert_status(
+    assert_refused(
         status(&b, &a, &u, StatusCode::ChangeRefused, "đổi ý").await,
         Code::FailedPrecondition,
         "lifecycle: answer-needs-request:",
@@ -316,7 +300,7 @@ async fn rejects_revoke_that_misses_an_original_recipient() {
         BusinessType::Replace,
     ] {
         let mut r = successor(&a, &[&b], kind, &d);
-        assert_status(
+        assert_refused(
             a.send(&mut r, &[]).await,
             Code::FailedPrecondition,
             "lifecycle: reaches-every-recipient:",
@@ -337,7 +321,7 @@ async fn rejects_revoke_of_a_document_unknown_here() {
     let mut ghost = a.new_document(vec![b.agency().clone()], "never sent");
     ghost.id = lienthong_core::DocumentId::parse("000.00.00.H41,2020/01/01,1/UBND").unwrap();
     let mut r = successor(&a, &[&b], BusinessType::Revoke, &ghost);
-    assert_status(
+    assert_refused(
         a.send(&mut r, &[]).await,
         Code::FailedPrecondition,
         "lifecycle: references-own-document:",
@@ -363,7 +347,7 @@ async fn rejects_revoke_not_from_the_original_sender() {
         !format!("{refused:?}").contains(a.agency().as_str()),
         "{refused:?}"
     );
-    assert_status(
+    assert_refused(
         refused,
         Code::FailedPrecondition,
         "lifecycle: references-own-document:",
@@ -430,7 +414,7 @@ async fn revoke_marks_the_original_revoked_in_inbox_subscription_and_track() {
     );
     // Revoked once is enough.
     let mut again = successor(&a, &[&b, &c], BusinessType::Replace, &d);
-    assert_status(
+    assert_refused(
         a.send(&mut again, &[]).await,
         Code::FailedPrecondition,
         "lifecycle: already-superseded:",
@@ -477,7 +461,7 @@ async fn lifecycle_state_survives_a_restart() {
     let (a, b) = (t.client(0).unwrap(), t.client(1).unwrap());
     let entry = wait_for_entry(&b, d.id.as_str(), |_| true).await;
     assert_eq!(entry.business_state, "revoked");
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Processing, "").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward:",
@@ -549,7 +533,7 @@ async fn revoke_from_one_province_commune_marks_the_original_in_the_other_provin
     status(&b, &a, &d, StatusCode::Processing, "")
         .await
         .unwrap();
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::Arrived, "").await,
         Code::FailedPrecondition,
         "lifecycle: progress-forward:",
@@ -565,7 +549,7 @@ async fn revoke_from_one_province_commune_marks_the_original_in_the_other_provin
     }
 
     // The withdraw request crosses to the other province; only then may b answer it.
-    assert_status(
+    assert_refused(
         status(&b, &a, &d, StatusCode::ChangeAgreed, "").await,
         Code::FailedPrecondition,
         "lifecycle: answer-needs-request:",

@@ -18,7 +18,7 @@ use lienthong_pki::revocation::{self, Reason};
 use lienthong_pki::{CertificateAuthority, Identity, KeyKind};
 use lienthong_proto::{DocumentWithContent, document_to_pb, pb};
 use lienthong_testkit::RawRpc;
-use lienthong_testkit::{RunningNetwork, Shape, TestNetwork, wire};
+use lienthong_testkit::{RunningNetwork, Shape, TestNetwork, assert_refused, wire};
 use tonic::Code;
 
 fn init() {
@@ -47,22 +47,6 @@ fn revoke(ca_dir: &Path, serial: &str) -> PathBuf {
     )
     .unwrap();
     crl
-}
-
-fn assert_status<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
-    result: Result<T, E>,
-    code: Code,
-    needle: &str,
-) {
-    let error: lienthong_client::Error = result
-        .map_err(Into::into)
-        .expect_err("the signer must be refused");
-    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
-    assert!(
-        error.message().contains(needle),
-        "message {:?} should contain {needle:?}",
-        error.message()
-    );
 }
 
 /// Polls until `check` returns `Some`, for at most 30 s.
@@ -100,7 +84,7 @@ async fn refuses_document_signed_by_revoked_certificate_over_a_valid_connection(
     let renewed = DmsClient::from_profile(&ClientProfile::load(&renewed).unwrap()).unwrap();
     let mut d = old.new_document(vec![b.agency().clone()], "ký bằng khóa đã thu hồi");
     let sealed = old.seal(&mut d, &[]).unwrap();
-    assert_status(
+    assert_refused(
         renewed
             .rpc()
             .send_document(pb::SendDocumentRequest {

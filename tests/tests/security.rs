@@ -14,27 +14,11 @@ use lienthong_core::{
 };
 use lienthong_proto::pb;
 use lienthong_testkit::RawRpc;
-use lienthong_testkit::{RunningNetwork, Shape, TestNetwork};
+use lienthong_testkit::{RunningNetwork, Shape, TestNetwork, assert_refused};
 use tonic::Code;
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn assert_refused<T: std::fmt::Debug, E: Into<lienthong_client::Error>>(
-    result: Result<T, E>,
-    code: Code,
-    needle: &str,
-) {
-    let error: lienthong_client::Error = result
-        .map_err(Into::into)
-        .expect_err("the node should have refused");
-    assert_eq!(error.code(), Some(code), "unexpected code: {error:?}");
-    assert!(
-        error.message().contains(needle),
-        "message {:?} should contain {needle:?}",
-        error.message()
-    );
 }
 
 /// Streams `chunks` (offset, bytes) of a blob of `size` bytes named `digest` with
