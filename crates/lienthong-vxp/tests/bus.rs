@@ -322,6 +322,11 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
         assert!(got.contains(hop), "hop {hop} is not in the trace: {got}");
     }
 
+    // Failed (the DMS could not store it): it stays, listed again for another try.
+    ok(&recipient.update_status(&doc_id, "fail").await);
+    let list = recipient.received("edoc").await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+
     // Done: acknowledged (twice: the SDK re-sends POSTs); nothing waits any more.
     ok(&recipient.update_status(&doc_id, "done").await);
     ok(&recipient.update_status(&doc_id, "done").await);

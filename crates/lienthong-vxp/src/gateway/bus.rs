@@ -408,13 +408,11 @@ impl VxpBackend for BusBackend {
                 },
                 // The message stays in the inbox: listed again, downloaded again.
                 DeliveryStatus::Fail | DeliveryStatus::Processing => {
-                    match client.fetch_described(doc_id).await {
-                        Ok(_) => {
-                            held = true;
-                            tracing::info!(%agency, doc_id, ?status, "vxp: updateStatus leaves the message in the inbox");
-                        }
-                        Err(e) if e.code() == Some(Code::NotFound) => {}
-                        Err(e) => return Err(backend_error(e)),
+                    // Looked up in the inbox, not fetched: a fetch would record that the
+                    // DMS fetched what it may never have read.
+                    if Self::inbox(client).await?.iter().any(|e| e.id == doc_id) {
+                        held = true;
+                        tracing::info!(%agency, doc_id, ?status, "vxp: updateStatus leaves the message in the inbox");
                     }
                 }
             }
