@@ -115,31 +115,6 @@ pub struct Agency {
     pub edxml_id: Option<String>,
 }
 
-impl Agency {
-    /// Whether `input` names this agency, by its code or by one of its aliases.
-    pub fn answers_to(&self, input: &str) -> bool {
-        let input = input.trim();
-        AgencyCode::parse(input).is_ok_and(|c| c == self.code)
-            || self.aliases.iter().any(|a| a.trim() == input)
-    }
-}
-
-/// Resolves a code or alias against a set of agencies: a valid QĐ 20/2020 code is taken as
-/// is; anything else must be an alias of exactly one agency.
-pub fn resolve_agency<'a>(
-    input: &str,
-    agencies: impl IntoIterator<Item = &'a Agency>,
-) -> Result<AgencyCode, Error> {
-    if let Ok(code) = AgencyCode::parse(input) {
-        return Ok(code);
-    }
-    let mut found = agencies.into_iter().filter(|a| a.answers_to(input));
-    match (found.next(), found.next()) {
-        (Some(a), None) => Ok(a.code.clone()),
-        _ => AgencyCode::parse(input),
-    }
-}
-
 fn check_token(s: &str, max: usize, extra: &[u8]) -> Result<(), &'static str> {
     if s.is_empty() {
         return Err("it is empty");
@@ -362,21 +337,6 @@ mod tests {
             assert!(msg.contains(reason), "{input:?}: {msg}");
             assert!(msg.contains("malformed agency code"), "{msg}");
         }
-    }
-
-    #[test]
-    fn resolves_aliases_to_the_agency_code() {
-        let office = Agency {
-            code: AgencyCode::parse("000.00.00.G22").unwrap(),
-            name: "Văn phòng Chính phủ".into(),
-            aliases: vec!["01.02.G22".into(), "vpcp-dms".into()],
-            edxml_id: None,
-        };
-        assert!(office.answers_to("01.02.G22"));
-        assert!(office.answers_to("000.00.00.g22"));
-        assert!(!office.answers_to("000.00.00.H41"));
-        assert_eq!(resolve_agency("vpcp-dms", [&office]).unwrap(), office.code);
-        assert!(resolve_agency("unknown", [&office]).is_err());
     }
 
     #[test]
