@@ -186,52 +186,17 @@ async fn run_node(config: PathBuf) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| UsageError(format!("cannot listen on {}: {e}", config.listen)))?;
-    let (node, tls) = lienthong_node::server::build(&config)?;
-    let gateway = lienthong_node::vxp::build(&config)?;
+    let bound = lienthong_node::server::bind(&config, listener).await?;
     eprintln!(
         "node {} listening on https://{} with {} agencies",
-        node.id(),
-        listener.local_addr()?,
-        node.agencies().len()
+        bound.node.id(),
+        config.listen,
+        bound.node.agencies().len()
     );
-    // One shutdown for both listeners.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let vxp = match gateway {
-        Some(gateway) => {
-            let vxp_listener = tokio::net::TcpListener::bind(gateway.listen())
-                .await
-                .map_err(|e| {
-                    UsageError(format!(
-                        "cannot listen on {} ([vxp] listen): {e}",
-                        gateway.listen()
-                    ))
-                })?;
-            eprintln!(
-                "VXP gateway listening on https://{}",
-                vxp_listener.local_addr()?
-            );
-            Some(tokio::spawn(lienthong_node::vxp::serve(
-                gateway,
-                vxp_listener,
-                stopped(),
-            )))
-        }
-        None => None,
-    };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    lienthong_node::server::serve(node, tls, listener, stopped()).await?;
-    if let Some(vxp) = vxp {
-        vxp.await??;
+    if let Some(addr) = bound.vxp_addr() {
+        eprintln!("VXP gateway listening on https://{addr}");
     }
+    bound.serve(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

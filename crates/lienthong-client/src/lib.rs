@@ -88,6 +88,18 @@ pub struct Sealed {
     pub contents: Vec<Bytes>,
 }
 
+impl Sealed {
+    /// The request that carries it.
+    fn request(&self) -> pb::SendDocumentRequest {
+        pb::SendDocumentRequest {
+            document: Some(lienthong_proto::document_to_pb(
+                &self.document,
+                Some(&self.contents),
+            )),
+        }
+    }
+}
+
 /// The node's answer to a document or status notice it accepted.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -258,12 +270,7 @@ impl DmsClient {
         let r = self
             .rpc
             .clone()
-            .send_document(pb::SendDocumentRequest {
-                document: Some(lienthong_proto::document_to_pb(
-                    &sealed.document,
-                    Some(&sealed.contents),
-                )),
-            })
+            .send_document(sealed.request())
             .await?
             .into_inner();
         Ok(Accepted {
@@ -275,15 +282,7 @@ impl DmsClient {
     /// Sends a sealed document without checking the receipt's signature: for load
     /// generators measuring the node, not for a DMS.
     pub async fn send_sealed_unverified(&self, sealed: &Sealed) -> Result<(), Error> {
-        self.rpc
-            .clone()
-            .send_document(pb::SendDocumentRequest {
-                document: Some(lienthong_proto::document_to_pb(
-                    &sealed.document,
-                    Some(&sealed.contents),
-                )),
-            })
-            .await?;
+        self.rpc.clone().send_document(sealed.request()).await?;
         Ok(())
     }
 

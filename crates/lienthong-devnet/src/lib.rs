@@ -245,9 +245,8 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// The VXP gateway's address, when the node has one.
     pub vxp_addr: Option<SocketAddr>,
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), lienthong_node::Error>>,
-    vxp_task: Option<tokio::task::JoinHandle<Result<(), lienthong_node::Error>>>,
 }
 
 impl RunningNode {
@@ -256,47 +255,23 @@ impl RunningNode {
         listener: tokio::net::TcpListener,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
-        let (node, tls) = lienthong_node::server::build(config)?;
-        let gateway = lienthong_node::vxp::build(config)?;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let on_stop = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let (vxp_addr, vxp_task) = match gateway {
-            Some(gateway) => {
-                let listener = tokio::net::TcpListener::bind(gateway.listen())
-                    .await
-                    .with_context(|| format!("cannot listen on {}", gateway.listen()))?;
-                let vxp_addr = listener.local_addr()?;
-                let task = tokio::spawn(lienthong_node::vxp::serve(gateway, listener, on_stop()));
-                (Some(vxp_addr), Some(task))
-            }
-            None => (None, None),
-        };
-        let task = tokio::spawn(lienthong_node::server::serve(
-            node,
-            tls,
-            listener,
-            on_stop(),
-        ));
+        let bound = lienthong_node::server::bind(config, listener).await?;
+        let vxp_addr = bound.vxp_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
         Ok(RunningNode {
             addr,
             vxp_addr,
             stop,
             task,
-            vxp_task,
         })
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(());
         self.task.await??;
-        if let Some(task) = self.vxp_task {
-            task.await??;
-        }
         Ok(())
     }
 }

@@ -22,21 +22,92 @@ const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// vanished, or stopped reading, does not hold its connection and streams.
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Opens the store in `config.data_dir`, builds the node and serves it on `listener` until
-/// `shutdown` resolves.
+/// Opens the store in `config.data_dir`, builds the node (and its VXP gateway when
+/// configured) and serves it on `listener` until `shutdown` resolves.
 pub async fn run(
     config: NodeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (node, tls) = build(&config)?;
+    let bound = bind(&config, listener).await?;
     tracing::info!(
-        node = %node.id(),
-        addr = %listener.local_addr()?,
-        agencies = node.agencies().len(),
+        node = %bound.node.id(),
+        addr = %bound.listener.local_addr()?,
+        vxp = ?bound.vxp_addr(),
+        agencies = bound.node.agencies().len(),
         "node serving"
     );
-    serve(node, tls, listener, shutdown).await
+    bound.serve(shutdown).await
+}
+
+/// A node built, with its listeners: gRPC, and the VXP gateway's when configured.
+#[derive(Debug)]
+pub struct Bound {
+    pub node: Node,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    gateway: Option<(crate::vxp::VxpGateway, TcpListener)>,
+}
+
+/// Builds the node and its gateway ([`build`], [`crate::vxp::build`]: everything that can
+/// fail before a port is used), then binds the gateway's listen address.
+pub async fn bind(config: &NodeConfig, listener: TcpListener) -> Result<Bound, Error> {
+    let (node, tls) = build(config)?;
+    let gateway = match crate::vxp::build(config)? {
+        Some(gateway) => {
+            let vxp_listener = TcpListener::bind(gateway.listen()).await.map_err(|e| {
+                Error::Config(format!(
+                    "cannot listen on {} ([vxp] listen): {e}",
+                    gateway.listen()
+                ))
+            })?;
+            Some((gateway, vxp_listener))
+        }
+        None => None,
+    };
+    Ok(Bound {
+        node,
+        tls,
+        listener,
+        gateway,
+    })
+}
+
+impl Bound {
+    /// Where the VXP gateway listens, when the node has one.
+    pub fn vxp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway
+            .as_ref()
+            .and_then(|(_, listener)| listener.local_addr().ok())
+    }
+
+    /// Serves the node and its gateway until `shutdown` resolves, then stops both.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let gateway = self.gateway.map(|(gateway, listener)| {
+            tokio::spawn(crate::vxp::serve(gateway, listener, stopped()))
+        });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        serve(self.node, self.tls, self.listener, stopped()).await?;
+        if let Some(gateway) = gateway {
+            gateway
+                .await
+                .map_err(|e| Error::Transport(format!("the VXP gateway's task: {e}")))??;
+        }
+        Ok(())
+    }
 }
 
 /// Everything that can fail before a port is used: store, keys, certificates, TLS.

@@ -449,7 +449,6 @@ async fn refused_requests_change_nothing_on_the_bus() {
             "sendEdoc answers DocId even when it fails: {v}"
         );
     };
-    let as_refs = |e: &[(String, String)]| -> Vec<(String, String)> { e.to_vec() };
     let call = |system: &str, secret: &str, entries: Vec<(String, String)>, body: Vec<u8>| {
         let sender = &sender;
         let system = system.to_string();
@@ -488,7 +487,7 @@ async fn refused_requests_change_nothing_on_the_bus() {
     let r = call(
         FROM,
         &sender.secret,
-        as_refs(&send_entries(&hash, FROM)),
+        send_entries(&hash, FROM),
         sdk_body(&tampered),
     )
     .await;

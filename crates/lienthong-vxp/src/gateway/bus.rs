@@ -170,9 +170,18 @@ async fn dms_signature(edoc: &crate::gateway::SpooledEdoc) -> String {
     }
 }
 
-/// Unix milliseconds as the VXP lists show times: `dd/MM/yyyy HH:mm:ss`, UTC+7.
+/// Where a download stages attachment `i` of a message.
+fn staged_attachment(staging: &Path, i: usize) -> PathBuf {
+    staging.join(format!("attachment-{i}"))
+}
+
+/// Unix milliseconds as the VXP lists show times: `dd/MM/yyyy HH:mm:ss`, in the offset
+/// DMS clocks use (Vietnam's, as the gateway's default).
 fn vxp_time(unix_ms: i64) -> String {
-    let offset = time::UtcOffset::from_hms(7, 0, 0).expect("+07:00 is an offset");
+    let offset = time::UtcOffset::from_whole_seconds(
+        crate::gateway::config::DEFAULT_UTC_OFFSET_MINUTES * 60,
+    )
+    .expect("the default offset is an offset");
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000) {
         Ok(t) => {
             let t = t.to_offset(offset);
@@ -334,12 +343,10 @@ impl VxpBackend for BusBackend {
         for (_, client) in self.scoped(scope) {
             let staging = tempfile::tempdir_in(&self.spool_dir)
                 .map_err(internal("creating a staging folder"))?;
-            let dest = |i: usize, _: &lienthong_core::Attachment| {
-                staging.path().join(format!("attachment-{i}"))
-            };
-            // Agencies are written as their systems expect them (the directory's edxml_id).
-            let directory = client.current_directory().await.map_err(backend_error)?;
-            let incoming = match client.fetch_to_files(doc_id, &dest).await {
+            let incoming = match client
+                .fetch_to_files(doc_id, &|i, _| staged_attachment(staging.path(), i))
+                .await
+            {
                 Ok(incoming) => incoming,
                 Err(e) if e.code() == Some(Code::NotFound) => {
                     last = Some(e);
@@ -347,32 +354,37 @@ impl VxpBackend for BusBackend {
                 }
                 Err(e) => return Err(backend_error(e)),
             };
-            // Written on a blocking thread, attachments encoded from their files; the
-            // file is opened, then unlinked with its folder: it lives until read.
-            let path = staging.path().join("message.edxml");
-            let stream = tokio::task::spawn_blocking(move || {
-                let out_path = path.clone();
-                let dest = |i: usize, _: &lienthong_core::Attachment| {
-                    staging.path().join(format!("attachment-{i}"))
-                };
-                let mut out = std::io::BufWriter::new(
-                    std::fs::File::create(&out_path).map_err(internal("staging the edXML"))?,
-                );
+            // Agencies are written as their systems expect them (the directory's edxml_id).
+            let directory = client.current_directory().await.map_err(backend_error)?;
+            // Written on a blocking thread, attachments encoded from their files, then
+            // read back from the start through the same handle; the folder is removed
+            // at once, the file lives until it is read.
+            let file = tokio::task::spawn_blocking(move || {
+                use std::io::{Seek, SeekFrom};
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(staging.path().join("message.edxml"))
+                    .map_err(internal("staging the edXML"))?;
+                let mut out = std::io::BufWriter::new(file);
                 lienthong_client::edxml::write_edxml_with(
                     &mut out,
                     &incoming,
-                    &dest,
+                    &|i, _| staged_attachment(staging.path(), i),
                     directory.as_deref(),
                 )
                 .map_err(edxml_error)?;
-                out.flush().map_err(internal("staging the edXML"))?;
-                let file = std::fs::File::open(&out_path).map_err(internal("staging the edXML"))?;
-                drop(staging);
+                let mut file = out
+                    .into_inner()
+                    .map_err(|e| internal("staging the edXML")(e.into_error()))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(internal("staging the edXML"))?;
                 Ok::<_, BackendError>(file)
             })
             .await
             .map_err(|e| BackendError::Internal(format!("writing the edXML: {e}")))??;
-            let file = tokio::fs::File::from_std(stream);
+            let file = tokio::fs::File::from_std(file);
             let len = file
                 .metadata()
                 .await
@@ -618,22 +630,33 @@ struct SentJournal {
 }
 
 impl SentJournal {
+    /// Reads the journal; a last line a crash cut short (it has no newline) is cut off,
+    /// so that every note after it starts on a line of its own.
     fn open(path: &Path) -> std::io::Result<Self> {
-        let records = match std::fs::read_to_string(path) {
-            Ok(text) => text
-                .lines()
-                // A line cut by a crash is the only one that can be unreadable: the last.
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e),
         };
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        if whole < text.len() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(whole as u64)?;
+        }
+        let records = text[..whole]
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .map_err(std::io::Error::other)?;
         Ok(SentJournal {
             path: path.to_path_buf(),
             records: Mutex::new(records),
         })
     }
 
+    /// Appends `record` and syncs it, unless the message is noted already.
     fn note(&self, record: SentRecord) -> std::io::Result<()> {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         if records
@@ -648,17 +671,6 @@ impl SentJournal {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        // A previous line cut short by a crash ends here; start on a line of our own.
-        if file.metadata()?.len() > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut last = [0u8; 1];
-            let mut reader = std::fs::File::open(&self.path)?;
-            reader.seek(SeekFrom::End(-1))?;
-            reader.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                line.insert(0, '\n');
-            }
-        }
         file.write_all(line.as_bytes())?;
         file.sync_data()?;
         records.push(record);
