@@ -64,7 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let net = generate(&dir, listener.local_addr()?, &DEV_AGENCIES)?;
     let node = RunningNode::start(&net.config, listener).await?;
     print_banner(&net, node.addr);
-    crate::dev_network::print_vxp_lines(
+    print_vxp_lines(
         &net.dir,
         net.profiles.iter().map(|(a, _)| (a, node.vxp_addr)),
     );
@@ -145,6 +145,28 @@ pub(crate) fn print_grpc_lines<'a>(
     println!();
     for (code, endpoint, node, profile) in agencies {
         println!("grpc {code} {endpoint} {node} {}", profile.display());
+    }
+}
+
+/// One line per agency a DMS built against the national platform's SDK can use, for
+/// scripts: `vxp <agency code> <endpoint URL> <system id> <secret file>`.
+pub(crate) fn print_vxp_lines<'a>(
+    dir: &Path,
+    agencies: impl Iterator<Item = (&'a AgencyCode, Option<std::net::SocketAddr>)>,
+) {
+    let mut header = false;
+    for (agency, addr) in agencies {
+        let Some(addr) = addr else { continue };
+        if !header {
+            println!(
+                "\nVXP gateway (the national platform's SDK protocol), one system per agency:"
+            );
+            header = true;
+        }
+        println!(
+            "vxp {agency} https://{addr} {agency} {}",
+            lienthong_devnet::vxp_secret_file(dir, agency).display()
+        );
     }
 }
 

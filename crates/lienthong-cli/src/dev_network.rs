@@ -18,7 +18,7 @@ use crate::dms::format_track;
 pub async fn run(dir: &Path, tiers: u8, port: u16, smoke_only: bool) -> anyhow::Result<ExitCode> {
     let net = RunningNetwork::start(dir, Shape::new(tiers), port, 1000).await?;
     print_banner(&net.net);
-    print_vxp_lines(
+    crate::dev::print_vxp_lines(
         &net.net.dir,
         net.net.nodes.iter().enumerate().flat_map(|(i, node)| {
             let addr = net.vxp_addr(i);
@@ -108,28 +108,6 @@ fn print_banner(net: &Network) {
         "  lienthong admin queues -p {}/profiles/operator-VN.toml",
         net.dir.display()
     );
-}
-
-/// One line per agency a DMS built against the national platform's SDK can use, for
-/// scripts: `vxp <agency code> <endpoint URL> <system id> <secret file>`.
-pub(crate) fn print_vxp_lines<'a>(
-    dir: &Path,
-    agencies: impl Iterator<Item = (&'a AgencyCode, Option<std::net::SocketAddr>)>,
-) {
-    let mut header = false;
-    for (agency, addr) in agencies {
-        let Some(addr) = addr else { continue };
-        if !header {
-            println!(
-                "\nVXP gateway (the national platform's SDK protocol), one system per agency:"
-            );
-            header = true;
-        }
-        println!(
-            "vxp {agency} https://{addr} {agency} {}",
-            lienthong_devnet::vxp_secret_file(dir, agency).display()
-        );
-    }
 }
 
 /// A commune of the first province and a commune of the second.
