@@ -8,6 +8,7 @@
 
 pub mod chaos;
 pub mod proxy;
+pub mod vxp_platform;
 
 pub use lienthong_devnet::*;
 
