@@ -567,7 +567,10 @@ async fn a_child_watching_its_parent_gets_each_new_signed_directory() {
 
     // Nothing newer: GetDirectory answers with the version only.
     let current = client
-        .get_directory(pb::GetDirectoryRequest { known_version: 1 })
+        .get_directory(pb::GetDirectoryRequest {
+            known_version: 1,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

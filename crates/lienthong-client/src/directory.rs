@@ -71,10 +71,33 @@ impl DmsClient {
         }
     }
 
+    /// For a message a bridge imported from the national platform: checks against the
+    /// node's directory that its signer is a bridge and its sender not one of our agencies
+    /// (the signature itself was checked with the message).
+    pub(crate) async fn check_vouched(
+        &self,
+        sender: &lienthong_core::AgencyCode,
+        imported: Option<&lienthong_core::Imported>,
+    ) -> Result<(), Error> {
+        if imported.is_none() {
+            return Ok(());
+        }
+        let directory = self.current_directory().await?.ok_or_else(|| {
+            Error::Verification(
+                "an imported message, but the node has no directory that names its bridge".into(),
+            )
+        })?;
+        lienthong_pki::verify::vouched_by(&directory, sender, imported)
+            .map_err(|e| Error::Verification(e.to_string()))
+    }
+
     async fn get_directory(&self, known_version: u64) -> Result<pb::GetDirectoryResponse, Error> {
         Ok(DirectoryServiceClient::new(self.channel())
             .max_decoding_message_size(lienthong_proto::DEFAULT_MAX_MESSAGE_BYTES)
-            .get_directory(pb::GetDirectoryRequest { known_version })
+            .get_directory(pb::GetDirectoryRequest {
+                known_version,
+                ..Default::default()
+            })
             .await?
             .into_inner())
     }

@@ -391,6 +391,10 @@ impl DmsClient {
                     }
                 }
                 verify::verify_parts(&self.trust, &document, &contents, &streamed)?;
+                if let Ok(sender) = document.sender() {
+                    self.check_vouched(sender, document.imported.as_ref())
+                        .await?;
+                }
                 Ok(Incoming::Document(VerifiedDocument {
                     document,
                     contents,
@@ -403,6 +407,7 @@ impl DmsClient {
                     .sender()
                     .map_err(|e| Error::Verification(e.to_string()))?;
                 lienthong_pki::verify::status_notice(&self.trust, &notice, sender)?;
+                self.check_vouched(sender, notice.imported.as_ref()).await?;
                 Ok(Incoming::Status { notice, receipt })
             }
             None => Err(Error::Verification("the node sent no message".into())),

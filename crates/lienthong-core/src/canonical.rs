@@ -10,7 +10,8 @@
 //! is signed by its node over [`trace_entry_bytes`]).
 
 use crate::directory::Directory;
-use crate::document::{Document, Organization, ResponseFor, StaffInfo};
+use crate::document::{Document, Imported, Organization, ResponseFor, StaffInfo};
+use crate::external::ExternalDirectory;
 use crate::sign::sha256;
 use crate::status::{Receipt, StatusNotice};
 use crate::{DocumentId, NodeId, UnixMillis};
@@ -52,6 +53,18 @@ impl Canon {
         self.count(items.len());
         for s in items {
             self.str(s);
+        }
+        self
+    }
+    /// A trailer present only on messages a bridge imported, so that every other
+    /// message's bytes (and signatures made before bridges existed) stay as they were:
+    /// `imported` then the bridge, the platform id and the XML-DSig finding.
+    fn imported(&mut self, imported: &Option<Imported>) -> &mut Self {
+        if let Some(i) = imported {
+            self.str("imported")
+                .str(i.bridge.as_str())
+                .str(&i.platform_id)
+                .str(&i.dsig);
         }
         self
     }
@@ -147,7 +160,7 @@ pub fn document_bytes(d: &Document) -> Vec<u8> {
     if let Some(e) = d.expires_at {
         c.i64(e);
     }
-    c.bytes(&d.edxml_preserved);
+    c.bytes(&d.edxml_preserved).imported(&d.imported);
     c.0
 }
 
@@ -162,7 +175,8 @@ pub fn status_bytes(n: &StatusNotice) -> Vec<u8> {
         .str(n.code.code())
         .str(&n.description)
         .i64(n.at)
-        .bytes(&n.edxml_preserved);
+        .bytes(&n.edxml_preserved)
+        .imported(&n.imported);
     c.0
 }
 
@@ -214,6 +228,28 @@ pub fn directory_bytes(d: &Directory) -> Vec<u8> {
             c.str(id);
         }
         c.str(a.home.as_str());
+    }
+    // Bridges came later: a directory without any keeps the bytes (and signature) it had.
+    if !d.bridges.is_empty() {
+        c.str("bridges").count(d.bridges.len());
+        for b in &d.bridges {
+            c.str(b.node.as_str()).count(b.agencies.len());
+            for a in &b.agencies {
+                c.str(a.as_str());
+            }
+        }
+    }
+    c.0
+}
+
+/// The bytes a bridge signs for the platform's agency list it publishes.
+pub fn external_bytes(e: &ExternalDirectory) -> Vec<u8> {
+    let mut c = Canon::new("lienthong/external-directory/v1");
+    c.str(e.bridge.as_str())
+        .i64(e.version)
+        .count(e.agencies.len());
+    for a in &e.agencies {
+        c.str(a.code.as_str()).str(&a.name).strs(&a.aliases);
     }
     c.0
 }
@@ -311,6 +347,7 @@ mod tests {
                 },
                 home: NodeId::parse("H41").unwrap(),
             }],
+            bridges: Vec::new(),
             signature: None,
         };
         let base = directory_bytes(&d);

@@ -49,8 +49,23 @@ pub struct Directory {
     /// Exactly one node has no parent: the national gateway.
     pub nodes: Vec<NodeEntry>,
     pub agencies: Vec<AgencyEntry>,
+    /// The nodes that bridge to the national platform (one per platform account); empty
+    /// when lienthong reaches no agency outside this directory.
+    pub bridges: Vec<BridgeEntry>,
     /// The national gateway's signature over [`crate::canonical::directory_bytes`].
     pub signature: Option<Signature>,
+}
+
+/// A node that is one more "system" on the national document-exchange platform: it sends
+/// there what is addressed outside the directory and imports what the platform holds for
+/// our agencies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeEntry {
+    pub node: NodeId,
+    /// The agencies of this directory the bridge's platform account was registered for:
+    /// their documents to the platform leave through it. Empty: every agency no other
+    /// bridge lists.
+    pub agencies: Vec<AgencyCode>,
 }
 
 impl Directory {
@@ -122,6 +137,12 @@ impl Tree {
             if node_by_id.insert(node.id.clone(), i).is_some() {
                 return Err(invalid(format!(
                     "node {} is listed more than once",
+                    node.id
+                )));
+            }
+            if node.id.as_str() == crate::external::PLATFORM_HOP {
+                return Err(invalid(format!(
+                    "node id {} is reserved for the national platform's outbox at a bridge",
                     node.id
                 )));
             }
@@ -261,6 +282,28 @@ impl Tree {
             }
         }
 
+        let mut bridged = std::collections::HashSet::new();
+        for b in &d.bridges {
+            if !node_by_id.contains_key(&b.node) {
+                return Err(invalid(format!(
+                    "bridge {} is not a node of the directory",
+                    b.node
+                )));
+            }
+            if !bridged.insert(&b.node) {
+                return Err(invalid(format!(
+                    "bridge {} is listed more than once",
+                    b.node
+                )));
+            }
+            if let Some(a) = b.agencies.iter().find(|a| !agency_by_code.contains_key(*a)) {
+                return Err(invalid(format!(
+                    "bridge {} is registered for agency {a}, which is not in the directory",
+                    b.node
+                )));
+            }
+        }
+
         Ok(Tree {
             root,
             node_by_id,
@@ -372,6 +415,23 @@ impl DirectoryIndex {
         self.agency(code)
             .and_then(|a| a.agency.edxml_id.as_deref())
             .map(str::trim)
+    }
+
+    /// Whether `node` is one of the directory's bridges to the national platform.
+    pub fn is_bridge(&self, node: &NodeId) -> bool {
+        self.directory.bridges.iter().any(|b| &b.node == node)
+    }
+
+    /// The bridge a message from `sender` to the national platform leaves through: the one
+    /// registered for `sender`, else the first registered for no agency in particular,
+    /// else none.
+    pub fn bridge_for(&self, sender: &AgencyCode) -> Option<&NodeId> {
+        let bridges = &self.directory.bridges;
+        bridges
+            .iter()
+            .find(|b| b.agencies.contains(sender))
+            .or_else(|| bridges.iter().find(|b| b.agencies.is_empty()))
+            .map(|b| &b.node)
     }
 
     /// The agencies whose home is `node`, in directory order; none for an unknown node.
@@ -564,6 +624,7 @@ mod tests {
             issued_at: 1_700_000_000_000,
             nodes,
             agencies,
+            bridges: Vec::new(),
             signature: None,
         }
     }

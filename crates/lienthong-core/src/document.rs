@@ -271,6 +271,25 @@ pub struct Document {
     /// the original XML-DSig `Signature`), as encoded by `lienthong-edxml`, so that export
     /// gives them back. Signed with the rest; empty for native documents.
     pub edxml_preserved: Vec<u8>,
+    /// Set when a bridge imported the message from the national platform: the signature
+    /// is then the bridge's, vouching for what the platform delivered, not the sending
+    /// agency's.
+    pub imported: Option<Imported>,
+}
+
+/// How a message from the national platform entered lienthong. A message carrying it is
+/// signed by the bridge node named here (checked against the directory's bridges), and
+/// its sender is an agency outside the directory: "vouched for by our bridge", never
+/// "signed by the sending agency".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The node that imported it, whose key signed it.
+    pub bridge: NodeId,
+    /// The platform's id of the message (the `docId` it was received under).
+    pub platform_id: String,
+    /// What the bridge found of the sending DMS's own XML-DSig in the original edXML:
+    /// `verified (…)`, `absent`, `invalid: …` or `not checked: …`.
+    pub dsig: String,
 }
 
 impl Document {
@@ -288,6 +307,7 @@ impl Document {
             created_at: crate::now_millis(),
             expires_at: None,
             edxml_preserved: Vec::new(),
+            imported: None,
         }
     }
 

@@ -11,6 +11,8 @@
 //!   folded from the messages about it, and which message may follow;
 //! - [`canonical`]: the canonical bytes a sender signs, independent of protobuf encoding;
 //! - [`directory`]: the signed directory of nodes and agencies, and tree routing over it;
+//! - [`external`]: the agencies outside the directory that a bridge reaches on the
+//!   national platform, as the bridge publishes them;
 //! - [`blob`]: attachment bytes in transit (chunks and what is held of a blob);
 //! - [`sign`]: signing and verification with ring (Ed25519, ECDSA P-256, RSA-2048 SHA-256).
 #![forbid(unsafe_code)]
@@ -20,13 +22,16 @@ pub mod canonical;
 pub mod directory;
 pub mod document;
 pub mod error;
+pub mod external;
 pub mod id;
 pub mod lifecycle;
 pub mod sign;
 pub mod status;
 
 pub use blob::{BlobChunk, BlobStatus, Digest};
-pub use directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry, Route, RoutePlan};
+pub use directory::{
+    AgencyEntry, BridgeEntry, Directory, DirectoryIndex, NodeEntry, Route, RoutePlan,
+};
 pub use document::*;
 pub use error::Error;
 pub use id::{AgencyCode, DocumentId, MessageKey, NodeId};

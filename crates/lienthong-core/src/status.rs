@@ -192,6 +192,8 @@ pub struct StatusNotice {
     pub trace: Vec<crate::document::TraceEntry>,
     /// As [`crate::Document::edxml_preserved`].
     pub edxml_preserved: Vec<u8>,
+    /// As [`crate::Document::imported`].
+    pub imported: Option<crate::document::Imported>,
 }
 
 impl StatusNotice {
@@ -211,6 +213,7 @@ impl StatusNotice {
             signature: None,
             trace: Vec::new(),
             edxml_preserved: Vec::new(),
+            imported: None,
         }
     }
 

@@ -208,6 +208,7 @@ fn document(v: &Value) -> Document {
         created_at: i(v, "created_at_unix_ms"),
         expires_at: (expires != 0).then_some(expires),
         edxml_preserved: b(v, "edxml_preserved"),
+        imported: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn status(v: &Value) -> StatusNotice {
         signature: None,
         trace: Vec::new(),
         edxml_preserved: b(v, "edxml_preserved"),
+        imported: None,
     }
 }
 

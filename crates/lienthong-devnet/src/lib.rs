@@ -83,6 +83,7 @@ pub fn generate(
         delivery: Default::default(),
         network: None,
         vxp: vxp_gateway(dir, DEV_NODE, &profiles)?,
+        vxp_upstream: None,
     };
     let config_path = node_dir.join("node.toml");
     std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
@@ -531,6 +532,7 @@ pub fn generate_network(
                 directory_poll_ms: poll_ms,
             }),
             vxp: None,
+            vxp_upstream: None,
         };
         let mut homed = Vec::new();
         for (code, name) in agencies {
@@ -578,6 +580,12 @@ pub fn with_aliases(source: &str, code: &str, aliases: &[&str], edxml_id: Option
         "no agency {code} in the directory source"
     );
     source.replacen(&entry, &added, 1)
+}
+
+/// The directory source `source` with node `node` named a bridge to the national
+/// platform, registered for `agencies` (none: for every agency).
+pub fn with_bridge(source: &str, node: &str, agencies: &[&str]) -> String {
+    format!("{source}\n[[bridges]]\nnode = {node:?}\nagencies = {agencies:?}\n")
 }
 
 /// A generated network with every node running in this process.

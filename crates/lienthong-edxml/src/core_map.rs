@@ -455,6 +455,7 @@ impl EdxmlDocument {
             created_at,
             expires_at: None,
             edxml_preserved: encode_preserved(&Message::Document(self.skeleton()))?,
+            imported: None,
         })
     }
 
@@ -708,6 +709,7 @@ impl EdxmlStatus {
             signature: None,
             trace: Vec::new(),
             edxml_preserved: encode_preserved(&Message::Status(self.skeleton()))?,
+            imported: None,
         })
     }
 

@@ -44,6 +44,7 @@ fn directory(sender_edxml_id: Option<&str>) -> DirectoryIndex {
             agency("000.00.00.H40", &["28.22.H17"], Some("28.22.H17")),
             agency("003.01.32.H40", &["xa-thu", "27.01.H40"], Some("27.01.H40")),
         ],
+        bridges: Vec::new(),
         signature: None,
     })
     .unwrap()

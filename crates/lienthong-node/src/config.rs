@@ -55,6 +55,47 @@ pub struct NodeConfig {
     /// SDK (see `lienthong_vxp::GatewayConfig`). Absent: no gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxp: Option<lienthong_vxp::GatewayConfig>,
+    /// The bridge to the national platform: this node is one more system on it (the
+    /// directory must name it among its bridges). Absent: not a bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxp_upstream: Option<UpstreamConfig>,
+}
+
+/// `[vxp_upstream]`: the national platform, and who this node is on it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The platform's base URL, `https://host[:port][/path]`; operations go to
+    /// `<endpoint>/<op>`.
+    pub endpoint: String,
+    /// The system id the platform's operators gave this deployment.
+    pub system_id: String,
+    /// A file holding the secret as plain text (one trailing newline ignored), readable
+    /// by the node's account only.
+    pub secret_file: PathBuf,
+    /// PEM certificates to trust for the platform's HTTPS (its CA).
+    pub ca: PathBuf,
+    /// How often the platform's mailbox is polled, in milliseconds.
+    #[serde(default = "default_upstream_poll_ms")]
+    pub poll_ms: u64,
+    /// How often the platform's agency lists are fetched again, in milliseconds.
+    #[serde(default = "default_agencies_refresh_ms")]
+    pub agencies_refresh_ms: u64,
+    /// Where the bridge keeps its journal, staging and quarantine (default
+    /// `<data_dir>/bridge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Default [`UpstreamConfig::poll_ms`].
+pub const DEFAULT_UPSTREAM_POLL_MS: u64 = 5_000;
+
+fn default_upstream_poll_ms() -> u64 {
+    DEFAULT_UPSTREAM_POLL_MS
+}
+
+fn default_agencies_refresh_ms() -> u64 {
+    3_600_000
 }
 
 /// Default interval at which a node asks its parent for a newer directory.
@@ -281,6 +322,13 @@ impl NodeConfig {
         }
         if let Some(vxp) = self.vxp.as_mut() {
             vxp.resolve_paths(base);
+        }
+        if let Some(up) = self.vxp_upstream.as_mut() {
+            fix(&mut up.secret_file);
+            fix(&mut up.ca);
+            if let Some(dir) = up.state_dir.as_mut() {
+                fix(dir);
+            }
         }
     }
 

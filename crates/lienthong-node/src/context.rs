@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::Error;
 use crate::config::{DeliveryConfig, Limits, NetworkConfig, NodeConfig};
 use crate::directory::{self, DirectoryHolder};
+use crate::external::ExternalLists;
 use crate::link::health::Links;
 use crate::signer::NodeSigner;
 use crate::uploads::Uploads;
@@ -40,6 +41,8 @@ pub struct Context {
     pub trust: CachedTrust,
     pub tls_files: TlsFiles,
     pub directory: DirectoryHolder,
+    /// The national platform's agencies, as each bridge published them.
+    pub external: ExternalLists,
     /// `None` for a stand-alone node.
     pub network: Option<NetworkConfig>,
     pub limits: Limits,
@@ -71,6 +74,8 @@ impl Context {
         // The same roots and CRLs as TLS: a revoked certificate neither connects nor signs.
         let trust = CachedTrust::new(TrustRoots::from_files(&config.tls_files())?);
         let directory = directory::initial(config, &id, &signer, &trust)?;
+        let external = ExternalLists::open(Some(config.data_dir.join("external")), &trust);
+        external.reindex(&directory.current());
         Ok(Context {
             id,
             store,
@@ -78,6 +83,7 @@ impl Context {
             trust,
             tls_files: config.tls_files(),
             directory,
+            external,
             network: config.network.clone(),
             limits: config.limits.clone(),
             delivery: config.delivery.clone(),
@@ -127,6 +133,7 @@ impl Context {
 
     /// Wakes whatever depends on the directory (link workers).
     pub fn directory_changed(&self) {
+        self.external.reindex(&self.directory.current());
         self.signals.hops(&self.neighbours());
     }
 

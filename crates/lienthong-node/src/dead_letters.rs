@@ -310,7 +310,12 @@ pub async fn act(
         };
         let (kind, done) = match verb {
             OperatorVerb::Retry => {
-                let routed = match directory.plan(&ctx.id, &letter.recipients) {
+                let routed = match crate::admission::plan::route(
+                    ctx,
+                    &directory,
+                    letter.message.sender.as_ref(),
+                    &letter.recipients,
+                ) {
                     Ok(routed) => routed,
                     Err(e) => {
                         outcome.skipped.push(format!("{}: {e}", letter.message));

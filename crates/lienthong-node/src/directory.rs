@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lienthong_core::canonical::directory_bytes;
-use lienthong_core::directory::{AgencyEntry, Directory, DirectoryIndex, NodeEntry};
+use lienthong_core::directory::{AgencyEntry, BridgeEntry, Directory, DirectoryIndex, NodeEntry};
 use lienthong_core::id::Agency;
 use lienthong_core::sign::{Signature, SigningKey};
 use lienthong_core::{AgencyCode, NodeId, now_millis};
@@ -29,6 +29,19 @@ pub struct DirectorySource {
     pub nodes: Vec<NodeSource>,
     #[serde(default)]
     pub agencies: Vec<AgencySource>,
+    /// The nodes that bridge to the national platform.
+    #[serde(default)]
+    pub bridges: Vec<BridgeSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSource {
+    pub node: String,
+    /// The agencies its platform account was registered for (default: every agency no
+    /// other bridge lists).
+    #[serde(default)]
+    pub agencies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,11 +99,23 @@ pub fn load_source(path: &Path) -> Result<Directory, Error> {
             home: node(&a.home)?,
         });
     }
+    let mut bridges = Vec::with_capacity(src.bridges.len());
+    for b in src.bridges {
+        bridges.push(BridgeEntry {
+            node: node(&b.node)?,
+            agencies: b
+                .agencies
+                .iter()
+                .map(|a| AgencyCode::parse(a).map_err(bad))
+                .collect::<Result<_, _>>()?,
+        });
+    }
     let directory = Directory {
         version: src.version,
         issued_at: now_millis(),
         nodes,
         agencies,
+        bridges,
         signature: None,
     };
     directory.validate().map_err(bad)?;
@@ -310,6 +335,7 @@ fn standalone(config: &NodeConfig, id: &NodeId) -> Result<Directory, Error> {
                 home: id.clone(),
             })
             .collect(),
+        bridges: Vec::new(),
         signature: None,
     })
 }
@@ -337,6 +363,7 @@ fn placeholder(id: &NodeId, net: &NetworkConfig) -> Result<Directory, Error> {
             },
         ],
         agencies: Vec::new(),
+        bridges: Vec::new(),
         signature: None,
     })
 }
@@ -364,6 +391,7 @@ mod tests {
             issued_at: 0,
             nodes: Vec::new(),
             agencies: Vec::new(),
+            bridges: Vec::new(),
             signature: None,
         };
         save_cache(&path, &directory).unwrap();

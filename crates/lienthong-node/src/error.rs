@@ -41,6 +41,9 @@ pub enum Error {
     /// A signature that does not pass (see [`lienthong_pki::verify`]).
     #[error("{0}")]
     Signature(#[from] Refused),
+    /// A message that claims a bridge imported it, which the directory does not bear out.
+    #[error("{0}")]
+    NotVouched(#[from] lienthong_pki::verify::NotVouched),
     /// An attachment whose bytes do not match its size or digest.
     #[error("{0}")]
     AttachmentMismatch(String),
@@ -117,6 +120,7 @@ impl Error {
             | Error::NotNeighbour(_)
             | Error::SenderMismatch(_)
             | Error::ForgedEvent(_)
+            | Error::NotVouched(_)
             | Error::DirectoryRefused(_) => Code::PermissionDenied,
             Error::Signature(refused) => match refused {
                 Refused::Unsigned { .. }
@@ -174,6 +178,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Lifecycle(refusal) => refusal.rule.as_str(),
             Error::ForgedEvent(_) => "forged-event",
+            Error::NotVouched(_) => "not-vouched",
             Error::DirectoryRefused(_) => "directory-refused",
             Error::Unexportable(_) => "unexportable-edxml",
             Error::InvalidArgument(_) => "invalid-argument",

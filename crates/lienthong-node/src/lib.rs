@@ -21,12 +21,15 @@
 //! - [`link`]: hand-off towards one neighbour — session, window, blob pushes, health;
 //! - [`dead_letters`]: expiry, dead letters and operator actions on them;
 //! - [`directory`]: the node's copy of the directory: source, cache, verification;
+//! - [`external`]: the national platform's agency lists each bridge publishes;
 //! - [`services`]: the gRPC services and the relay client — the edge to the wire;
 //! - [`transport`]: mutual TLS of the server, peer identity from the certificate (the
 //!   client side is `lienthong_client::transport`);
 //! - [`node`]: the node assembled, and its own tasks;
 //! - [`server`]: `run(config, listener, shutdown)`;
 //! - [`vxp`]: the VXP gateway beside the node, a DMS of it;
+//! - [`bridge`]: the bridge to the national platform (`[vxp_upstream]`): its agency
+//!   lists, its outbox, its mailbox;
 //! - [`error`]: the one error type and its mapping to gRPC status codes.
 //!
 //! The modules form no cycle: `use crate::` lines point from the flows to `context`
@@ -35,12 +38,14 @@
 
 pub(crate) mod admission;
 pub(crate) mod attachments;
+pub mod bridge;
 pub mod config;
 pub(crate) mod context;
 pub(crate) mod dead_letters;
 pub mod directory;
 pub mod error;
 pub(crate) mod events;
+pub(crate) mod external;
 pub(crate) mod lifecycle;
 pub mod link;
 pub(crate) mod mailbox;

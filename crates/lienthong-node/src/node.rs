@@ -1,6 +1,7 @@
 //! A node assembled: its [`Context`], the gRPC services over it, and its own tasks — one
 //! link worker per neighbour (following directory changes), the expiry sweep of waiting
-//! outboxes, and below the national gateway the pull of the directory from the parent.
+//! outboxes, below the national gateway the pull of the directory from the parent, and
+//! at a bridge the bridge's tasks ([`crate::bridge`]).
 //! The server module serves it.
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::bridge::Bridge;
 use crate::config::{Limits, NodeConfig};
 use crate::context::Context;
 use crate::{dead_letters, link, services};
@@ -23,15 +25,29 @@ use crate::{dead_letters, link, services};
 #[derive(Debug, Clone)]
 pub struct Node {
     ctx: Arc<Context>,
+    /// The bridge to the national platform, when `[vxp_upstream]` is set.
+    bridge: Option<Arc<Bridge>>,
 }
 
 impl Node {
     /// Builds a node from validated configuration and an open store (see
     /// [`Context::new`]).
     pub fn new(config: &NodeConfig, store: Arc<dyn Store>) -> Result<Self, Error> {
-        Ok(Node {
-            ctx: Arc::new(Context::new(config, store)?),
-        })
+        let ctx = Arc::new(Context::new(config, store)?);
+        let bridge = match &config.vxp_upstream {
+            Some(upstream) => {
+                if !ctx.directory.current().is_bridge(&ctx.id) && config.network.is_some() {
+                    tracing::warn!(node = %ctx.id, "[vxp_upstream] is set but the directory does not name this node a bridge yet: nothing is routed to the platform until it does");
+                }
+                Some(Arc::new(Bridge::new(
+                    ctx.clone(),
+                    upstream,
+                    &config.data_dir,
+                )?))
+            }
+            None => None,
+        };
+        Ok(Node { ctx, bridge })
     }
 
     pub fn id(&self) -> &NodeId {
@@ -89,6 +105,9 @@ impl Node {
                 interval,
                 stop.clone(),
             )));
+        }
+        if let Some(bridge) = &self.bridge {
+            tasks.extend(bridge.clone().spawn(stop.clone()));
         }
         tasks.push(tokio::spawn(sweep_expired(ctx.clone(), stop.clone())));
         tasks.push(tokio::spawn(keep_links(ctx.clone(), stop)));

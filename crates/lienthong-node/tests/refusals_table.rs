@@ -102,6 +102,9 @@ every_failure! {
     Error::Lifecycle(Refusal { rule: Rule::MalformedReference, .. }) =>
         rule(Rule::MalformedReference),
     Error::ForgedEvent(_) => Error::ForgedEvent(s()),
+    Error::NotVouched(_) => Error::NotVouched(lienthong_pki::verify::NotVouched::OurAgency {
+        sender: AgencyCode::parse("000.00.00.H41").unwrap(),
+    }),
     Error::DirectoryRefused(_) => Error::DirectoryRefused(s()),
     Error::Unexportable(_) => Error::Unexportable(s()),
     Error::InvalidArgument(_) => Error::InvalidArgument(s()),

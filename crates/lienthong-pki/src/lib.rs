@@ -38,4 +38,6 @@ pub use error::{Error, Result};
 pub use files::{load_certs, load_crls, load_private_key, load_signing_key};
 pub use identity::Identity;
 pub use signer::{CachedTrust, TrustRoots};
-pub use tls::{ALPN_H2, TlsFiles, client_config, crypto_provider, server_config};
+pub use tls::{
+    ALPN_H2, TlsFiles, client_config, crypto_provider, server_config, web_client_config,
+};

@@ -56,6 +56,21 @@ fn root_store(path: &Path) -> Result<Arc<RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
+/// A client config for an HTTPS server outside lienthong (the national platform): the
+/// server's certificate checked against the PEM roots in `ca` and its host name, as for
+/// any web server; no client certificate.
+pub fn web_client_config(ca: &Path) -> Result<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::InvalidTrustRoots {
+            path: ca.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(root_store(ca)?)
+        .with_no_client_auth();
+    Ok(config)
+}
+
 /// This party's certificate chain and key, checked to carry a lienthong identity.
 fn own_cert(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain = load_certs(&files.cert)?;

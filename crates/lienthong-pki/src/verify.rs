@@ -5,7 +5,8 @@
 
 use lienthong_core::canonical;
 use lienthong_core::{
-    AgencyCode, Document, DocumentId, NodeId, Receipt, Signature, StatusNotice, TraceEntry,
+    AgencyCode, Document, DocumentId, Imported, NodeId, Receipt, Signature, StatusNotice,
+    TraceEntry,
 };
 
 use crate::{CachedTrust, Identity};
@@ -77,6 +78,9 @@ pub fn signed_by(
 }
 
 /// A document, signed by its sender over [`canonical::document_bytes`].
+/// A message a bridge imported from the national platform is signed by that bridge
+/// instead (whether the node is a bridge of the directory is for the caller, which holds
+/// the directory, to check: see [`vouched_by`]).
 pub fn document(
     trust: &CachedTrust,
     document: &Document,
@@ -87,8 +91,60 @@ pub fn document(
         "document",
         document.signature.as_ref(),
         &canonical::document_bytes(document),
-        Identity::Agency(sender.clone()),
+        signer_of(sender, document.imported.as_ref()),
     )
+}
+
+/// Who must have signed a message from `sender`: the agency, or for an imported message
+/// the bridge that imported it.
+fn signer_of(sender: &AgencyCode, imported: Option<&Imported>) -> Identity {
+    match imported {
+        Some(i) => Identity::Node(i.bridge.clone()),
+        None => Identity::Agency(sender.clone()),
+    }
+}
+
+/// Why an imported message's bridge is not to be trusted for it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotVouched {
+    #[error(
+        "message from {sender} says node {bridge} imported it from the national platform, but the directory (version {version}) names no such bridge"
+    )]
+    NotABridge {
+        sender: AgencyCode,
+        bridge: NodeId,
+        version: u64,
+    },
+    #[error(
+        "message from {sender} says it was imported from the national platform, but {sender} is an agency of the directory: a bridge never speaks for one of ours"
+    )]
+    OurAgency { sender: AgencyCode },
+}
+
+/// For an imported message (`imported` set), checks that the directory names its bridge
+/// and that its sender is not one of the directory's own agencies. Nothing to check for
+/// a message signed by its agency.
+pub fn vouched_by(
+    directory: &lienthong_core::DirectoryIndex,
+    sender: &AgencyCode,
+    imported: Option<&Imported>,
+) -> Result<(), NotVouched> {
+    let Some(i) = imported else {
+        return Ok(());
+    };
+    if !directory.is_bridge(&i.bridge) {
+        return Err(NotVouched::NotABridge {
+            sender: sender.clone(),
+            bridge: i.bridge.clone(),
+            version: directory.version,
+        });
+    }
+    if directory.agency(sender).is_some() {
+        return Err(NotVouched::OurAgency {
+            sender: sender.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// A status notice, signed by its sender over [`canonical::status_bytes`].
@@ -102,7 +158,7 @@ pub fn status_notice(
         "status notice",
         notice.signature.as_ref(),
         &canonical::status_bytes(notice),
-        Identity::Agency(sender.clone()),
+        signer_of(sender, notice.imported.as_ref()),
     )
 }
 

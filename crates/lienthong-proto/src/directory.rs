@@ -6,7 +6,8 @@
 //! [`lienthong_core::canonical::directory_bytes`] before use.
 
 use lienthong_core::NodeId;
-use lienthong_core::directory::{AgencyEntry, Directory, NodeEntry};
+use lienthong_core::directory::{AgencyEntry, BridgeEntry, Directory, NodeEntry};
+use lienthong_core::external::{ExternalAgency, ExternalDirectory};
 use lienthong_core::id::Agency;
 use prost::Message;
 
@@ -50,11 +51,26 @@ impl TryFrom<pb::Directory> for Directory {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        let bridges = d
+            .bridges
+            .into_iter()
+            .map(|b| {
+                Ok(BridgeEntry {
+                    node: node_id("bridges.node", &b.node)?,
+                    agencies: b
+                        .agencies
+                        .iter()
+                        .map(|a| code("bridges.agencies", a))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         let directory = Directory {
             version: d.version,
             issued_at: d.issued_at_unix_ms,
             nodes,
             agencies,
+            bridges,
             signature: d.signature.map(TryInto::try_into).transpose()?,
         };
         directory.validate().map_err(|e| invalid("directory", e))?;
@@ -88,7 +104,58 @@ impl From<&Directory> for pb::Directory {
                     edxml_id: a.agency.edxml_id.clone().unwrap_or_default(),
                 })
                 .collect(),
+            bridges: d
+                .bridges
+                .iter()
+                .map(|b| pb::BridgeEntry {
+                    node: b.node.to_string(),
+                    agencies: b.agencies.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
             signature: d.signature.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl TryFrom<pb::ExternalDirectory> for ExternalDirectory {
+    type Error = Error;
+    /// Validates ids and codes; an entry whose code is not a QĐ 20/2020 code is refused
+    /// with the whole list (a bridge publishes only codes it could parse).
+    fn try_from(e: pb::ExternalDirectory) -> Result<Self, Error> {
+        Ok(ExternalDirectory {
+            bridge: node_id("external.bridge", &e.bridge)?,
+            version: e.version,
+            agencies: e
+                .agencies
+                .into_iter()
+                .map(|a| {
+                    Ok(ExternalAgency {
+                        code: code("external.agencies.code", &a.code)?,
+                        name: a.name,
+                        aliases: a.aliases,
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            signature: e.signature.map(TryInto::try_into).transpose()?,
+        })
+    }
+}
+
+impl From<&ExternalDirectory> for pb::ExternalDirectory {
+    fn from(e: &ExternalDirectory) -> Self {
+        pb::ExternalDirectory {
+            bridge: e.bridge.to_string(),
+            version: e.version,
+            agencies: e
+                .agencies
+                .iter()
+                .map(|a| pb::ExternalAgency {
+                    code: a.code.to_string(),
+                    name: a.name.clone(),
+                    aliases: a.aliases.clone(),
+                })
+                .collect(),
+            signature: e.signature.as_ref().map(Into::into),
         }
     }
 }
@@ -96,6 +163,17 @@ impl From<&Directory> for pb::Directory {
 /// Encodes a directory for the node's on-disk cache.
 pub fn encode_directory(d: &Directory) -> Vec<u8> {
     pb::Directory::from(d).encode_to_vec()
+}
+
+/// Encodes a platform agency list for a node's disk.
+pub fn encode_external(e: &ExternalDirectory) -> Vec<u8> {
+    pb::ExternalDirectory::from(e).encode_to_vec()
+}
+
+/// Decodes a platform agency list kept on disk (its signature is the caller's to check).
+pub fn decode_external(bytes: &[u8]) -> Result<ExternalDirectory, Error> {
+    let pb = pb::ExternalDirectory::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+    pb.try_into()
 }
 
 /// Decodes and validates a cached directory; a damaged cache is reported, not used.
@@ -150,6 +228,10 @@ mod tests {
                 agency("000.00.00.H41", "UBND tỉnh Nghệ An", &[], "H41"),
                 agency("002.00.00.H41", "UBND xã", &["xa-002"], "H41-C002"),
             ],
+            bridges: vec![BridgeEntry {
+                node: id("H41"),
+                agencies: vec![AgencyCode::parse("000.00.00.H41").unwrap()],
+            }],
             signature: Some(Signature {
                 algorithm: SignatureAlgorithm::Ed25519,
                 signer_cert: vec![0x30, 0x82, 1, 2],

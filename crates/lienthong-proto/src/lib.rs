@@ -418,6 +418,7 @@ impl TryFrom<pb::Document> for DocumentWithContent {
             created_at: d.created_at_unix_ms,
             expires_at: opt_time(d.expires_at_unix_ms),
             edxml_preserved: d.edxml_preserved.to_vec(),
+            imported: d.imported.map(imported).transpose()?,
         };
         document.validate().map_err(|e| invalid("document", e))?;
         Ok(DocumentWithContent { document, contents })
@@ -458,6 +459,23 @@ pub fn document_to_pb(d: &core::Document, contents: Option<&[Bytes]>) -> pb::Doc
         created_at_unix_ms: d.created_at,
         expires_at_unix_ms: d.expires_at.unwrap_or(0),
         edxml_preserved: Bytes::copy_from_slice(&d.edxml_preserved),
+        imported: d.imported.as_ref().map(imported_pb),
+    }
+}
+
+fn imported(i: pb::Imported) -> Result<core::Imported, Error> {
+    Ok(core::Imported {
+        bridge: core::NodeId::parse(&i.bridge).map_err(|e| invalid("imported.bridge", e))?,
+        platform_id: i.platform_id,
+        dsig: i.dsig,
+    })
+}
+
+fn imported_pb(i: &core::Imported) -> pb::Imported {
+    pb::Imported {
+        bridge: i.bridge.to_string(),
+        platform_id: i.platform_id.clone(),
+        dsig: i.dsig.clone(),
     }
 }
 
@@ -484,6 +502,7 @@ impl TryFrom<pb::StatusNotice> for core::StatusNotice {
             signature: n.signature.map(TryInto::try_into).transpose()?,
             trace: trace(n.trace)?,
             edxml_preserved: n.edxml_preserved.to_vec(),
+            imported: n.imported.map(imported).transpose()?,
         };
         notice.validate().map_err(|e| invalid("notice", e))?;
         Ok(notice)
@@ -504,6 +523,7 @@ impl From<&core::StatusNotice> for pb::StatusNotice {
             signature: n.signature.as_ref().map(Into::into),
             trace: trace_pb(&n.trace),
             edxml_preserved: Bytes::copy_from_slice(&n.edxml_preserved),
+            imported: n.imported.as_ref().map(imported_pb),
         }
     }
 }

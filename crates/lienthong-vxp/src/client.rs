@@ -131,12 +131,20 @@ impl VxpClient {
         op: &Operation,
         body: ReqBody,
     ) -> Result<http::Response<hyper::body::Incoming>> {
+        self.call_at(op, body, &timestamp_now(self.config.utc_offset))
+            .await
+    }
+
+    /// [`VxpClient::call`] signed with `timestamp`.
+    async fn call_at(
+        &self,
+        op: &Operation,
+        body: ReqBody,
+        timestamp: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>> {
         let kind = op.kind();
         let url = self.url(kind)?;
-        let signed = op.signed_headers(
-            &self.config.system_id,
-            &timestamp_now(self.config.utc_offset),
-        );
+        let signed = op.signed_headers(&self.config.system_id, timestamp);
         let mut request = Request::builder().method(kind.method()).uri(url.clone());
         let headers = request.headers_mut().expect("the builder has no error yet");
         for (name, value) in signed.to_http_headers(&self.config.secret) {
@@ -217,6 +225,27 @@ impl VxpClient {
         to: Option<&str>,
         path: &Path,
     ) -> Result<String> {
+        let timestamp = self.timestamp();
+        self.send_edoc_at(from, message_type, to, path, &timestamp)
+            .await
+    }
+
+    /// A timestamp for a call made now, in the client's zone.
+    pub fn timestamp(&self) -> String {
+        timestamp_now(self.config.utc_offset)
+    }
+
+    /// [`VxpClient::send_edoc`] signed with `timestamp`: a re-send with the timestamp of
+    /// the first attempt is byte for byte the request the SDK re-sends after a dropped
+    /// connection, which a VXP server deduplicates (vxp-rest.md §1, §5).
+    pub async fn send_edoc_at(
+        &self,
+        from: &str,
+        message_type: MessageType,
+        to: Option<&str>,
+        path: &Path,
+        timestamp: &str,
+    ) -> Result<String> {
         let io = |source| VxpError::Io {
             what: "cannot read",
             path: path.to_path_buf(),
@@ -250,7 +279,7 @@ impl VxpClient {
             Bytes::from_static(b"\r\n"),
         )
         .boxed_unsync();
-        let response = self.call(&op, body).await?;
+        let response = self.call_at(&op, body, timestamp).await?;
         let answer: SendEdocResponse = self.read_json(OperationKind::SendEdoc, response).await?;
         Self::check(OperationKind::SendEdoc, &answer.outcome)?;
         Ok(answer.doc_id)

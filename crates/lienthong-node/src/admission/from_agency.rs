@@ -31,10 +31,23 @@ pub async fn send_document(
         .map_err(|e| Error::Unexportable(e.to_string()))?;
     let recipients = message.document.recipients()?;
     let d = ctx.directory.current();
-    if let Some(unknown) = recipients.iter().find(|r| d.home_of(r).is_none()) {
+    let external = ctx.external.index();
+    if let Some(unknown) = recipients
+        .iter()
+        .find(|r| d.home_of(r).is_none() && external.bridge_towards(&d, Some(caller), r).is_none())
+    {
+        let platform = if external.is_empty() {
+            String::new()
+        } else {
+            let bridges: Vec<_> = external.lists().map(|l| l.bridge.to_string()).collect();
+            format!(
+                ", nor in the national platform's agency list published by bridge {}",
+                bridges.join(", ")
+            )
+        };
         return Err(Error::UnknownRecipient(format!(
             "unknown recipient {unknown}: no agency with that code is in the directory \
-             (version {}) of node {}",
+             (version {}) of node {}{platform}",
             d.version, ctx.id
         )));
     }

@@ -94,7 +94,7 @@ pub async fn admit(
     message.push_trace(hop);
 
     let d = ctx.directory.current();
-    let plan = Plan::new(ctx, &d, &message.recipients(), &origin);
+    let plan = Plan::new(ctx, &d, &message.sender, &message.recipients(), &origin);
     let mut recorded = vec![match &origin {
         Origin::Agency(_) => ctx.event(TransportEventKind::Accepted, None, message.accepted()),
         Origin::Relay { from, .. } => ctx.event(
@@ -239,6 +239,14 @@ impl Checked {
         }
     }
 
+    /// How the message entered from the national platform, if a bridge imported it.
+    fn imported(&self) -> Option<&lienthong_core::Imported> {
+        match &self.message {
+            Incoming::Document { message, .. } => message.document.imported.as_ref(),
+            Incoming::Status(notice) => notice.imported.as_ref(),
+        }
+    }
+
     fn trace(&self) -> &[TraceEntry] {
         match &self.message {
             Incoming::Document { message, .. } => &message.document.trace,
@@ -365,6 +373,11 @@ enum Dedup {
 /// message, and deduplication on the message's key.
 fn dedup(ctx: &Context, message: &Checked, origin: &Origin) -> Result<Dedup, Error> {
     message.verify_sender(ctx).map_err(Error::from)?;
+    verify::vouched_by(
+        &ctx.directory.current(),
+        &message.sender,
+        message.imported(),
+    )?;
     let signed = message.signed_bytes();
     let content_digest = sha256(&signed);
     let key = &message.key;

@@ -1,7 +1,10 @@
 //! Where the recipients of one message go from this node: local inboxes, next hops, and
-//! dead letters for those that cannot be routed.
+//! dead letters for those that cannot be routed. An agency outside the directory that a
+//! bridge reaches on the national platform goes towards that bridge, and at the bridge
+//! into the platform's outbox ([`lienthong_core::external::platform_hop`]).
 
-use lienthong_core::directory::DirectoryIndex;
+use lienthong_core::directory::{DirectoryIndex, RoutePlan};
+use lienthong_core::external::platform_hop;
 use lienthong_core::{AgencyCode, NodeId};
 
 use super::Origin;
@@ -22,11 +25,12 @@ impl Plan {
     pub fn new(
         ctx: &Context,
         d: &DirectoryIndex,
+        sender: &AgencyCode,
         recipients: &[AgencyCode],
         origin: &Origin,
     ) -> Plan {
         let mut plan = Plan::default();
-        let Ok(routed) = d.plan(&ctx.id, recipients) else {
+        let Ok(routed) = route(ctx, d, Some(sender), recipients) else {
             // This node is not in its own directory yet: nothing can be routed.
             for r in recipients {
                 plan.dead.push((
@@ -58,4 +62,37 @@ impl Plan {
         }
         plan
     }
+}
+
+/// The tree routing of `recipients` from this node, where each recipient the directory
+/// does not know but a bridge reaches goes towards that bridge (the platform's outbox at
+/// the bridge itself). What stays in `unknown` is known to nobody.
+pub fn route(
+    ctx: &Context,
+    d: &DirectoryIndex,
+    sender: Option<&AgencyCode>,
+    recipients: &[AgencyCode],
+) -> Result<RoutePlan, lienthong_core::Error> {
+    let mut routed = d.plan(&ctx.id, recipients)?;
+    if routed.unknown.is_empty() {
+        return Ok(routed);
+    }
+    let external = ctx.external.index();
+    let mut unknown = Vec::new();
+    for r in std::mem::take(&mut routed.unknown) {
+        let hop = match external.bridge_towards(d, sender, &r) {
+            Some(bridge) if *bridge == ctx.id => Some(platform_hop()),
+            Some(bridge) => d.next_hop_towards(&ctx.id, bridge),
+            None => None,
+        };
+        match hop {
+            Some(hop) => match routed.via.iter_mut().find(|(h, _)| *h == hop) {
+                Some((_, rs)) => rs.push(r),
+                None => routed.via.push((hop, vec![r])),
+            },
+            None => unknown.push(r),
+        }
+    }
+    routed.unknown = unknown;
+    Ok(routed)
 }

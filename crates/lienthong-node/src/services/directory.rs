@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lienthong_core::directory::Directory;
+use lienthong_core::external::ExternalDirectory;
 use lienthong_proto::pb;
 use lienthong_proto::pb::directory_service_server::DirectoryService;
 use tokio::sync::watch;
@@ -35,12 +36,24 @@ impl DirectoryService for DirectoryApi {
         req: Request<pb::GetDirectoryRequest>,
     ) -> Result<Response<pb::GetDirectoryResponse>, Status> {
         crate::transport::peer(&req)?;
-        let known = req.into_inner().known_version;
+        let req = req.into_inner();
         let current = self.ctx.directory.current();
+        // Lists from the caller's subtree climb towards the root here.
+        for offered in req.offered {
+            take_list(&self.ctx, offered, "a child");
+        }
         Ok(Response::new(pb::GetDirectoryResponse {
             version: current.version,
-            directory: (current.version > known && current.signature.is_some())
+            directory: (current.version > req.known_version && current.signature.is_some())
                 .then(|| (&**current).into()),
+            external: self
+                .ctx
+                .external
+                .newer_than(&req.external_versions)
+                .iter()
+                .map(|l| (&**l).into())
+                .collect(),
+            external_versions: self.ctx.external.versions(),
         }))
     }
 
@@ -75,6 +88,17 @@ impl DirectoryService for DirectoryApi {
     }
 }
 
+/// Takes a platform agency list from a neighbour if it is valid and newer; a bad one is
+/// logged and dropped (it changes nothing).
+fn take_list(ctx: &Context, list: pb::ExternalDirectory, from: &str) {
+    let taken = ExternalDirectory::try_from(list)
+        .map_err(Error::from)
+        .and_then(|l| ctx.external.offer(l, &ctx.trust, &ctx.directory.current()));
+    if let Err(e) = taken {
+        tracing::warn!(node = %ctx.id, error = %e, "platform agency list from {from} refused");
+    }
+}
+
 /// Asks the parent for a newer directory every `interval` until `stop` changes.
 pub async fn pull_from_parent(
     ctx: Arc<Context>,
@@ -82,17 +106,36 @@ pub async fn pull_from_parent(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut client = pb::directory_service_client::DirectoryServiceClient::new(channel);
+    let mut client = pb::directory_service_client::DirectoryServiceClient::new(channel)
+        .max_decoding_message_size(lienthong_proto::DEFAULT_MAX_MESSAGE_BYTES);
+    // What the parent held at the last answer: the lists it lacks go up at the next call.
+    let mut parent_holds: Option<std::collections::HashMap<String, i64>> = None;
     loop {
         let known = ctx.directory.current().version;
+        let offered = match &parent_holds {
+            Some(held) => ctx
+                .external
+                .newer_than(held)
+                .iter()
+                .map(|l| (&**l).into())
+                .collect(),
+            None => Vec::new(),
+        };
         match client
             .get_directory(pb::GetDirectoryRequest {
                 known_version: known,
+                external_versions: ctx.external.versions(),
+                offered,
             })
             .await
         {
             Ok(r) => {
-                if let Some(d) = r.into_inner().directory {
+                let r = r.into_inner();
+                for list in r.external {
+                    take_list(&ctx, list, "the parent");
+                }
+                parent_holds = Some(r.external_versions);
+                if let Some(d) = r.directory {
                     match Directory::try_from(d)
                         .map_err(Error::from)
                         .and_then(|d| ctx.directory.offer(d, &ctx.trust))

@@ -150,13 +150,18 @@ fn internal(what: &str) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
 /// The DMS's own XML-DSig on a received message, checked (up to
 /// [`DSIG_CHECK_MAX_BYTES`]), as the journal records it.
 async fn dms_signature(edoc: &crate::gateway::SpooledEdoc) -> String {
-    if edoc.len() > DSIG_CHECK_MAX_BYTES {
+    dms_signature_of(edoc.path(), edoc.len()).await
+}
+
+/// The XML-DSig finding for the edXML file at `path` of `len` bytes: `verified …`,
+/// `absent`, `failed: …` or `not checked: …` (past [`DSIG_CHECK_MAX_BYTES`]).
+pub async fn dms_signature_of(path: &Path, len: u64) -> String {
+    if len > DSIG_CHECK_MAX_BYTES {
         return format!(
-            "not checked: the message has {} bytes, more than {DSIG_CHECK_MAX_BYTES}",
-            edoc.len()
+            "not checked: the message has {len} bytes, more than {DSIG_CHECK_MAX_BYTES}"
         );
     }
-    let bytes = match edoc.read_to_vec().await {
+    let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) => return format!("not checked: {e}"),
     };
