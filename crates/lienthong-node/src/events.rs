@@ -190,7 +190,7 @@ pub async fn admit_pack(
 
 /// Whether neighbour `from` may speak for `event`: the event happened at a node behind
 /// `from` (the recipient's home for a delivery, a fetch or an acknowledgement, which must
-/// then be that agency's home), its trace is a path through the tree ending there, and it
+/// then be that agency's home, or a bridge for an agency outside the directory), its trace is a path through the tree ending there, and it
 /// travels towards the sender's home node, which is not behind `from`. Lifecycle index
 /// entries belong to the node that wrote them and never travel.
 fn check_source(
@@ -224,7 +224,10 @@ fn check_source(
             .agency
             .as_ref()
             .ok_or_else(|| refuse(format!("a {} event names no agency", event.kind.as_str())))?;
-        if d.home_of(agency) != Some(at) {
+        // An agency outside the directory is reached on the national platform: the
+        // bridge that sent it there speaks for its delivery.
+        let home = d.home_of(agency);
+        if home != Some(at) && !(home.is_none() && d.is_bridge(at)) {
             return Err(refuse(format!(
                 "it says {agency} {} at {at}, which is not {agency}'s home",
                 event.kind.as_str()

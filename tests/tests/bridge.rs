@@ -1,0 +1,313 @@
+//! The bridge to the national platform (#19), end to end: a 2-tier network whose national
+//! gateway is a bridge to a platform stand-in written from vxp-rest.md alone
+//! (`lienthong_testkit::vxp_platform`), with a second system on that platform playing the
+//! rest of the country. Everything runs for real: HTTPS, HMAC-signed headers checked by
+//! the stand-in's own code, mutual TLS inside lienthong, sled in temporary folders.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lienthong_client::{DmsClient, Incoming, InboxKind};
+use lienthong_core::{AgencyCode, StatusCode, StatusNotice};
+use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
+use lienthong_node::config::UpstreamConfig;
+use lienthong_testkit::vxp_platform::{
+    AgencySpec, DeliveryStatus, Platform, PlatformConfig, SystemSpec,
+};
+use lienthong_vxp::{ClientConfig, MessageType, Secret, VxpClient};
+
+/// The lienthong deployment's system on the platform.
+const LT: &str = "LT.SYSTEM";
+const LT_SECRET: &str = "lt-secret+/base64-looking==";
+/// Another province's system on the platform, with one agency.
+const EXT: &str = "EXT.SYSTEM";
+const EXT_SECRET: &str = "ext-secret";
+const EXT_AGENCY: &str = "000.00.00.H29";
+/// A commune agency of the dev network (H41-C1).
+const COMMUNE: &str = "001.00.20.H41";
+
+const EDOC: &[u8] = include_bytes!("../../crates/lienthong-vxp/tests/fixtures/edoc_attachment.edxml");
+
+/// The reference's sample document from `from` to `to`.
+fn edoc(from: &str, to: &str) -> Vec<u8> {
+    String::from_utf8(EDOC.to_vec())
+        .unwrap()
+        .replacen(
+            "<edXML:OrganId>002.00.20.H13</edXML:OrganId>",
+            &format!("<edXML:OrganId>{from}</edXML:OrganId>"),
+            1,
+        )
+        .replacen(
+            "<edXML:OrganId>000.00.15.H51</edXML:OrganId>",
+            &format!("<edXML:OrganId>{to}</edXML:OrganId>"),
+            1,
+        )
+        .into_bytes()
+}
+
+/// A status `code` from `from` about document `doc_id` of `to`, as a platform DMS writes it.
+fn status(from: &str, to: &str, doc_id: &str, code: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+  <edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">
+    <edXML:edXMLHeader>
+      <edXML:MessageHeader>
+        <edXML:From>
+          <edXML:OrganId>{from}</edXML:OrganId>
+          <edXML:OrganName>UBND thành phố Hà Nội</edXML:OrganName>
+        </edXML:From>
+        <edXML:ResponseFor>
+          <edXML:OrganId>{to}</edXML:OrganId>
+          <edXML:Code>1/UBND</edXML:Code>
+          <edXML:PromulgationDate>2026/12/05</edXML:PromulgationDate>
+          <edXML:DocumentId>{doc_id}</edXML:DocumentId>
+        </edXML:ResponseFor>
+        <edXML:StatusCode>{code}</edXML:StatusCode>
+        <edXML:Description>Văn thư: đã vào sổ văn bản đến</edXML:Description>
+        <edXML:Timestamp>2026/12/05 09:30:00</edXML:Timestamp>
+      </edXML:MessageHeader>
+    </edXML:edXMLHeader>
+  </edXML:edXMLEnvelope>
+</edXML>
+"#
+    )
+    .into_bytes()
+}
+
+/// The text of the first `<edXML:{tag}>` element of `bytes`.
+fn element(bytes: &[u8], tag: &str) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let open = format!("<edXML:{tag}>");
+    let start = text.find(&open).unwrap_or_else(|| panic!("no {open} in {text}")) + open.len();
+    let end = text[start..].find('<').unwrap() + start;
+    text[start..end].to_string()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    platform: Platform,
+    net: RunningNetwork,
+    /// The other province's system on the platform.
+    ext: VxpClient,
+}
+
+fn tls_trusting(ca: &Path) -> Arc<rustls::ClientConfig> {
+    Arc::new(lienthong_pki::web_client_config(ca).unwrap())
+}
+
+async fn world() -> World {
+    let dir = tempfile::TempDir::new().unwrap();
+    let ours: Vec<AgencySpec> = [COMMUNE, "002.00.20.H41", "000.00.00.H41", "000.00.00.G22"]
+        .into_iter()
+        .map(|c| AgencySpec::new(c, format!("lienthong {c}")))
+        .collect();
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.systems = vec![
+        SystemSpec::new(LT, LT_SECRET, ours),
+        SystemSpec::new(
+            EXT,
+            EXT_SECRET,
+            [AgencySpec::new(EXT_AGENCY, "UBND thành phố Hà Nội").with_old_code("01.01.H29")],
+        ),
+    ];
+    let platform = Platform::start(config).await.unwrap();
+    let secret_file = dir.path().join("lt.secret");
+    std::fs::write(&secret_file, format!("{LT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let upstream = UpstreamConfig {
+        endpoint: platform.url().to_string(),
+        system_id: LT.into(),
+        secret_file,
+        ca: platform.ca_pem_path().to_path_buf(),
+        poll_ms: 100,
+        agencies_refresh_ms: 60_000,
+        state_dir: None,
+    };
+    let net = RunningNetwork::start_with_directory(
+        &dir.path().join("net"),
+        Shape::new(2),
+        0,
+        100,
+        move |c| {
+            if c.node_id == "VN" {
+                c.vxp_upstream = Some(upstream.clone());
+            }
+        },
+        |source| with_bridge(&source, "VN", &[]),
+    )
+    .await
+    .unwrap();
+    let ext = VxpClient::new(ClientConfig::new(
+        platform.url(),
+        EXT,
+        Secret::new(EXT_SECRET),
+        tls_trusting(platform.ca_pem_path()),
+    ))
+    .unwrap();
+    World {
+        _dir: dir,
+        platform,
+        net,
+        ext,
+    }
+}
+
+/// Polls `check` every 50 ms until it gives a value, for up to `secs` seconds.
+async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a document from `client` to `to` once the sender's node knows `to` (the
+/// platform's agency list travels down the tree after the bridge fetched it).
+async fn send_when_known(client: &DmsClient, to: &str, subject: &str) -> String {
+    let to = AgencyCode::parse(to).unwrap();
+    eventually(20, "the platform's agency list reaching the commune", async || {
+        let mut d = client.new_document(vec![to.clone()], subject);
+        match client.send(&mut d, &[]).await {
+            Ok(_) => Some(d.id.to_string()),
+            Err(e) if e.reason() == Some("unknown-recipient") => None,
+            Err(e) => panic!("send refused: {e}"),
+        }
+    })
+    .await
+}
+
+fn platform_file(edxml: Vec<u8>, dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, edxml).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses() {
+    let w = world().await;
+    let commune = w.net.client(COMMUNE).unwrap();
+    let files = tempfile::TempDir::new().unwrap();
+
+    // 1. Commune → platform: through the tree to the bridge, out with sendEdoc.
+    let id = send_when_known(&commune, EXT_AGENCY, "Công văn gửi Hà Nội").await;
+    let arrived = eventually(20, "the document in the platform mailbox of EXT", async || {
+        w.platform.mailbox(EXT).into_iter().find(|m| m.message_type == "edoc")
+    })
+    .await;
+    assert_eq!(arrived.to, vec![EXT_AGENCY.to_string()]);
+    assert_eq!(arrived.from, COMMUNE);
+    let text = String::from_utf8_lossy(&arrived.bytes).to_string();
+    assert!(text.contains("Công văn gửi Hà Nội"), "{text}");
+    assert_eq!(element(&arrived.bytes, "OrganId"), COMMUNE);
+    let tracked = eventually(10, "the sender's track showing the platform", async || {
+        let t = commune.track(&id).await.unwrap();
+        let shown = format!("{t:?}");
+        shown.contains("national platform").then_some(shown)
+    })
+    .await;
+    assert!(tracked.contains(&arrived.sender_doc_id), "{tracked}");
+
+    // 2. EXT answers with status 03; it reaches the commune as a notice vouched for by
+    // the bridge.
+    let ext_received = w.ext.received_edocs(MessageType::Edoc).await.unwrap();
+    assert_eq!(ext_received.len(), 1);
+    let doc_id_in_edxml = element(&arrived.bytes, "DocumentId");
+    let path = platform_file(
+        status(EXT_AGENCY, COMMUNE, &doc_id_in_edxml, "03"),
+        files.path(),
+        "status.edxml",
+    );
+    w.ext
+        .send_edoc(EXT_AGENCY, MessageType::Status, None, &path)
+        .await
+        .unwrap();
+    let notice = eventually(20, "status 03 in the commune's inbox", async || {
+        let items = commune.list_inbox(0, 100).await.unwrap();
+        items.into_iter().find(|i| i.kind == InboxKind::Status)
+    })
+    .await;
+    match commune.fetch(&notice.id).await.unwrap() {
+        Incoming::Status { notice, .. } => {
+            assert_eq!(notice.code, StatusCode::Accepted);
+            assert_eq!(notice.from.code.as_ref().unwrap().as_str(), EXT_AGENCY);
+            let imported = notice.imported.expect("marked as imported");
+            assert_eq!(imported.bridge.as_str(), "VN");
+        }
+        other => panic!("not a status: {other:?}"),
+    }
+    commune.ack(&notice.id).await.unwrap();
+
+    // 3. EXT sends a document to the commune; it arrives, vouched for by the bridge, and
+    // is acknowledged on the platform only after lienthong stored it.
+    let path = platform_file(edoc(EXT_AGENCY, COMMUNE), files.path(), "edoc.edxml");
+    let sent = w
+        .ext
+        .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &path)
+        .await
+        .unwrap();
+    let item = eventually(20, "EXT's document in the commune's inbox", async || {
+        let items = commune.list_inbox(0, 100).await.unwrap();
+        items
+            .into_iter()
+            .find(|i| i.kind == InboxKind::Document && i.from == EXT_AGENCY)
+    })
+    .await;
+    let Incoming::Document(received) = commune.fetch(&item.id).await.unwrap() else {
+        panic!("not a document");
+    };
+    let imported = received.document.imported.clone().expect("marked as imported");
+    assert_eq!(imported.bridge.as_str(), "VN");
+    // The sample's XML-DSig covers the addresses this test changed: reported, not hidden.
+    assert!(imported.dsig.starts_with("failed: "), "{}", imported.dsig);
+    assert!(!received.contents.is_empty() && !received.contents[0].is_empty());
+    commune.ack(&item.id).await.unwrap();
+    eventually(10, "the platform item acknowledged done", async || {
+        w.platform
+            .mailbox(LT)
+            .iter()
+            .find(|m| m.sender_doc_id == sent)
+            .filter(|m| m.status == DeliveryStatus::Done)
+            .map(|_| ())
+    })
+    .await;
+
+    // 4. The commune answers the imported document; the status goes out to EXT.
+    let mut answer = StatusNotice::new(
+        AgencyCode::parse(COMMUNE).unwrap(),
+        AgencyCode::parse(EXT_AGENCY).unwrap(),
+        &received.document.id,
+        StatusCode::Accepted,
+    );
+    answer.description = "Đã tiếp nhận".into();
+    commune.send_status(answer).await.unwrap();
+    let back = eventually(20, "the commune's status in EXT's mailbox", async || {
+        w.platform.mailbox(EXT).into_iter().find(|m| m.message_type == "status")
+    })
+    .await;
+    assert_eq!(element(&back.bytes, "StatusCode"), "03");
+
+    // 5. An address nobody knows is refused at once, at the commune's node.
+    let mut d = commune.new_document(vec![AgencyCode::parse("000.00.00.H99").unwrap()], "?");
+    let refused = commune.send(&mut d, &[]).await.unwrap_err();
+    assert_eq!(refused.reason(), Some("unknown-recipient"), "{refused}");
+    assert!(refused.to_string().contains("platform's agency list"), "{refused}");
+
+    // 6. Every request the bridge made carried a valid HMAC.
+    let ours: Vec<_> = w
+        .platform
+        .requests()
+        .into_iter()
+        .filter(|r| r.system_id == LT)
+        .collect();
+    assert!(ours.len() >= 5, "{ours:?}");
+    for r in &ours {
+        assert!(r.hmac_ok && r.headers_ok, "{r}");
+    }
+    w.net.stop().await.unwrap();
+}
