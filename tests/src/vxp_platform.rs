@@ -375,6 +375,7 @@ impl Platform {
             dir: config.dir.clone(),
             trace: config.trace,
             down: AtomicBool::new(false),
+            updates_down: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
         });
         let (stop, stopped) = oneshot::channel();
@@ -442,6 +443,13 @@ impl Platform {
     /// While down, every request is answered `503` with an HTML proxy error page.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// While set, `updateStatus` alone is answered as when down (503 and an HTML page):
+    /// a receiver that imported a message cannot acknowledge it, which holds it between
+    /// its own durable write and the acknowledgement.
+    pub fn set_updates_down(&self, down: bool) {
+        self.shared.updates_down.store(down, Ordering::SeqCst);
     }
 
     /// Stops accepting and closes every connection.
@@ -559,6 +567,8 @@ struct Shared {
     dir: PathBuf,
     trace: bool,
     down: AtomicBool,
+    /// [`Platform::set_updates_down`].
+    updates_down: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -792,7 +802,9 @@ impl Shared {
             duplicate: false,
         };
 
-        if self.down.load(Ordering::SeqCst) {
+        if self.down.load(Ordering::SeqCst)
+            || (op == "updateStatus" && self.updates_down.load(Ordering::SeqCst))
+        {
             // What a reverse proxy in front of a dead platform answers. The SDK's
             // getReceivedEdocList turns this into an empty OK list (§3 "Traps").
             record.http_status = 503;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lienthong_client::{DmsClient, Incoming, InboxKind};
+use lienthong_client::{DmsClient, InboxKind, Incoming};
 use lienthong_core::{AgencyCode, StatusCode, StatusNotice};
 use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
 use lienthong_node::config::UpstreamConfig;
@@ -28,7 +28,8 @@ const EXT_AGENCY: &str = "000.00.00.H29";
 /// A commune agency of the dev network (H41-C1).
 const COMMUNE: &str = "001.00.20.H41";
 
-const EDOC: &[u8] = include_bytes!("../../crates/lienthong-vxp/tests/fixtures/edoc_attachment.edxml");
+const EDOC: &[u8] =
+    include_bytes!("../../crates/lienthong-vxp/tests/fixtures/edoc_attachment.edxml");
 
 /// The reference's sample document from `from` to `to`.
 fn edoc(from: &str, to: &str) -> Vec<u8> {
@@ -81,7 +82,10 @@ fn status(from: &str, to: &str, doc_id: &str, code: &str) -> Vec<u8> {
 fn element(bytes: &[u8], tag: &str) -> String {
     let text = String::from_utf8_lossy(bytes);
     let open = format!("<edXML:{tag}>");
-    let start = text.find(&open).unwrap_or_else(|| panic!("no {open} in {text}")) + open.len();
+    let start = text
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {open} in {text}"))
+        + open.len();
     let end = text[start..].find('<').unwrap() + start;
     text[start..end].to_string()
 }
@@ -134,6 +138,10 @@ async fn world() -> World {
         move |c| {
             if c.node_id == "VN" {
                 c.vxp_upstream = Some(upstream.clone());
+                // Retry the platform quickly: the outage test waits for it.
+                c.delivery.retry_min_ms = 100;
+                c.delivery.retry_max_ms = 1_000;
+                c.delivery.circuit_open_ms = 1_000;
             }
         },
         |source| with_bridge(&source, "VN", &[]),
@@ -162,7 +170,10 @@ async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Op
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {secs} s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -171,14 +182,18 @@ async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Op
 /// platform's agency list travels down the tree after the bridge fetched it).
 async fn send_when_known(client: &DmsClient, to: &str, subject: &str) -> String {
     let to = AgencyCode::parse(to).unwrap();
-    eventually(20, "the platform's agency list reaching the commune", async || {
-        let mut d = client.new_document(vec![to.clone()], subject);
-        match client.send(&mut d, &[]).await {
-            Ok(_) => Some(d.id.to_string()),
-            Err(e) if e.reason() == Some("unknown-recipient") => None,
-            Err(e) => panic!("send refused: {e}"),
-        }
-    })
+    eventually(
+        20,
+        "the platform's agency list reaching the commune",
+        async || {
+            let mut d = client.new_document(vec![to.clone()], subject);
+            match client.send(&mut d, &[]).await {
+                Ok(_) => Some(d.id.to_string()),
+                Err(e) if e.reason() == Some("unknown-recipient") => None,
+                Err(e) => panic!("send refused: {e}"),
+            }
+        },
+    )
     .await
 }
 
@@ -196,9 +211,16 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
 
     // 1. Commune → platform: through the tree to the bridge, out with sendEdoc.
     let id = send_when_known(&commune, EXT_AGENCY, "Công văn gửi Hà Nội").await;
-    let arrived = eventually(20, "the document in the platform mailbox of EXT", async || {
-        w.platform.mailbox(EXT).into_iter().find(|m| m.message_type == "edoc")
-    })
+    let arrived = eventually(
+        20,
+        "the document in the platform mailbox of EXT",
+        async || {
+            w.platform
+                .mailbox(EXT)
+                .into_iter()
+                .find(|m| m.message_type == "edoc")
+        },
+    )
     .await;
     assert_eq!(arrived.to, vec![EXT_AGENCY.to_string()]);
     assert_eq!(arrived.from, COMMUNE);
@@ -261,12 +283,61 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
     let Incoming::Document(received) = commune.fetch(&item.id).await.unwrap() else {
         panic!("not a document");
     };
-    let imported = received.document.imported.clone().expect("marked as imported");
+    let imported = received
+        .document
+        .imported
+        .clone()
+        .expect("marked as imported");
     assert_eq!(imported.bridge.as_str(), "VN");
     // The sample's XML-DSig covers the addresses this test changed: reported, not hidden.
     assert!(imported.dsig.starts_with("failed: "), "{}", imported.dsig);
     assert!(!received.contents.is_empty() && !received.contents[0].is_empty());
     commune.ack(&item.id).await.unwrap();
+
+    // 3b. Another message under the same edXML DocumentId cannot be imported: it is
+    // quarantined with its reason and answered `fail`, and nothing reaches the commune.
+    let conflicting = String::from_utf8(edoc(EXT_AGENCY, COMMUNE))
+        .unwrap()
+        .replacen("<edXML:Subject>", "<edXML:Subject>[khác] ", 1);
+    let path = platform_file(conflicting.into_bytes(), files.path(), "conflict.edxml");
+    let refused = w
+        .ext
+        .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &path)
+        .await
+        .unwrap();
+    eventually(20, "the conflicting message answered fail", async || {
+        w.platform
+            .mailbox(LT)
+            .iter()
+            .find(|m| m.sender_doc_id == refused)
+            .filter(|m| m.status == DeliveryStatus::Fail)
+            .map(|_| ())
+    })
+    .await;
+    let quarantine = w.net.net.nodes[0].config.data_dir.join("bridge/quarantine");
+    let reasons: Vec<String> = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "reason"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("already accepted with different content"),
+        "{reasons:?}"
+    );
+    let from_ext = commune
+        .list_inbox(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.from == EXT_AGENCY && i.kind == InboxKind::Document)
+        .count();
+    assert_eq!(
+        from_ext, 0,
+        "the first was acknowledged, the second never admitted"
+    );
+
     eventually(10, "the platform item acknowledged done", async || {
         w.platform
             .mailbox(LT)
@@ -287,7 +358,10 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
     answer.description = "Đã tiếp nhận".into();
     commune.send_status(answer).await.unwrap();
     let back = eventually(20, "the commune's status in EXT's mailbox", async || {
-        w.platform.mailbox(EXT).into_iter().find(|m| m.message_type == "status")
+        w.platform
+            .mailbox(EXT)
+            .into_iter()
+            .find(|m| m.message_type == "status")
     })
     .await;
     assert_eq!(element(&back.bytes, "StatusCode"), "03");
@@ -296,7 +370,10 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
     let mut d = commune.new_document(vec![AgencyCode::parse("000.00.00.H99").unwrap()], "?");
     let refused = commune.send(&mut d, &[]).await.unwrap_err();
     assert_eq!(refused.reason(), Some("unknown-recipient"), "{refused}");
-    assert!(refused.to_string().contains("platform's agency list"), "{refused}");
+    assert!(
+        refused.to_string().contains("platform's agency list"),
+        "{refused}"
+    );
 
     // 6. Every request the bridge made carried a valid HMAC.
     let ours: Vec<_> = w
@@ -308,6 +385,69 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
     assert!(ours.len() >= 5, "{ours:?}");
     for r in &ours {
         assert!(r.hmac_ok && r.headers_ok, "{r}");
+    }
+    w.net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_queued_while_the_platform_is_down_go_out_once_when_it_returns() {
+    let w = world().await;
+    let commune = w.net.client(COMMUNE).unwrap();
+    send_when_known(&commune, EXT_AGENCY, "trước khi mất kết nối").await;
+    let edocs = || {
+        w.platform
+            .mailbox(EXT)
+            .into_iter()
+            .filter(|m| m.message_type == "edoc")
+            .collect::<Vec<_>>()
+    };
+    eventually(20, "the first document on the platform", async || {
+        (edocs().len() == 1).then_some(())
+    })
+    .await;
+
+    w.platform.set_down(true);
+    let ext = AgencyCode::parse(EXT_AGENCY).unwrap();
+    for i in 0..3 {
+        let mut d = commune.new_document(vec![ext.clone()], &format!("trong lúc mất kết nối {i}"));
+        commune.send(&mut d, &[]).await.unwrap();
+    }
+    // The bridge tries, finds the platform down, and keeps the documents.
+    eventually(20, "a send attempt while down", async || {
+        w.platform
+            .requests()
+            .iter()
+            .any(|r| r.system_id == LT && r.op == "sendEdoc" && r.status == "DOWN")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        edocs().len(),
+        1,
+        "nothing can arrive while the platform is down"
+    );
+
+    w.platform.set_down(false);
+    eventually(
+        30,
+        "the three queued documents on the platform",
+        async || (edocs().len() == 4).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let subjects: Vec<String> = edocs()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.bytes).to_string())
+        .collect();
+    assert_eq!(subjects.len(), 4, "each document once");
+    for i in 0..3 {
+        let subject = format!("trong lúc mất kết nối {i}");
+        assert_eq!(
+            subjects.iter().filter(|s| s.contains(&subject)).count(),
+            1,
+            "{subject} once"
+        );
     }
     w.net.stop().await.unwrap();
 }

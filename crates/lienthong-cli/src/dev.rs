@@ -33,6 +33,74 @@ pub struct DevArgs {
     /// ports.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub tiers: u8,
+    /// Make the national gateway a bridge to this VXP platform (the national
+    /// document-exchange platform, or a stand-in): its base URL, `https://…`.
+    #[arg(long, value_name = "URL", requires_all = ["vxp_system_id", "vxp_secret_file", "vxp_upstream_ca"])]
+    pub vxp_upstream: Option<String>,
+    /// With `--vxp-upstream`: the system id the platform knows this network by.
+    #[arg(long, value_name = "ID", requires = "vxp_upstream")]
+    pub vxp_system_id: Option<String>,
+    /// With `--vxp-upstream`: a file holding the platform secret as plain text (copied
+    /// into the dev directory, readable by you only).
+    #[arg(long, value_name = "FILE", requires = "vxp_upstream")]
+    pub vxp_secret_file: Option<PathBuf>,
+    /// With `--vxp-upstream`: PEM certificates to trust for the platform's HTTPS.
+    #[arg(long, value_name = "FILE", requires = "vxp_upstream")]
+    pub vxp_upstream_ca: Option<PathBuf>,
+}
+
+impl DevArgs {
+    /// The bridge the flags ask for, its secret copied to `dir` with mode 0600.
+    fn upstream(
+        &self,
+        dir: &Path,
+    ) -> anyhow::Result<Option<lienthong_node::config::UpstreamConfig>> {
+        let (Some(endpoint), Some(system_id), Some(secret), Some(ca)) = (
+            &self.vxp_upstream,
+            &self.vxp_system_id,
+            &self.vxp_secret_file,
+            &self.vxp_upstream_ca,
+        ) else {
+            return Ok(None);
+        };
+        if self.tiers < 2 {
+            return Err(crate::UsageError(
+                "--vxp-upstream needs a network (--tiers 2 or 3): its national gateway is the bridge"
+                    .into(),
+            )
+            .into());
+        }
+        let text = std::fs::read_to_string(secret)
+            .with_context(|| format!("reading --vxp-secret-file {}", secret.display()))?;
+        std::fs::create_dir_all(dir)?;
+        let copy = dir.join("vxp-upstream.secret");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&copy)?;
+            f.write_all(text.as_bytes())?;
+        }
+        let ca = std::path::absolute(ca)?;
+        anyhow::ensure!(
+            ca.exists(),
+            "--vxp-upstream-ca {} does not exist",
+            ca.display()
+        );
+        Ok(Some(lienthong_node::config::UpstreamConfig {
+            endpoint: endpoint.clone(),
+            system_id: system_id.clone(),
+            secret_file: copy,
+            ca,
+            poll_ms: lienthong_node::config::DEFAULT_UPSTREAM_POLL_MS,
+            agencies_refresh_ms: 600_000,
+            state_dir: None,
+        }))
+    }
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -55,8 +123,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             temp.path().to_path_buf()
         }
     };
+    let upstream = args.upstream(&dir)?;
     if args.tiers > 1 {
-        return crate::dev_network::run(&dir, args.tiers, args.port, args.smoke).await;
+        return crate::dev_network::run(&dir, args.tiers, args.port, args.smoke, upstream).await;
     }
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, args.port))
         .await

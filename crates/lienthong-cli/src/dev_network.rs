@@ -11,13 +11,42 @@ use lienthong_client::{DmsClient, Incoming, OutgoingAttachment, Tracked};
 use lienthong_core::directory::DirectoryIndex;
 use lienthong_core::{AgencyCode, NodeId, StatusCode, StatusNotice, TransportEventKind};
 use lienthong_devnet::{Network, RunningNetwork, Shape};
+use lienthong_node::config::UpstreamConfig;
+
+/// The national gateway of a generated network: the bridge when there is one.
+const NATIONAL: &str = "VN";
 
 use crate::dev::check;
 use crate::dms::format_track;
 
-pub async fn run(dir: &Path, tiers: u8, port: u16, smoke_only: bool) -> anyhow::Result<ExitCode> {
-    let net = RunningNetwork::start(dir, Shape::new(tiers), port, 1000).await?;
+pub async fn run(
+    dir: &Path,
+    tiers: u8,
+    port: u16,
+    smoke_only: bool,
+    upstream: Option<UpstreamConfig>,
+) -> anyhow::Result<ExitCode> {
+    let bridge = upstream.as_ref().map(|u| u.endpoint.clone());
+    let net = RunningNetwork::start_with_directory(
+        dir,
+        Shape::new(tiers),
+        port,
+        1000,
+        |config| {
+            if config.network.as_ref().is_some_and(|n| n.parent.is_none()) {
+                config.vxp_upstream = upstream.clone();
+            }
+        },
+        |source| match &bridge {
+            Some(_) => lienthong_devnet::with_bridge(&source, NATIONAL, &[]),
+            None => source,
+        },
+    )
+    .await?;
     print_banner(&net.net);
+    if let Some(url) = &bridge {
+        println!("bridge {NATIONAL} {url}");
+    }
     crate::dev::print_vxp_lines(
         &net.net.dir,
         net.net.nodes.iter().enumerate().flat_map(|(i, node)| {

@@ -1,0 +1,205 @@
+//! The bridge killed with SIGKILL between its durable write and its acknowledgement on
+//! the platform (#19): the national gateway of a 2-tier network runs as a real `lienthong
+//! node` process and bridges to a platform stand-in that, for a while, cannot take the
+//! acknowledgement. The message is in lienthong, the platform still lists it; after the
+//! kill and a restart the bridge acknowledges it, and the recipient holds it once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use lienthong_client::InboxKind;
+use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
+use lienthong_node::config::UpstreamConfig;
+use lienthong_testkit::vxp_platform::{
+    AgencySpec, DeliveryStatus, Platform, PlatformConfig, SystemSpec,
+};
+use lienthong_vxp::{ClientConfig, MessageType, Secret, VxpClient};
+use tokio::process::{Child, Command};
+
+const LT: &str = "LT.SYSTEM";
+const EXT: &str = "EXT.SYSTEM";
+const EXT_AGENCY: &str = "000.00.00.H29";
+const COMMUNE: &str = "001.00.20.H41";
+const EDOC: &[u8] = include_bytes!("../../lienthong-vxp/tests/fixtures/edoc_attachment.edxml");
+
+/// The sample document from the platform's agency to the commune, under its own edXML
+/// DocumentId `id`.
+fn edoc(subject_marker: &str, id: &str) -> Vec<u8> {
+    String::from_utf8(EDOC.to_vec())
+        .unwrap()
+        .replace("9fbfbad2-f1f8-4256-a2eb-50fb1061cddb", id)
+        .replacen("002.00.20.H13", EXT_AGENCY, 1)
+        .replacen("000.00.15.H51", COMMUNE, 1)
+        .replacen(
+            "<edXML:Subject>",
+            &format!("<edXML:Subject>{subject_marker} "),
+            1,
+        )
+        .into_bytes()
+}
+
+async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spawn_node(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .arg("node")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_duplicates_nothing() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.systems = vec![
+        SystemSpec::new(LT, "lt-secret", [AgencySpec::new(COMMUNE, "UBND xã")]),
+        SystemSpec::new(
+            EXT,
+            "ext-secret",
+            [AgencySpec::new(EXT_AGENCY, "UBND TP Hà Nội")],
+        ),
+    ];
+    let platform = Platform::start(config).await.unwrap();
+    let secret_file = dir.path().join("lt.secret");
+    std::fs::write(&secret_file, "lt-secret").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let upstream = UpstreamConfig {
+        endpoint: platform.url().to_string(),
+        system_id: LT.into(),
+        secret_file,
+        ca: platform.ca_pem_path().to_path_buf(),
+        poll_ms: 100,
+        agencies_refresh_ms: 60_000,
+        state_dir: None,
+    };
+    let mut net = RunningNetwork::start_with_directory(
+        &dir.path().join("net"),
+        Shape::new(2),
+        0,
+        100,
+        move |c| {
+            if c.node_id == "VN" {
+                c.vxp_upstream = Some(upstream.clone());
+            }
+        },
+        |source| with_bridge(&source, "VN", &[]),
+    )
+    .await
+    .unwrap();
+    // The bridge as a process of its own, with the configuration it ran with.
+    net.stop_node("VN").await.unwrap();
+    let vn_config = dir.path().join("vn.toml");
+    std::fs::write(
+        &vn_config,
+        toml::to_string_pretty(&net.net.nodes[0].config).unwrap(),
+    )
+    .unwrap();
+    let log = dir.path().join("vn.log");
+    let mut bridge = spawn_node(&vn_config, &log);
+
+    let ext = VxpClient::new(ClientConfig::new(
+        platform.url(),
+        EXT,
+        Secret::new("ext-secret"),
+        std::sync::Arc::new(lienthong_pki::web_client_config(platform.ca_pem_path()).unwrap()),
+    ))
+    .unwrap();
+    let file = dir.path().join("edoc.edxml");
+    std::fs::write(&file, edoc("[trước sự cố]", "bridge-crash-1")).unwrap();
+
+    // The platform takes no acknowledgement for now: the bridge imports, stores and routes
+    // the message, then cannot acknowledge it.
+    platform.set_updates_down(true);
+    let sent = ext
+        .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &file)
+        .await
+        .unwrap();
+    let commune = net.client(COMMUNE).unwrap();
+    let from_ext = async || {
+        commune
+            .list_inbox(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.kind == InboxKind::Document && i.from == EXT_AGENCY)
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        30,
+        "the platform's document in the commune's inbox",
+        async || (from_ext().await.len() == 1).then_some(()),
+    )
+    .await;
+    eventually(30, "the bridge trying to acknowledge", async || {
+        platform
+            .requests()
+            .iter()
+            .any(|r| r.system_id == LT && r.op == "updateStatus" && r.status == "DOWN")
+            .then_some(())
+    })
+    .await;
+    bridge.start_kill().unwrap();
+    let status = bridge.wait().await.unwrap();
+    assert!(!status.success(), "killed: {status}");
+    let item = platform
+        .mailbox(LT)
+        .into_iter()
+        .find(|m| m.sender_doc_id == sent)
+        .expect("the platform still holds it");
+    assert_ne!(
+        item.status,
+        DeliveryStatus::Done,
+        "not acknowledged before the kill"
+    );
+
+    // Back up: the bridge finds the message already imported and acknowledges it.
+    platform.set_updates_down(false);
+    let mut bridge = spawn_node(&vn_config, &log);
+    eventually(60, "the acknowledgement after the restart", async || {
+        platform
+            .mailbox(LT)
+            .into_iter()
+            .find(|m| m.sender_doc_id == sent && m.status == DeliveryStatus::Done)
+    })
+    .await;
+    // And the bridge goes on: a second message arrives too.
+    std::fs::write(&file, edoc("[sau sự cố]", "bridge-crash-2")).unwrap();
+    ext.send_edoc(EXT_AGENCY, MessageType::Edoc, None, &file)
+        .await
+        .unwrap();
+    eventually(30, "the second document", async || {
+        (from_ext().await.len() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let items = from_ext().await;
+    assert_eq!(items.len(), 2, "each platform message once: {items:?}");
+    assert_ne!(items[0].id, items[1].id);
+    bridge.start_kill().unwrap();
+    let _ = bridge.wait().await;
+    net.stop().await.unwrap();
+}
