@@ -26,8 +26,8 @@ const PATH: [&str; 5] = ["H41-C1", "H41", "VN", "H42", "H42-C1"];
 async fn start(dir: &Path) -> RunningNetwork {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let shape = Shape {
-        tiers: 2,
         fanout: 1,
+        ..Shape::new(2)
     };
     RunningNetwork::start_with(dir, shape, 0, 100, |c| {
         c.limits.max_message_bytes = MAX_MESSAGE;

@@ -102,6 +102,48 @@ fn tls_trusting(ca: &Path) -> Arc<rustls::ClientConfig> {
     Arc::new(lienthong_pki::web_client_config(ca).unwrap())
 }
 
+/// A dev network (with a PKI of its own) under `dir` whose national gateway bridges to
+/// `platform` as `system`.
+async fn bridged_network(
+    dir: &Path,
+    platform: &Platform,
+    system: &str,
+    secret: &str,
+    shape: Shape,
+) -> RunningNetwork {
+    std::fs::create_dir_all(dir).unwrap();
+    let secret_file = dir.join("platform.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let upstream = UpstreamConfig {
+        endpoint: platform.url().to_string(),
+        system_id: system.into(),
+        secret_file,
+        ca: platform.ca_pem_path().to_path_buf(),
+        poll_ms: 100,
+        agencies_refresh_ms: 60_000,
+        state_dir: None,
+    };
+    RunningNetwork::start_with_directory(
+        dir,
+        shape,
+        0,
+        100,
+        move |c| {
+            if c.node_id == "VN" {
+                c.vxp_upstream = Some(upstream.clone());
+                // Retry the platform quickly: the outage test waits for it.
+                c.delivery.retry_min_ms = 100;
+                c.delivery.retry_max_ms = 1_000;
+                c.delivery.circuit_open_ms = 1_000;
+            }
+        },
+        |source| with_bridge(&source, "VN", &[]),
+    )
+    .await
+    .unwrap()
+}
+
 async fn world() -> World {
     let dir = tempfile::TempDir::new().unwrap();
     let ours: Vec<AgencySpec> = [COMMUNE, "002.00.20.H41", "000.00.00.H41", "000.00.00.G22"]
@@ -118,36 +160,14 @@ async fn world() -> World {
         ),
     ];
     let platform = Platform::start(config).await.unwrap();
-    let secret_file = dir.path().join("lt.secret");
-    std::fs::write(&secret_file, format!("{LT_SECRET}\n")).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let upstream = UpstreamConfig {
-        endpoint: platform.url().to_string(),
-        system_id: LT.into(),
-        secret_file,
-        ca: platform.ca_pem_path().to_path_buf(),
-        poll_ms: 100,
-        agencies_refresh_ms: 60_000,
-        state_dir: None,
-    };
-    let net = RunningNetwork::start_with_directory(
+    let net = bridged_network(
         &dir.path().join("net"),
+        &platform,
+        LT,
+        LT_SECRET,
         Shape::new(2),
-        0,
-        100,
-        move |c| {
-            if c.node_id == "VN" {
-                c.vxp_upstream = Some(upstream.clone());
-                // Retry the platform quickly: the outage test waits for it.
-                c.delivery.retry_min_ms = 100;
-                c.delivery.retry_max_ms = 1_000;
-                c.delivery.circuit_open_ms = 1_000;
-            }
-        },
-        |source| with_bridge(&source, "VN", &[]),
     )
-    .await
-    .unwrap();
+    .await;
     let ext = VxpClient::new(ClientConfig::new(
         platform.url(),
         EXT,
@@ -448,6 +468,230 @@ async fn documents_queued_while_the_platform_is_down_go_out_once_when_it_returns
             1,
             "{subject} once"
         );
+    }
+    w.net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_networks_that_share_no_certificate_exchange_through_the_platform_only() {
+    let dir = tempfile::TempDir::new().unwrap();
+    const A_COMMUNE: &str = "001.00.20.H41";
+    const B_COMMUNE: &str = "001.00.20.H29";
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.systems = vec![
+        SystemSpec::new(
+            "LT.A",
+            "secret-a",
+            [AgencySpec::new(A_COMMUNE, "UBND xã A")],
+        ),
+        SystemSpec::new(
+            "LT.B",
+            "secret-b",
+            [AgencySpec::new(B_COMMUNE, "UBND xã B")],
+        ),
+    ];
+    let platform = Platform::start(config).await.unwrap();
+    let a = bridged_network(
+        &dir.path().join("a"),
+        &platform,
+        "LT.A",
+        "secret-a",
+        Shape::new(2),
+    )
+    .await;
+    let shape_b = Shape {
+        provinces: [("H29", "Hà Nội"), ("H30", "Hải Dương")],
+        ..Shape::new(2)
+    };
+    let b = bridged_network(
+        &dir.path().join("b"),
+        &platform,
+        "LT.B",
+        "secret-b",
+        shape_b,
+    )
+    .await;
+    assert_ne!(
+        std::fs::read(a.net.dir.join("ca/ca.pem")).unwrap(),
+        std::fs::read(b.net.dir.join("ca/ca.pem")).unwrap(),
+        "each network has its own CA"
+    );
+    let sender = a.client(A_COMMUNE).unwrap();
+    let receiver = b.client(B_COMMUNE).unwrap();
+
+    let id = send_when_known(&sender, B_COMMUNE, "Từ mạng A sang mạng B").await;
+    let item = eventually(30, "A's document in B's commune", async || {
+        receiver
+            .list_inbox(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.kind == InboxKind::Document)
+    })
+    .await;
+    let Incoming::Document(got) = receiver.fetch(&item.id).await.unwrap() else {
+        panic!("not a document");
+    };
+    assert_eq!(got.document.header.subject, "Từ mạng A sang mạng B");
+    assert_eq!(got.document.sender().unwrap().as_str(), A_COMMUNE);
+    assert_eq!(
+        got.document.imported.as_ref().unwrap().bridge.as_str(),
+        "VN"
+    );
+    receiver.ack(&item.id).await.unwrap();
+
+    let mut answer = StatusNotice::new(
+        AgencyCode::parse(B_COMMUNE).unwrap(),
+        AgencyCode::parse(A_COMMUNE).unwrap(),
+        &got.document.id,
+        StatusCode::Accepted,
+    );
+    answer.description = "Đã vào sổ".into();
+    receiver.send_status(answer).await.unwrap();
+    let notice = eventually(30, "B's status back in A's commune", async || {
+        sender
+            .list_inbox(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|i| i.kind == InboxKind::Status)
+    })
+    .await;
+    let Incoming::Status { notice, .. } = sender.fetch(&notice.id).await.unwrap() else {
+        panic!("not a status");
+    };
+    assert_eq!(notice.code, StatusCode::Accepted);
+    assert_eq!(notice.response_for.document_id, id);
+    let tracked = sender.track(&id).await.unwrap();
+    assert!(
+        format!("{tracked:?}").contains("national platform"),
+        "{tracked:?}"
+    );
+    for r in platform.requests() {
+        assert!(r.hmac_ok && r.headers_ok, "{r}");
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+/// A VXP client of agency `code` on its node's gateway, as a DMS built on the SDK is.
+fn gateway_client(net: &RunningNetwork, code: &str) -> VxpClient {
+    let agency = AgencyCode::parse(code).unwrap();
+    let i = net
+        .net
+        .nodes
+        .iter()
+        .position(|n| n.agencies.iter().any(|(a, _, _)| *a == agency))
+        .unwrap();
+    let secret =
+        std::fs::read_to_string(lienthong_devnet::vxp_secret_file(&net.net.dir, &agency)).unwrap();
+    let addr = net.vxp_addr(i).expect("the node runs a VXP gateway");
+    VxpClient::new(ClientConfig::new(
+        format!("https://{addr}"),
+        code,
+        Secret::new(secret.trim_end()),
+        tls_trusting(&net.net.dir.join("ca").join("ca.pem")),
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vxp_clients_on_both_sides_exchange_a_document_a_status_and_a_failed_one() {
+    let w = world().await;
+    let dms = gateway_client(&w.net, COMMUNE);
+    let files = tempfile::TempDir::new().unwrap();
+    // Wait for the platform's agency list at the commune's node (a refusal changes nothing).
+    send_when_known(&w.net.client(COMMUNE).unwrap(), EXT_AGENCY, "mồi").await;
+
+    // The commune's DMS sends through its gateway; the platform's DMS receives it.
+    let path = platform_file(edoc(COMMUNE, EXT_AGENCY), files.path(), "out.edxml");
+    dms.send_edoc(COMMUNE, MessageType::Edoc, None, &path)
+        .await
+        .unwrap();
+    let listed = eventually(20, "the document listed at EXT", async || {
+        let list = w.ext.received_edocs(MessageType::Edoc).await.unwrap();
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    let mut doc_ids = Vec::new();
+    for item in &listed {
+        let id = item.doc_id.clone().unwrap();
+        let mut bytes = Vec::new();
+        w.ext.get_edoc(&id, &mut bytes).await.unwrap();
+        w.ext
+            .update_status(&id, lienthong_vxp::DeliveryStatus::Done)
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&bytes).contains("PRO-TEST-CASE1") {
+            doc_ids.push((id, element(&bytes, "DocumentId")));
+        }
+    }
+    let [(_, edxml_id)] = doc_ids.as_slice() else {
+        panic!("the gateway's document once among {listed:?}");
+    };
+
+    // The platform's DMS answers 03; the commune's DMS lists and downloads the status.
+    let path = platform_file(
+        status(EXT_AGENCY, COMMUNE, edxml_id, "03"),
+        files.path(),
+        "st.edxml",
+    );
+    w.ext
+        .send_edoc(EXT_AGENCY, MessageType::Status, None, &path)
+        .await
+        .unwrap();
+    let statuses = eventually(20, "the status at the commune's gateway", async || {
+        let list = dms.received_edocs(MessageType::Status).await.unwrap();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    let status_id = statuses[0].doc_id.clone().unwrap();
+    let mut bytes = Vec::new();
+    dms.get_edoc(&status_id, &mut bytes).await.unwrap();
+    assert_eq!(element(&bytes, "StatusCode"), "03");
+    dms.update_status(&status_id, lienthong_vxp::DeliveryStatus::Done)
+        .await
+        .unwrap();
+
+    // A second document, from the platform, is acknowledged as failed by the commune's
+    // DMS: it stays in the commune's inbox and is listed again.
+    let second = String::from_utf8(edoc(EXT_AGENCY, COMMUNE))
+        .unwrap()
+        .replace(
+            "9fbfbad2-f1f8-4256-a2eb-50fb1061cddb",
+            "second-from-the-platform",
+        );
+    let path = platform_file(second.into_bytes(), files.path(), "in.edxml");
+    w.ext
+        .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &path)
+        .await
+        .unwrap();
+    let incoming = eventually(
+        20,
+        "the platform's document at the commune's gateway",
+        async || {
+            let list = dms.received_edocs(MessageType::Edoc).await.unwrap();
+            list.into_iter()
+                .find(|i| i.from.as_deref() == Some(EXT_AGENCY))
+        },
+    )
+    .await;
+    let id = incoming.doc_id.unwrap();
+    let mut bytes = Vec::new();
+    dms.get_edoc(&id, &mut bytes).await.unwrap();
+    assert_eq!(element(&bytes, "OrganId"), EXT_AGENCY);
+    dms.update_status(&id, lienthong_vxp::DeliveryStatus::Fail)
+        .await
+        .unwrap();
+    let again = dms.received_edocs(MessageType::Edoc).await.unwrap();
+    assert!(
+        again
+            .iter()
+            .any(|i| i.doc_id.as_deref() == Some(id.as_str())),
+        "a failed download is listed again: {again:?}"
+    );
+    for r in w.platform.requests() {
+        assert!(r.hmac_ok && r.headers_ok, "{r}");
     }
     w.net.stop().await.unwrap();
 }

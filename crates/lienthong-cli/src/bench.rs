@@ -138,8 +138,8 @@ async fn network(
         .prefix("lienthong-bench-")
         .tempdir()?;
     let shape = lienthong_devnet::Shape {
-        tiers: 2,
         fanout: 1,
+        ..lienthong_devnet::Shape::new(2)
     };
     let net = lienthong_devnet::RunningNetwork::start(dir.path(), shape, 0, 1000).await?;
     let from = AgencyCode::parse("001.00.20.H41")?;

@@ -376,11 +376,18 @@ pub struct Shape {
     pub tiers: u8,
     /// Children of each province (and of each district), at least 1.
     pub fanout: usize,
+    /// The two provinces: (code suffix, name), e.g. `("H41", "Nghệ An")`; the agency codes
+    /// end in the suffix, so networks with other provinces share no agency.
+    pub provinces: [(&'static str, &'static str); 2],
 }
 
 impl Shape {
     pub fn new(tiers: u8) -> Self {
-        Shape { tiers, fanout: 2 }
+        Shape {
+            tiers,
+            fanout: 2,
+            provinces: [("H41", "Nghệ An"), ("H42", "Hà Tĩnh")],
+        }
     }
 }
 
@@ -388,7 +395,7 @@ impl Shape {
 /// and below each `fanout` communes (2 tiers) or `fanout` districts of `fanout` communes
 /// each (3 tiers).
 fn tree(shape: Shape) -> Vec<TreeNode> {
-    let (tiers, fanout) = (shape.tiers, shape.fanout.max(1));
+    let (tiers, fanout, provinces) = (shape.tiers, shape.fanout.max(1), shape.provinces);
     let mut out = vec![(
         "VN".to_string(),
         "national",
@@ -398,7 +405,7 @@ fn tree(shape: Shape) -> Vec<TreeNode> {
             "Văn phòng Chính phủ".to_string(),
         )],
     )];
-    for (p, pname) in [("H41", "Nghệ An"), ("H42", "Hà Tĩnh")] {
+    for (p, pname) in provinces {
         out.push((
             p.to_string(),
             "province",

@@ -77,8 +77,8 @@ pub async fn run(size: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     let dir = tmp.path();
     let shape = Shape {
-        tiers: 2,
         fanout: 1,
+        ..Shape::new(2)
     };
     let n = lienthong_devnet::network_size(shape);
     let mut addrs = Vec::with_capacity(n);
