@@ -695,3 +695,132 @@ async fn vxp_clients_on_both_sides_exchange_a_document_a_status_and_a_failed_one
     }
     w.net.stop().await.unwrap();
 }
+
+/// Figures, not a check of speed: documents per second through the bridge each way, and
+/// the time from a send on one side to the listing on the other. Run with
+/// `cargo test --release -p lienthong-testkit --test bridge -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn bridge_figures() {
+    const N: usize = 300;
+    let w = world().await;
+    let commune = w.net.client(COMMUNE).unwrap();
+    send_when_known(&commune, EXT_AGENCY, "mồi").await;
+    let ext_edocs = || {
+        w.platform
+            .mailbox(EXT)
+            .iter()
+            .filter(|m| m.message_type == "edoc")
+            .count()
+    };
+    eventually(20, "the first", async || (ext_edocs() == 1).then_some(())).await;
+
+    // Outbound: N documents from 8 concurrent senders of the commune.
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let client = w.net.client(COMMUNE).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let to = AgencyCode::parse(EXT_AGENCY).unwrap();
+            for i in (t..N).step_by(8) {
+                let mut d = client.new_document(vec![to.clone()], &format!("ra {i}"));
+                client.send(&mut d, &[]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eventually(300, "all outbound", async || {
+        (ext_edocs() == N + 1).then_some(())
+    })
+    .await;
+    let out_secs = start.elapsed().as_secs_f64();
+
+    // Outbound latency: one send, until the platform's DMS lists it.
+    let mut out_latency = Vec::new();
+    for i in 0..5 {
+        let listed_before = w.ext.received_edocs(MessageType::Edoc).await.unwrap().len();
+        let t0 = tokio::time::Instant::now();
+        let mut d = commune.new_document(
+            vec![AgencyCode::parse(EXT_AGENCY).unwrap()],
+            &format!("đo {i}"),
+        );
+        commune.send(&mut d, &[]).await.unwrap();
+        loop {
+            if w.ext.received_edocs(MessageType::Edoc).await.unwrap().len() > listed_before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        out_latency.push(t0.elapsed().as_millis());
+    }
+
+    // Inbound: N documents sent on the platform to the commune.
+    let files = tempfile::TempDir::new().unwrap();
+    let template = String::from_utf8(edoc(EXT_AGENCY, COMMUNE)).unwrap();
+    let inbox_len = async || {
+        let mut n = 0;
+        let mut after = 0;
+        loop {
+            let page = commune.list_inbox(after, 1000).await.unwrap();
+            let Some(last) = page.last() else { return n };
+            after = last.cursor;
+            n += page.iter().filter(|i| i.from == EXT_AGENCY).count();
+        }
+    };
+    let start = tokio::time::Instant::now();
+    for i in 0..N {
+        let path = platform_file(
+            template
+                .replace("9fbfbad2-f1f8-4256-a2eb-50fb1061cddb", &format!("in-{i}"))
+                .into_bytes(),
+            files.path(),
+            "in.edxml",
+        );
+        w.ext
+            .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &path)
+            .await
+            .unwrap();
+    }
+    let sent_secs = start.elapsed().as_secs_f64();
+    eventually(600, "all inbound", async || {
+        (inbox_len().await == N).then_some(())
+    })
+    .await;
+    let in_secs = start.elapsed().as_secs_f64();
+
+    let mut in_latency = Vec::new();
+    for i in 0..5 {
+        let path = platform_file(
+            template
+                .replace("9fbfbad2-f1f8-4256-a2eb-50fb1061cddb", &format!("lat-{i}"))
+                .into_bytes(),
+            files.path(),
+            "lat.edxml",
+        );
+        let t0 = tokio::time::Instant::now();
+        w.ext
+            .send_edoc(EXT_AGENCY, MessageType::Edoc, None, &path)
+            .await
+            .unwrap();
+        loop {
+            if inbox_len().await == N + i + 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        in_latency.push(t0.elapsed().as_millis());
+    }
+    out_latency.sort();
+    in_latency.sort();
+    println!(
+        "bridge figures: outbound {N} documents in {out_secs:.2} s = {:.0} docs/s; \
+         inbound {N} in {in_secs:.2} s = {:.0} docs/s (sending them on the platform took \
+         {sent_secs:.2} s); send → listed on the platform: {out_latency:?} ms; send on the \
+         platform → in the commune's inbox: {in_latency:?} ms (mailbox polled every 100 ms)",
+        N as f64 / out_secs,
+        N as f64 / in_secs,
+    );
+    w.net.stop().await.unwrap();
+}

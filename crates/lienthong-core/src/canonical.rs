@@ -384,4 +384,44 @@ mod tests {
         });
         assert_eq!(directory_bytes(&signed), base);
     }
+
+    #[test]
+    fn an_imported_trailer_and_bridges_change_the_bytes_only_when_present() {
+        use crate::directory::BridgeEntry;
+        use crate::document::Imported;
+        let plain = doc();
+        let mut imported = plain.clone();
+        imported.imported = Some(Imported {
+            bridge: NodeId::parse("VN").unwrap(),
+            platform_id: "S1".into(),
+            dsig: "absent".into(),
+        });
+        let base = document_bytes(&plain);
+        let with = document_bytes(&imported);
+        assert!(
+            with.starts_with(&base),
+            "the trailer is appended, nothing else moves"
+        );
+        assert_ne!(with, base);
+        let mut other = imported.clone();
+        other.imported.as_mut().unwrap().dsig = "verified".into();
+        assert_ne!(document_bytes(&other), with, "the finding is signed");
+
+        let mut d = crate::directory::Directory {
+            version: 1,
+            issued_at: 0,
+            nodes: Vec::new(),
+            agencies: Vec::new(),
+            bridges: Vec::new(),
+            signature: None,
+        };
+        let without = directory_bytes(&d);
+        d.bridges.push(BridgeEntry {
+            node: NodeId::parse("VN").unwrap(),
+            agencies: Vec::new(),
+        });
+        let bridged = directory_bytes(&d);
+        assert!(bridged.starts_with(&without));
+        assert_ne!(bridged, without);
+    }
 }

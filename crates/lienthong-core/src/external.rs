@@ -141,3 +141,134 @@ pub const PLATFORM_HOP: &str = "vxp-platform";
 pub fn platform_hop() -> NodeId {
     NodeId::parse(PLATFORM_HOP).expect("a valid node id")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{AgencyEntry, BridgeEntry, Directory, NodeEntry};
+    use crate::id::Agency;
+
+    fn node(id: &str, parent: Option<&str>) -> NodeEntry {
+        NodeEntry {
+            id: NodeId::parse(id).unwrap(),
+            level: String::new(),
+            parent: parent.map(|p| NodeId::parse(p).unwrap()),
+            endpoint: String::new(),
+        }
+    }
+
+    fn code(c: &str) -> AgencyCode {
+        AgencyCode::parse(c).unwrap()
+    }
+
+    /// VN (a bridge) → H41 (a bridge registered for 000.00.00.H41); our agencies
+    /// 000.00.00.H41 (alias `28.22.H17`) and 001.00.20.H41.
+    fn directory() -> DirectoryIndex {
+        let agency = |c: &str, aliases: &[&str], home: &str| AgencyEntry {
+            agency: Agency {
+                code: code(c),
+                name: String::new(),
+                aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                edxml_id: None,
+            },
+            home: NodeId::parse(home).unwrap(),
+        };
+        DirectoryIndex::new(Directory {
+            version: 1,
+            issued_at: 0,
+            nodes: vec![node("VN", None), node("H41", Some("VN"))],
+            agencies: vec![
+                agency("000.00.00.H41", &["28.22.H17"], "H41"),
+                agency("001.00.20.H41", &[], "H41"),
+            ],
+            bridges: vec![
+                BridgeEntry {
+                    node: NodeId::parse("VN").unwrap(),
+                    agencies: Vec::new(),
+                },
+                BridgeEntry {
+                    node: NodeId::parse("H41").unwrap(),
+                    agencies: vec![code("000.00.00.H41")],
+                },
+            ],
+            signature: None,
+        })
+        .unwrap()
+    }
+
+    fn list(bridge: &str, agencies: &[(&str, &[&str])]) -> Arc<ExternalDirectory> {
+        Arc::new(ExternalDirectory {
+            bridge: NodeId::parse(bridge).unwrap(),
+            version: 1,
+            agencies: agencies
+                .iter()
+                .map(|(c, aliases)| ExternalAgency {
+                    code: code(c),
+                    name: format!("name of {c}"),
+                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            signature: None,
+        })
+    }
+
+    #[test]
+    fn an_external_entry_never_shadows_our_directory() {
+        let d = directory();
+        let index = ExternalIndex::new(
+            [list(
+                "VN",
+                &[
+                    // Ours, by code and by alias: left out.
+                    ("001.00.20.H41", &[]),
+                    ("000.00.00.H29", &["28.22.H17", "01.01.H29"]),
+                ],
+            )],
+            &d,
+        );
+        assert!(index.bridges_of(&code("001.00.20.H41")).is_empty());
+        assert_eq!(index.resolve("000.00.00.H29"), Some(code("000.00.00.H29")));
+        assert_eq!(index.resolve(" 01.01.H29 "), Some(code("000.00.00.H29")));
+        assert_eq!(index.resolve("28.22.H17"), None, "our alias stays ours");
+        assert_eq!(index.resolve("000.00.00.H99"), None);
+        assert_eq!(
+            index.name(&code("000.00.00.H29")),
+            Some("name of 000.00.00.H29")
+        );
+    }
+
+    #[test]
+    fn lists_of_nodes_that_are_not_bridges_are_left_out() {
+        let d = directory();
+        let index = ExternalIndex::new([list("H42", &[("000.00.00.H29", &[])])], &d);
+        assert!(index.is_empty());
+        assert_eq!(index.resolve("000.00.00.H29"), None);
+    }
+
+    #[test]
+    fn the_bridge_registered_for_the_sender_is_preferred_when_it_reaches_the_agency() {
+        let d = directory();
+        let both = [
+            list("VN", &[("000.00.00.H29", &[])]),
+            list("H41", &[("000.00.00.H29", &[]), ("000.00.00.H30", &[])]),
+        ];
+        let index = ExternalIndex::new(both, &d);
+        let h29 = code("000.00.00.H29");
+        let bridge = |sender: &str, to: &AgencyCode| {
+            index
+                .bridge_towards(&d, Some(&code(sender)), to)
+                .map(|n| n.to_string())
+        };
+        assert_eq!(bridge("000.00.00.H41", &h29).as_deref(), Some("H41"));
+        assert_eq!(bridge("001.00.20.H41", &h29).as_deref(), Some("VN"));
+        // Only H41 reaches H30, whatever the sender.
+        assert_eq!(
+            bridge("001.00.20.H41", &code("000.00.00.H30")).as_deref(),
+            Some("H41")
+        );
+        assert_eq!(
+            index.bridge_towards(&d, None, &h29).map(|n| n.as_str()),
+            Some("H41")
+        );
+    }
+}

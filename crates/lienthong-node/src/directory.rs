@@ -178,8 +178,16 @@ pub fn cache_path(data_dir: &Path) -> PathBuf {
 
 /// Writes the cache atomically (temporary file, fsync, rename).
 pub fn save_cache(path: &Path, directory: &Directory) -> Result<(), Error> {
+    write_private(
+        path,
+        &lienthong_proto::directory::encode_directory(directory),
+    )
+}
+
+/// Writes `bytes` to `path` atomically (`<path>.pb.tmp`, fsync, rename, fsync of the
+/// folder), readable by the node's account only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("pb.tmp");
-    let bytes = lienthong_proto::directory::encode_directory(directory);
     {
         use std::io::Write;
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -192,7 +200,7 @@ pub fn save_cache(path: &Path, directory: &Directory) -> Result<(), Error> {
             .mode(0o600)
             .open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

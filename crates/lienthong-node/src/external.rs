@@ -158,23 +158,10 @@ fn load(path: &Path) -> Result<ExternalDirectory, Error> {
 
 /// Writes a list atomically, readable by the node's account only.
 fn save(dir: &Path, list: &ExternalDirectory) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let path = file_of(dir, &list.bridge);
-    let tmp = path.with_extension("pb.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&encode_external(list))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    crate::directory::write_private(&file_of(dir, &list.bridge), &encode_external(list))
 }

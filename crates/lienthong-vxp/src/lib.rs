@@ -41,8 +41,9 @@
 //! [`BusBackend`] implements [`VxpBackend`] over the node reached as a DMS (one
 //! `lienthong_client::DmsClient` per agency, with its custodial key); the node's `[vxp]`
 //! section is a [`GatewayConfig`] and `lienthong_node::vxp` serves it beside the node.
-//! The bridge direction (a node as one more system on the national platform) needs a
-//! [`VxpClient`] per platform system and a loop that pulls with it; not wired yet.
+//! The bridge direction (a node as one more system on the national platform) is
+//! `lienthong_node::bridge`: a [`VxpClient`] for the node's platform account, the
+//! platform's outbox and a loop that pulls its mailbox.
 #![forbid(unsafe_code)]
 
 pub mod body;

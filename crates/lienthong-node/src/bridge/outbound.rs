@@ -97,14 +97,8 @@ pub async fn run(bridge: Arc<Bridge>, mut stop: watch::Receiver<bool>) {
                 });
             }
             Some(error) => {
-                let (wait, phase) = health.failed();
+                let (wait, _) = ctx.links.failed(&hop, &mut health, &error);
                 let failures = health.failures();
-                ctx.links.set(&hop, |s| {
-                    s.phase = phase;
-                    s.consecutive_failures = failures;
-                    s.retry_at = Some(now_millis() + wait.as_millis() as i64);
-                    s.last_error = error.clone();
-                });
                 tracing::warn!(node = %ctx.id, %error, failures, wait_ms = wait.as_millis() as u64, "national platform unreachable; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

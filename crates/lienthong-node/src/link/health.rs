@@ -55,6 +55,25 @@ pub struct Links {
 }
 
 impl Links {
+    /// Records a failure of the link towards `hop` in `health` and in the link's state
+    /// for operators; returns how long to wait and the phase the link is in.
+    pub fn failed(
+        &self,
+        hop: &NodeId,
+        health: &mut LinkHealth,
+        error: &str,
+    ) -> (std::time::Duration, LinkPhase) {
+        let (wait, phase) = health.failed();
+        let failures = health.failures();
+        self.set(hop, |s| {
+            s.phase = phase;
+            s.consecutive_failures = failures;
+            s.retry_at = Some(lienthong_core::now_millis() + wait.as_millis() as i64);
+            s.last_error = error.to_string();
+        });
+        (wait, phase)
+    }
+
     pub fn set(&self, hop: &NodeId, update: impl FnOnce(&mut LinkStatus)) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         update(states.entry(hop.clone()).or_default());

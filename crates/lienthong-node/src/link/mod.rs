@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use lienthong_core::NodeId;
 use lienthong_core::TransportEventKind;
-use lienthong_core::{NodeId, now_millis};
 use lienthong_proto::stored;
 use lienthong_store::{Handed as HandedEntry, MessageKind, OutboxEntry};
 use tokio::sync::{mpsc, watch};
@@ -59,14 +59,8 @@ pub async fn run_link(ctx: Arc<Context>, hop: NodeId, mut stop: watch::Receiver<
         if delivered {
             health.succeeded();
         }
-        let (wait, phase) = health.failed();
+        let (wait, phase) = ctx.links.failed(&hop, &mut health, &error.to_string());
         let failures = health.failures();
-        ctx.links.set(&hop, |s| {
-            s.phase = phase;
-            s.consecutive_failures = failures;
-            s.retry_at = Some(now_millis() + wait.as_millis() as i64);
-            s.last_error = error.to_string();
-        });
         if phase == LinkPhase::Open {
             tracing::warn!(node = %ctx.id, %hop, %error, failures, wait_ms = wait.as_millis() as u64, "link circuit open");
         } else {
