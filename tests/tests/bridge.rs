@@ -13,6 +13,7 @@ use lienthong_client::{DmsClient, InboxKind, Incoming};
 use lienthong_core::{AgencyCode, StatusCode, StatusNotice};
 use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
 use lienthong_node::config::UpstreamConfig;
+use lienthong_proto::pb;
 use lienthong_testkit::vxp_platform::{
     AgencySpec, DeliveryStatus, Platform, PlatformConfig, SystemSpec,
 };
@@ -357,6 +358,22 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
         from_ext, 0,
         "the first was acknowledged, the second never admitted"
     );
+    // Operators see it, with the reason, at the bridge.
+    let platform_view = w
+        .net
+        .admin("VN")
+        .unwrap()
+        .platform(pb::PlatformRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(platform_view.quarantined.len(), 1, "{platform_view:?}");
+    assert!(
+        platform_view.quarantined[0]
+            .reason
+            .contains("different content")
+    );
+    assert!(Path::new(&platform_view.quarantined[0].file).exists());
 
     eventually(10, "the platform item acknowledged done", async || {
         w.platform
@@ -386,7 +403,35 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
     .await;
     assert_eq!(element(&back.bytes, "StatusCode"), "03");
 
-    // 5. An address nobody knows is refused at once, at the commune's node.
+    // 5. Operators anywhere search the platform's agencies (the lists came down the tree);
+    // our own agencies, registered on the platform too, are not among them.
+    let found = w
+        .net
+        .admin("H41-C1")
+        .unwrap()
+        .platform(pb::PlatformRequest {
+            search: "hà nội".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.matched, 1, "{found:?}");
+    assert_eq!(found.agencies[0].code, EXT_AGENCY);
+    assert_eq!(found.agencies[0].aliases, vec!["01.01.H29".to_string()]);
+    assert_eq!(found.agencies[0].bridges, vec!["VN".to_string()]);
+    let all = w
+        .net
+        .admin("H41-C1")
+        .unwrap()
+        .platform(pb::PlatformRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.matched, 1, "our agencies are never external: {all:?}");
+    assert!(all.quarantined.is_empty(), "only a bridge quarantines");
+
+    // 6. An address nobody knows is refused at once, at the commune's node.
     let mut d = commune.new_document(vec![AgencyCode::parse("000.00.00.H99").unwrap()], "?");
     let refused = commune.send(&mut d, &[]).await.unwrap_err();
     assert_eq!(refused.reason(), Some("unknown-recipient"), "{refused}");
@@ -395,7 +440,7 @@ async fn a_commune_and_an_agency_on_the_platform_exchange_documents_and_statuses
         "{refused}"
     );
 
-    // 6. Every request the bridge made carried a valid HMAC.
+    // 7. Every request the bridge made carried a valid HMAC.
     let ours: Vec<_> = w
         .platform
         .requests()

@@ -617,6 +617,21 @@ pub enum AdminCommand {
     Drop(ActionArgs),
     /// Every operator action taken on the node, oldest first.
     Log(LogArgs),
+    /// The national platform as the node sees it: the platform's agencies it can address
+    /// (search with --search) and, at a bridge, the platform messages it could not import.
+    Platform(PlatformArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PlatformArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Part of a code, alias or name, in any case (e.g. `H29`, `hà nội`).
+    #[arg(long, default_value = "")]
+    pub search: String,
+    /// At most this many agencies.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 /// Which dead letters; no option means all of them.
@@ -839,6 +854,43 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             };
             let result = admin.drop_dead_letters(action).await?.into_inner();
             Ok(print_action("dropped", result))
+        }
+        AdminCommand::Platform(a) => {
+            let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;
+            let r = admin
+                .platform(pb::PlatformRequest {
+                    search: a.search,
+                    limit: a.limit,
+                })
+                .await?
+                .into_inner();
+            if r.lists.is_empty() {
+                println!("no platform agency list: no bridge has published one to this node");
+            }
+            for list in &r.lists {
+                println!("list from bridge {list}");
+            }
+            for e in &r.agencies {
+                println!(
+                    "  {:<16} {}{} (through {})",
+                    e.code,
+                    e.name,
+                    if e.aliases.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", e.aliases.join(", "))
+                    },
+                    e.bridges.join(", ")
+                );
+            }
+            println!("{} agencies matched, {} shown", r.matched, r.agencies.len());
+            if !r.quarantined.is_empty() {
+                println!("quarantined platform messages (answered fail on the platform):");
+                for q in &r.quarantined {
+                    println!("  {} {} ({})", q.platform_id, q.reason, q.file);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AdminCommand::Log(a) => {
             let mut admin = ClientProfile::load(&a.profile.profile)?.admin()?;

@@ -111,6 +111,29 @@ impl ExternalIndex {
             .or_else(|| self.by_alias.get(input).cloned())
     }
 
+    /// The external agencies whose code, an alias or the name contains `text` (any case),
+    /// each once, in code order, with the bridges that reach it.
+    pub fn search(&self, text: &str) -> Vec<(&ExternalAgency, &[NodeId])> {
+        let text = text.trim().to_lowercase();
+        let mut seen = std::collections::HashSet::new();
+        let mut found: Vec<(&ExternalAgency, &[NodeId])> = self
+            .lists
+            .values()
+            .flat_map(|l| &l.agencies)
+            .filter(|a| !self.bridges_of(&a.code).is_empty())
+            .filter(|a| {
+                text.is_empty()
+                    || a.code.as_str().contains(&text)
+                    || a.name.to_lowercase().contains(&text)
+                    || a.aliases.iter().any(|x| x.to_lowercase().contains(&text))
+            })
+            .filter(|a| seen.insert(&a.code))
+            .map(|a| (a, self.bridges_of(&a.code)))
+            .collect();
+        found.sort_by(|a, b| a.0.code.cmp(&b.0.code));
+        found
+    }
+
     /// The platform's name of external agency `code`.
     pub fn name(&self, code: &AgencyCode) -> Option<&str> {
         self.names.get(code).map(String::as_str)

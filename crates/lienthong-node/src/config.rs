@@ -87,6 +87,15 @@ pub struct UpstreamConfig {
     pub state_dir: Option<PathBuf>,
 }
 
+impl UpstreamConfig {
+    /// Where the bridge keeps its journal, staging and quarantine.
+    pub fn state_path(&self, data_dir: &Path) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("bridge"))
+    }
+}
+
 /// Default [`UpstreamConfig::poll_ms`].
 pub const DEFAULT_UPSTREAM_POLL_MS: u64 = 5_000;
 

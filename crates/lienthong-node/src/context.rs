@@ -43,6 +43,8 @@ pub struct Context {
     pub directory: DirectoryHolder,
     /// The national platform's agencies, as each bridge published them.
     pub external: ExternalLists,
+    /// At a bridge, where platform messages that could not be imported are kept.
+    pub platform_quarantine: Option<std::path::PathBuf>,
     /// `None` for a stand-alone node.
     pub network: Option<NetworkConfig>,
     pub limits: Limits,
@@ -84,6 +86,10 @@ impl Context {
             tls_files: config.tls_files(),
             directory,
             external,
+            platform_quarantine: config
+                .vxp_upstream
+                .as_ref()
+                .map(|u| crate::bridge::quarantine_dir(&u.state_path(&config.data_dir))),
             network: config.network.clone(),
             limits: config.limits.clone(),
             delivery: config.delivery.clone(),

@@ -71,11 +71,9 @@ pub async fn refresh(bridge: &Bridge) -> Result<usize, Error> {
         }
     };
     for a in bridge.platform.agencies().await.map_err(platform_error)? {
-        // The legacy code and the platform's own id of the agency name it too.
-        let aliases = [a.old_code.as_deref(), a.id.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        // The legacy code names it too (the platform's row `id` is an internal number,
+        // not an identifier a DMS writes).
+        let aliases = a.old_code.as_deref().into_iter().collect();
         add(
             a.code.as_deref().unwrap_or_default(),
             a.name.as_deref().unwrap_or_default(),

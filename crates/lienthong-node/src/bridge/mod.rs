@@ -63,10 +63,7 @@ impl Bridge {
             Arc::new(tls),
         ))
         .map_err(|e| refused(e.to_string()))?;
-        let state = config
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.join("bridge"));
+        let state = config.state_path(data_dir);
         let private_dir = |dir: &Path| {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -76,7 +73,7 @@ impl Bridge {
                 .map_err(|e| refused(format!("cannot create {}: {e}", dir.display())))
         };
         let spool = state.join("spool");
-        let quarantine = state.join("quarantine");
+        let quarantine = quarantine_dir(&state);
         private_dir(&spool)?;
         private_dir(&quarantine)?;
         let journal = Journal::open(&state.join("journal.jsonl"))?;
@@ -99,6 +96,11 @@ impl Bridge {
             tokio::spawn(inbound::run(self, stop)),
         ]
     }
+}
+
+/// Where platform messages that could not be imported are kept, with their reasons.
+pub fn quarantine_dir(state: &Path) -> PathBuf {
+    state.join("quarantine")
 }
 
 /// The platform secret: the file's text without one trailing newline; refused when the
@@ -132,4 +134,28 @@ async fn pause(stop: &mut watch::Receiver<bool>, ms: u64) -> bool {
         _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => true,
         _ = stop.wait_for(|s| *s) => false,
     }
+}
+
+/// The platform messages kept in quarantine folder `dir`: (platform id as a file name,
+/// reason, the edXML file), in name order.
+pub fn quarantined(dir: &Path) -> std::io::Result<Vec<(String, String, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "reason") {
+            let reason = std::fs::read_to_string(&path)?.trim_end().to_string();
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            out.push((id, reason, path.with_extension("edxml")));
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -160,6 +160,56 @@ impl AdminService for AdminApi {
         self.act(req, OperatorVerb::Drop).await
     }
 
+    async fn platform(
+        &self,
+        req: Request<pb::PlatformRequest>,
+    ) -> Result<Response<pb::PlatformResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n => n as usize,
+        };
+        let index = self.ctx.external.index();
+        let found = index.search(&r.search);
+        let quarantined = match &self.ctx.platform_quarantine {
+            Some(dir) => crate::bridge::quarantined(dir).map_err(Error::from)?,
+            None => Vec::new(),
+        };
+        Ok(Response::new(pb::PlatformResponse {
+            lists: index
+                .lists()
+                .map(|l| {
+                    format!(
+                        "{} {} agencies, fetched at {} (Unix ms)",
+                        l.bridge,
+                        l.agencies.len(),
+                        l.version
+                    )
+                })
+                .collect(),
+            matched: found.len() as u32,
+            agencies: found
+                .into_iter()
+                .take(limit)
+                .map(|(a, bridges)| pb::ExternalAgencyEntry {
+                    code: a.code.to_string(),
+                    name: a.name.clone(),
+                    aliases: a.aliases.clone(),
+                    bridges: bridges.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            quarantined: quarantined
+                .into_iter()
+                .map(|(platform_id, reason, file)| pb::QuarantinedImport {
+                    platform_id,
+                    reason,
+                    file: file.display().to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn operator_log(
         &self,
         req: Request<pb::OperatorLogRequest>,
