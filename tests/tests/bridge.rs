@@ -869,3 +869,137 @@ async fn bridge_figures() {
     );
     w.net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_platform_refuses_is_dead_lettered_and_an_operator_retries_it() {
+    let mut w = world().await;
+    let commune = w.net.client(COMMUNE).unwrap();
+    send_when_known(&commune, EXT_AGENCY, "trước khi sai mật khẩu").await;
+    eventually(20, "the first document on the platform", async || {
+        (!w.platform.mailbox(EXT).is_empty()).then_some(())
+    })
+    .await;
+
+    // The bridge restarts with a secret the platform does not know: the platform answers
+    // every call FAIL, and the document is dead-lettered with the platform's reason.
+    let secret_file = w.net.net.dir.join("platform.secret");
+    std::fs::write(&secret_file, "not-the-secret").unwrap();
+    w.net.restart_node("VN").await.unwrap();
+    let mut d = commune.new_document(
+        vec![AgencyCode::parse(EXT_AGENCY).unwrap()],
+        "trong lúc sai mật khẩu",
+    );
+    commune.send(&mut d, &[]).await.unwrap();
+    let id = d.id.to_string();
+    let letter = eventually(
+        20,
+        "the refused document among the dead letters",
+        async || {
+            let list = w
+                .net
+                .admin("VN")
+                .unwrap()
+                .list_dead_letters(pb::DeadLetterFilter::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .dead_letters;
+            list.into_iter().find(|l| l.document_id == id)
+        },
+    )
+    .await;
+    assert_eq!(letter.peer, "vxp-platform");
+    assert!(
+        letter.reason.contains("national platform refused it"),
+        "{letter:?}"
+    );
+    let tracked = format!("{:?}", commune.track(&id).await.unwrap());
+    assert!(
+        tracked.contains("national platform refused it"),
+        "{tracked}"
+    );
+
+    // The operator fixes the secret, restarts the bridge and retries: it goes out once.
+    std::fs::write(&secret_file, LT_SECRET).unwrap();
+    w.net.restart_node("VN").await.unwrap();
+    let retried = w
+        .net
+        .admin("VN")
+        .unwrap()
+        .retry_dead_letters(pb::DeadLetterAction {
+            filter: Some(pb::DeadLetterFilter {
+                peer: "vxp-platform".into(),
+                ..Default::default()
+            }),
+            reason: "the platform secret was wrong".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.document_ids, vec![id.clone()], "{retried:?}");
+    let arrived = eventually(20, "the retried document on the platform", async || {
+        w.platform
+            .mailbox(EXT)
+            .into_iter()
+            .find(|m| String::from_utf8_lossy(&m.bytes).contains("trong lúc sai mật khẩu"))
+    })
+    .await;
+    assert_eq!(arrived.to, vec![EXT_AGENCY.to_string()]);
+    let refused_calls = w
+        .platform
+        .requests()
+        .iter()
+        .filter(|r| r.system_id == LT && !r.hmac_ok)
+        .count();
+    assert!(
+        refused_calls > 0,
+        "the wrong secret was seen by the platform"
+    );
+    w.net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_secret_others_can_read_stops_the_bridge_before_it_starts() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.systems = vec![SystemSpec::new(
+        LT,
+        LT_SECRET,
+        [AgencySpec::new(COMMUNE, "xã")],
+    )];
+    let platform = Platform::start(config).await.unwrap();
+    let secret_file = dir.path().join("open.secret");
+    std::fs::write(&secret_file, LT_SECRET).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let upstream = UpstreamConfig {
+        endpoint: platform.url().to_string(),
+        system_id: LT.into(),
+        secret_file,
+        ca: platform.ca_pem_path().to_path_buf(),
+        poll_ms: 100,
+        agencies_refresh_ms: 60_000,
+        state_dir: None,
+    };
+    let started = RunningNetwork::start_with_directory(
+        &dir.path().join("net"),
+        Shape::new(2),
+        0,
+        100,
+        move |c| {
+            if c.node_id == "VN" {
+                c.vxp_upstream = Some(upstream.clone());
+            }
+        },
+        |source| with_bridge(&source, "VN", &[]),
+    )
+    .await;
+    let error = format!("{:#}", started.expect_err("the bridge must not start"));
+    assert!(
+        error.contains("[vxp_upstream]") && error.contains("chmod 600"),
+        "{error}"
+    );
+    assert!(
+        platform.requests().is_empty(),
+        "nothing was sent with a secret others could read"
+    );
+}
