@@ -376,6 +376,7 @@ impl Platform {
             trace: config.trace,
             down: AtomicBool::new(false),
             updates_down: AtomicBool::new(false),
+            send_answer_delay_ms: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
         });
         let (stop, stopped) = oneshot::channel();
@@ -450,6 +451,14 @@ impl Platform {
     /// its own durable write and the acknowledgement.
     pub fn set_updates_down(&self, down: bool) {
         self.shared.updates_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Delays the answer to each sendEdoc by `delay` after the message is stored and
+    /// delivered: a sender that dies meanwhile never learns its DocId, and must re-send.
+    pub fn set_send_answer_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .send_answer_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Stops accepting and closes every connection.
@@ -569,6 +578,8 @@ struct Shared {
     down: AtomicBool,
     /// [`Platform::set_updates_down`].
     updates_down: AtomicBool,
+    /// [`Platform::set_send_answer_delay`], in milliseconds.
+    send_answer_delay_ms: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -865,6 +876,13 @@ impl Shared {
         record.doc_id = answer.doc_id.clone();
         record.duplicate = answer.duplicate;
         self.note(record);
+        if op == "sendEdoc" {
+            // Accepted and stored; the answer is late (Platform::set_send_answer_delay).
+            let delay = self.send_answer_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+        }
 
         if let Some(bytes) = answer.raw {
             return Response::builder()

@@ -203,3 +203,114 @@ async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_dup
     let _ = bridge.wait().await;
     net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_before_it_learns_the_platforms_docid_sends_the_document_once() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.systems = vec![
+        SystemSpec::new(LT, "lt-secret", [AgencySpec::new(COMMUNE, "UBND xã")]),
+        SystemSpec::new(
+            EXT,
+            "ext-secret",
+            [AgencySpec::new(EXT_AGENCY, "UBND TP Hà Nội")],
+        ),
+    ];
+    let platform = Platform::start(config).await.unwrap();
+    let secret_file = dir.path().join("lt.secret");
+    std::fs::write(&secret_file, "lt-secret").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let upstream = UpstreamConfig {
+        endpoint: platform.url().to_string(),
+        system_id: LT.into(),
+        secret_file,
+        ca: platform.ca_pem_path().to_path_buf(),
+        poll_ms: 100,
+        agencies_refresh_ms: 60_000,
+        state_dir: None,
+    };
+    let mut net = RunningNetwork::start_with_directory(
+        &dir.path().join("net"),
+        Shape::new(2),
+        0,
+        100,
+        move |c| {
+            if c.node_id == "VN" {
+                c.vxp_upstream = Some(upstream.clone());
+                c.delivery.retry_min_ms = 100;
+                c.delivery.retry_max_ms = 1_000;
+            }
+        },
+        |source| with_bridge(&source, "VN", &[]),
+    )
+    .await
+    .unwrap();
+    net.stop_node("VN").await.unwrap();
+    let vn_config = dir.path().join("vn.toml");
+    std::fs::write(
+        &vn_config,
+        toml::to_string_pretty(&net.net.nodes[0].config).unwrap(),
+    )
+    .unwrap();
+    let log = dir.path().join("vn.log");
+    let mut bridge = spawn_node(&vn_config, &log);
+    let commune = net.client(COMMUNE).unwrap();
+    let to = lienthong_core::AgencyCode::parse(EXT_AGENCY).unwrap();
+
+    // The platform stores and delivers each document but answers late: the bridge is
+    // killed while it waits for the DocId.
+    platform.set_send_answer_delay(Duration::from_secs(60));
+    let id = eventually(
+        30,
+        "the platform's agency list at the commune",
+        async || {
+            let mut d = commune.new_document(vec![to.clone()], "gửi một lần");
+            match commune.send(&mut d, &[]).await {
+                Ok(_) => Some(d.id.to_string()),
+                Err(e) if e.reason() == Some("unknown-recipient") => None,
+                Err(e) => panic!("{e}"),
+            }
+        },
+    )
+    .await;
+    let on_platform = async || {
+        platform
+            .mailbox(EXT)
+            .into_iter()
+            .filter(|m| String::from_utf8_lossy(&m.bytes).contains("gửi một lần"))
+            .count()
+    };
+    eventually(30, "the document stored on the platform", async || {
+        (on_platform().await == 1).then_some(())
+    })
+    .await;
+    bridge.start_kill().unwrap();
+    let _ = bridge.wait().await;
+
+    // Restarted, the bridge sends it again with the first attempt's signed headers: the
+    // platform sees the SDK's retry, answers the same DocId, and delivers nothing new.
+    platform.set_send_answer_delay(Duration::ZERO);
+    let mut bridge = spawn_node(&vn_config, &log);
+    let retry = eventually(60, "the re-send, recognised as a retry", async || {
+        platform
+            .requests()
+            .into_iter()
+            .find(|r| r.system_id == LT && r.op == "sendEdoc" && r.duplicate)
+    })
+    .await;
+    assert!(retry.hmac_ok && retry.headers_ok, "{retry}");
+    let tracked = eventually(30, "the sender's track", async || {
+        let t = format!("{:?}", commune.track(&id).await.unwrap());
+        t.contains("national platform").then_some(t)
+    })
+    .await;
+    assert!(
+        tracked.contains(retry.doc_id.as_deref().unwrap()),
+        "{tracked}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(on_platform().await, 1, "one document on the platform");
+    bridge.start_kill().unwrap();
+    let _ = bridge.wait().await;
+    net.stop().await.unwrap();
+}
