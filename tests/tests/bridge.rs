@@ -492,6 +492,21 @@ async fn documents_queued_while_the_platform_is_down_go_out_once_when_it_returns
         1,
         "nothing can arrive while the platform is down"
     );
+    // Operators see the platform's outbox and link as they see any link's.
+    let queues = w
+        .net
+        .admin("VN")
+        .unwrap()
+        .queues(pb::QueuesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let outbox = queues.outboxes.iter().find(|q| q.name == "vxp-platform");
+    assert_eq!(outbox.map(|q| q.depth), Some(3), "{queues:?}");
+    let link = queues.links.iter().find(|l| l.peer == "vxp-platform");
+    let link = link.unwrap_or_else(|| panic!("no platform link in {queues:?}"));
+    assert!(link.consecutive_failures > 0, "{link:?}");
+    assert!(link.last_error.contains("503"), "{link:?}");
 
     w.platform.set_down(false);
     eventually(

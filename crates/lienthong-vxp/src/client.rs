@@ -185,8 +185,13 @@ impl VxpClient {
         response: http::Response<hyper::body::Incoming>,
     ) -> Result<T> {
         let op = kind.name();
-        let bad = |reason: String| VxpError::BadResponse { op, reason };
-        // The HTTP status is ignored, as the SDK ignores it: a JSON answer is an answer.
+        // The HTTP status is ignored, as the SDK ignores it: a JSON answer is an answer
+        // (the status only says more about one that is not).
+        let status = response.status();
+        let bad = |reason: String| VxpError::BadResponse {
+            op,
+            reason: format!("HTTP {status}: {reason}"),
+        };
         let bytes = Limited::new(response.into_body(), self.config.max_response_bytes)
             .collect()
             .await
