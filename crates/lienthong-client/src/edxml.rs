@@ -4,7 +4,7 @@
 //! staging folder as it is read (memory holds the message without its attachments);
 //! [`DmsClient::send_imported`] signs and sends it; [`write_edxml_with`] writes a
 //! received message back as edXML, from the original when it came in as edXML (the bus's
-//! hops appended to its TraceHeaderList), attachments streamed from memory or from files.
+//! hops appended to its TraceHeaderList unless its DMS signed it), attachments streamed from memory or from files.
 //!
 //! Agency identifiers that are not QĐ 20/2020 codes (legacy three-part codes, platform
 //! account ids) are placed with the directory ([`DmsClient::current_directory`]) on
@@ -263,7 +263,8 @@ pub fn write_edxml(
 }
 
 /// Writes a verified message as edXML. An imported message is given back from its
-/// `edxml_preserved` part with the bus's hops appended to its TraceHeaderList; a native
+/// `edxml_preserved` part with the bus's hops appended to its TraceHeaderList (not when
+/// the sending DMS signed it with XML-DSig: it goes out exactly as signed); a native
 /// one is written by the strict writer. Each agency is written with the identifier
 /// `directory` says its system expects (its `edxml_id`), else by its code. Each
 /// attachment is encoded straight from its fetched bytes or, when they were streamed to a

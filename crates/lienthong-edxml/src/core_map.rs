@@ -639,10 +639,14 @@ impl EdxmlDocument {
                 timestamp: format_timestamp(doc.created_at),
             });
         }
-        trace.extend(doc.trace.iter().map(|t| TraceHeader {
-            organ_id: t.node.to_string(),
-            timestamp: format_timestamp(t.at),
-        }));
+        // A message the sending DMS signed goes out exactly as signed: its XML-DSig covers
+        // the TraceHeaderList, and the bus's hops are in lienthong's own signed trace.
+        if base.signature.is_none() {
+            trace.extend(doc.trace.iter().map(|t| TraceHeader {
+                organ_id: t.node.to_string(),
+                timestamp: format_timestamp(t.at),
+            }));
+        }
         let attachments = doc
             .attachments
             .iter()
@@ -822,10 +826,13 @@ impl EdxmlStatus {
             _ => format_timestamp(n.at),
         };
         let mut trace = base.trace.clone();
-        trace.extend(n.trace.iter().map(|t| TraceHeader {
-            organ_id: t.node.to_string(),
-            timestamp: format_timestamp(t.at),
-        }));
+        // As for a document: a signed status goes out exactly as signed.
+        if base.signature.is_none() {
+            trace.extend(n.trace.iter().map(|t| TraceHeader {
+                organ_id: t.node.to_string(),
+                timestamp: format_timestamp(t.at),
+            }));
+        }
         Ok(EdxmlStatus {
             from: org_from_core(Some(&base.from), &n.from, directory),
             response_for,

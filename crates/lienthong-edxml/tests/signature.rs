@@ -174,3 +174,30 @@ fn make_signed_fixtures() {
     std::fs::write(fixture_path("edoc_signed_sha1.edxml"), signed).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A signed message imported to the bus and written back after travelling (hops in its
+/// core trace) still verifies: the bus's hops are not written into a signed
+/// TraceHeaderList, which the signature covers.
+#[test]
+fn a_signed_message_still_verifies_after_import_travel_and_export() {
+    let input = fixture("edoc_signed_sha256.edxml");
+    let Message::Document(d) = parse(&input).unwrap() else {
+        panic!("a document");
+    };
+    let mut core = d.to_core_with(0, None).unwrap();
+    core.trace.push(lienthong_core::TraceEntry {
+        node: lienthong_core::NodeId::parse("VN").unwrap(),
+        at: 1_700_000_000_000,
+        signature: None,
+    });
+    let mut back = lienthong_edxml::EdxmlDocument::from_core_with(&core, None).unwrap();
+    for (a, original) in back.attachments.iter_mut().zip(&d.attachments) {
+        a.content = original.content.clone();
+    }
+    let out = lienthong_edxml::write(&Message::Document(back)).unwrap();
+    assert!(
+        matches!(verify_signature(&out), SignatureCheck::Verified { .. }),
+        "{:?}",
+        verify_signature(&out)
+    );
+}

@@ -5,7 +5,7 @@
 //! is dead-lettered with the platform's reason, and an operator may retry it.
 //!
 //! Each message goes out as edXML: an imported one as it came in (from its preserved
-//! part, the bus's hops appended to the trace), a native one written by the strict
+//! part, the bus's hops appended to the trace unless its DMS signed it), a native one written by the strict
 //! writer; from the sending agency's identifier as its directory entry gives it.
 
 use std::path::PathBuf;
