@@ -317,9 +317,19 @@ async fn a_vxp_dms_sends_across_provinces_and_statuses_come_back() {
             .unwrap()
     };
     assert_eq!(content(&got), content(&original));
-    // The bus's hops are appended to the sender's TraceHeaderList.
-    for hop in ["H41-C1", "H41", "VN", "H42", "H42-C1"] {
-        assert!(got.contains(hop), "hop {hop} is not in the trace: {got}");
+    // The sample carries its DMS's XML-DSig, which covers the TraceHeaderList: it is
+    // written back as signed, without the bus's hops (lienthong's own signed trace holds
+    // them).
+    assert!(got.contains("<Signature"), "{got}");
+    assert!(
+        got.contains("<edXML:OrganId>01.02.G22</edXML:OrganId>"),
+        "{got}"
+    );
+    for hop in ["H41-C1", "H42-C1"] {
+        assert!(
+            !got.contains(hop),
+            "hop {hop} written into a signed trace: {got}"
+        );
     }
 
     // Failed (the DMS could not store it): it stays, listed again for another try.
