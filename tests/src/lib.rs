@@ -2,10 +2,13 @@
 //!
 //! What only tests need, on top of [`lienthong_devnet`] (re-exported here, so a test
 //! writes `lienthong_testkit::RunningNetwork`): a one-node network in a temporary
-//! directory ([`TestNetwork`]), the fault-injecting TCP proxy ([`proxy`]) and the chaos
-//! suite ([`chaos`]) that runs nodes as processes it kills, pauses and partitions.
+//! directory ([`TestNetwork`]), the fault-injecting TCP proxy ([`proxy`]), the chaos
+//! suite ([`chaos`]) that runs nodes as processes it kills, pauses and partitions, and a
+//! stand-in for the national VXP platform ([`vxp_platform`]) with networks bridged to it
+//! ([`bridged`]).
 #![forbid(unsafe_code)]
 
+pub mod bridged;
 pub mod chaos;
 pub mod proxy;
 pub mod vxp_platform;

@@ -14,6 +14,7 @@ use lienthong_core::{AgencyCode, StatusCode, StatusNotice};
 use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
 use lienthong_node::config::UpstreamConfig;
 use lienthong_proto::pb;
+use lienthong_testkit::bridged::{bridged_network, eventually};
 use lienthong_testkit::vxp_platform::{
     AgencySpec, DeliveryStatus, Platform, PlatformConfig, SystemSpec,
 };
@@ -103,48 +104,6 @@ fn tls_trusting(ca: &Path) -> Arc<rustls::ClientConfig> {
     Arc::new(lienthong_pki::web_client_config(ca).unwrap())
 }
 
-/// A dev network (with a PKI of its own) under `dir` whose national gateway bridges to
-/// `platform` as `system`.
-async fn bridged_network(
-    dir: &Path,
-    platform: &Platform,
-    system: &str,
-    secret: &str,
-    shape: Shape,
-) -> RunningNetwork {
-    std::fs::create_dir_all(dir).unwrap();
-    let secret_file = dir.join("platform.secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let upstream = UpstreamConfig {
-        endpoint: platform.url().to_string(),
-        system_id: system.into(),
-        secret_file,
-        ca: platform.ca_pem_path().to_path_buf(),
-        poll_ms: 100,
-        agencies_refresh_ms: 60_000,
-        state_dir: None,
-    };
-    RunningNetwork::start_with_directory(
-        dir,
-        shape,
-        0,
-        100,
-        move |c| {
-            if c.node_id == "VN" {
-                c.vxp_upstream = Some(upstream.clone());
-                // Retry the platform quickly: the outage test waits for it.
-                c.delivery.retry_min_ms = 100;
-                c.delivery.retry_max_ms = 1_000;
-                c.delivery.circuit_open_ms = 1_000;
-            }
-        },
-        |source| with_bridge(&source, "VN", &[]),
-    )
-    .await
-    .unwrap()
-}
-
 async fn world() -> World {
     let dir = tempfile::TempDir::new().unwrap();
     let ours: Vec<AgencySpec> = [COMMUNE, "002.00.20.H41", "000.00.00.H41", "000.00.00.G22"]
@@ -167,8 +126,10 @@ async fn world() -> World {
         LT,
         LT_SECRET,
         Shape::new(2),
+        |_| {},
     )
-    .await;
+    .await
+    .unwrap();
     let ext = VxpClient::new(ClientConfig::new(
         platform.url(),
         EXT,
@@ -181,21 +142,6 @@ async fn world() -> World {
         platform,
         net,
         ext,
-    }
-}
-
-/// Polls `check` every 50 ms until it gives a value, for up to `secs` seconds.
-async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -557,8 +503,10 @@ async fn two_networks_that_share_no_certificate_exchange_through_the_platform_on
         "LT.A",
         "secret-a",
         Shape::new(2),
+        |_| {},
     )
-    .await;
+    .await
+    .unwrap();
     let shape_b = Shape {
         provinces: [("H29", "Hà Nội"), ("H30", "Hải Dương")],
         ..Shape::new(2)
@@ -569,8 +517,10 @@ async fn two_networks_that_share_no_certificate_exchange_through_the_platform_on
         "LT.B",
         "secret-b",
         shape_b,
+        |_| {},
     )
-    .await;
+    .await
+    .unwrap();
     assert_ne!(
         std::fs::read(a.net.dir.join("ca/ca.pem")).unwrap(),
         std::fs::read(b.net.dir.join("ca/ca.pem")).unwrap(),

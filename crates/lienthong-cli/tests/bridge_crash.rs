@@ -4,13 +4,12 @@
 //! acknowledgement. The message is in lienthong, the platform still lists it; after the
 //! kill and a restart the bridge acknowledges it, and the recipient holds it once.
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
 use lienthong_client::InboxKind;
-use lienthong_devnet::{RunningNetwork, Shape, with_bridge};
-use lienthong_node::config::UpstreamConfig;
+use lienthong_devnet::{RunningNetwork, Shape};
+use lienthong_testkit::bridged::{bridged_network, eventually};
 use lienthong_testkit::vxp_platform::{
     AgencySpec, DeliveryStatus, Platform, PlatformConfig, SystemSpec,
 };
@@ -39,20 +38,6 @@ fn edoc(subject_marker: &str, id: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-async fn eventually<T>(secs: u64, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn spawn_node(config: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -71,8 +56,20 @@ fn spawn_node(config: &std::path::Path, log: &std::path::Path) -> Child {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_duplicates_nothing() {
+/// A 2-tier network bridged to a platform stand-in with systems LT (the commune) and EXT
+/// (the platform's agency), its national gateway `VN` stopped in-process and started
+/// again as a `lienthong node` process with the same configuration.
+struct Setup {
+    /// Removed on drop.
+    _dir: tempfile::TempDir,
+    platform: Platform,
+    net: RunningNetwork,
+    vn_config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    bridge: Child,
+}
+
+async fn setup() -> Setup {
     let dir = tempfile::TempDir::new().unwrap();
     let mut config = PlatformConfig::new(dir.path().join("platform"));
     config.systems = vec![
@@ -84,33 +81,16 @@ async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_dup
         ),
     ];
     let platform = Platform::start(config).await.unwrap();
-    let secret_file = dir.path().join("lt.secret");
-    std::fs::write(&secret_file, "lt-secret").unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let upstream = UpstreamConfig {
-        endpoint: platform.url().to_string(),
-        system_id: LT.into(),
-        secret_file,
-        ca: platform.ca_pem_path().to_path_buf(),
-        poll_ms: 100,
-        agencies_refresh_ms: 60_000,
-        state_dir: None,
-    };
-    let mut net = RunningNetwork::start_with_directory(
+    let mut net = bridged_network(
         &dir.path().join("net"),
+        &platform,
+        LT,
+        "lt-secret",
         Shape::new(2),
-        0,
-        100,
-        move |c| {
-            if c.node_id == "VN" {
-                c.vxp_upstream = Some(upstream.clone());
-            }
-        },
-        |source| with_bridge(&source, "VN", &[]),
+        |_| {},
     )
     .await
     .unwrap();
-    // The bridge as a process of its own, with the configuration it ran with.
     net.stop_node("VN").await.unwrap();
     let vn_config = dir.path().join("vn.toml");
     std::fs::write(
@@ -119,7 +99,27 @@ async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_dup
     )
     .unwrap();
     let log = dir.path().join("vn.log");
-    let mut bridge = spawn_node(&vn_config, &log);
+    let bridge = spawn_node(&vn_config, &log);
+    Setup {
+        _dir: dir,
+        platform,
+        net,
+        vn_config,
+        log,
+        bridge,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_duplicates_nothing() {
+    let Setup {
+        _dir: dir,
+        platform,
+        net,
+        vn_config,
+        log,
+        mut bridge,
+    } = setup().await;
 
     let ext = VxpClient::new(ClientConfig::new(
         platform.url(),
@@ -206,54 +206,14 @@ async fn a_bridge_killed_between_its_write_and_its_acknowledgement_loses_and_dup
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_before_it_learns_the_platforms_docid_sends_the_document_once() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let mut config = PlatformConfig::new(dir.path().join("platform"));
-    config.systems = vec![
-        SystemSpec::new(LT, "lt-secret", [AgencySpec::new(COMMUNE, "UBND xã")]),
-        SystemSpec::new(
-            EXT,
-            "ext-secret",
-            [AgencySpec::new(EXT_AGENCY, "UBND TP Hà Nội")],
-        ),
-    ];
-    let platform = Platform::start(config).await.unwrap();
-    let secret_file = dir.path().join("lt.secret");
-    std::fs::write(&secret_file, "lt-secret").unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let upstream = UpstreamConfig {
-        endpoint: platform.url().to_string(),
-        system_id: LT.into(),
-        secret_file,
-        ca: platform.ca_pem_path().to_path_buf(),
-        poll_ms: 100,
-        agencies_refresh_ms: 60_000,
-        state_dir: None,
-    };
-    let mut net = RunningNetwork::start_with_directory(
-        &dir.path().join("net"),
-        Shape::new(2),
-        0,
-        100,
-        move |c| {
-            if c.node_id == "VN" {
-                c.vxp_upstream = Some(upstream.clone());
-                c.delivery.retry_min_ms = 100;
-                c.delivery.retry_max_ms = 1_000;
-            }
-        },
-        |source| with_bridge(&source, "VN", &[]),
-    )
-    .await
-    .unwrap();
-    net.stop_node("VN").await.unwrap();
-    let vn_config = dir.path().join("vn.toml");
-    std::fs::write(
-        &vn_config,
-        toml::to_string_pretty(&net.net.nodes[0].config).unwrap(),
-    )
-    .unwrap();
-    let log = dir.path().join("vn.log");
-    let mut bridge = spawn_node(&vn_config, &log);
+    let Setup {
+        _dir,
+        platform,
+        net,
+        vn_config,
+        log,
+        mut bridge,
+    } = setup().await;
     let commune = net.client(COMMUNE).unwrap();
     let to = lienthong_core::AgencyCode::parse(EXT_AGENCY).unwrap();
 
