@@ -550,6 +550,22 @@ async fn two_networks_that_share_no_certificate_exchange_through_the_platform_on
     );
     receiver.ack(&item.id).await.unwrap();
 
+    // B's commune routes its answer by the platform's list, which comes down B's tree on
+    // its own schedule: wait for it (a notice sent before would be dead-lettered there).
+    eventually(30, "the platform's list at B's commune", async || {
+        let found = b
+            .admin("H29-C1")
+            .unwrap()
+            .platform(pb::PlatformRequest {
+                search: A_COMMUNE.into(),
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (found.matched == 1).then_some(())
+    })
+    .await;
     let mut answer = StatusNotice::new(
         AgencyCode::parse(B_COMMUNE).unwrap(),
         AgencyCode::parse(A_COMMUNE).unwrap(),

@@ -123,7 +123,7 @@ impl ExternalIndex {
             .filter(|a| !self.bridges_of(&a.code).is_empty())
             .filter(|a| {
                 text.is_empty()
-                    || a.code.as_str().contains(&text)
+                    || a.code.as_str().to_lowercase().contains(&text)
                     || a.name.to_lowercase().contains(&text)
                     || a.aliases.iter().any(|x| x.to_lowercase().contains(&text))
             })

@@ -125,6 +125,23 @@ pub async fn send_status(
     } else if !recipients.contains(&sender) {
         return Err(unknown());
     }
+    // As for a document's recipients: a notice goes nowhere unless someone knows its
+    // addressee (an agency on the national platform is known once a bridge's list
+    // reached this node); refuse now rather than dead-letter it.
+    let d = ctx.directory.current();
+    if d.home_of(&notice.to).is_none()
+        && ctx
+            .external
+            .index()
+            .bridge_towards(&d, Some(caller), &notice.to)
+            .is_none()
+    {
+        return Err(Error::UnknownRecipient(format!(
+            "{} is neither in the directory (version {}) of node {} nor in a national \
+             platform agency list it holds; send the status again later",
+            notice.to, d.version, ctx.id
+        )));
+    }
     // As for documents: the check and the admission under the document's lock.
     let _guard = ctx
         .lifecycle_locks
