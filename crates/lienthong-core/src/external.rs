@@ -42,7 +42,6 @@ pub struct ExternalIndex {
     by_code: HashMap<AgencyCode, Vec<NodeId>>,
     /// Trimmed alias → code.
     by_alias: HashMap<String, AgencyCode>,
-    names: HashMap<AgencyCode, String>,
 }
 
 impl ExternalIndex {
@@ -68,10 +67,6 @@ impl ExternalIndex {
                 if !bridges.contains(&list.bridge) {
                     bridges.push(list.bridge.clone());
                 }
-                index
-                    .names
-                    .entry(a.code.clone())
-                    .or_insert_with(|| a.name.clone());
                 for alias in &a.aliases {
                     let alias = alias.trim();
                     if alias.is_empty() || directory.resolve(alias).is_some() {
@@ -132,11 +127,6 @@ impl ExternalIndex {
             .collect();
         found.sort_by(|a, b| a.0.code.cmp(&b.0.code));
         found
-    }
-
-    /// The platform's name of external agency `code`.
-    pub fn name(&self, code: &AgencyCode) -> Option<&str> {
-        self.names.get(code).map(String::as_str)
     }
 
     /// The bridge a message from `sender` (none for a node's own messages) to external
@@ -254,10 +244,6 @@ mod tests {
         assert_eq!(index.resolve(" 01.01.H29 "), Some(code("000.00.00.H29")));
         assert_eq!(index.resolve("28.22.H17"), None, "our alias stays ours");
         assert_eq!(index.resolve("000.00.00.H99"), None);
-        assert_eq!(
-            index.name(&code("000.00.00.H29")),
-            Some("name of 000.00.00.H29")
-        );
     }
 
     #[test]

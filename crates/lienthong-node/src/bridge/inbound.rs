@@ -45,8 +45,19 @@ impl From<Error> for NotImported {
 
 pub async fn run(bridge: Arc<Bridge>, mut stop: watch::Receiver<bool>) {
     let ctx = &bridge.ctx;
+    // Rebuilt only when the directory or the platform's lists change (the national list
+    // is large), not on every poll.
+    let mut placement: Option<(Arc<DirectoryIndex>, Arc<ExternalIndex>, DirectoryIndex)> = None;
     loop {
-        let placement = placement_directory(ctx, &ctx.directory.current(), &ctx.external.index());
+        let (d, external) = (ctx.directory.current(), ctx.external.index());
+        let fresh = placement
+            .as_ref()
+            .is_some_and(|(pd, pe, _)| Arc::ptr_eq(pd, &d) && Arc::ptr_eq(pe, &external));
+        if !fresh {
+            let built = placement_directory(ctx, &d, &external);
+            placement = Some((d, external, built));
+        }
+        let placement = &placement.as_ref().expect("built above").2;
         for message_type in [MessageType::Edoc, MessageType::Status] {
             let listed = match bridge.platform.received_edocs(message_type).await {
                 Ok(listed) => listed,
@@ -62,7 +73,7 @@ pub async fn run(bridge: Arc<Bridge>, mut stop: watch::Receiver<bool>) {
                 let Some(doc_id) = item.doc_id.filter(|d| !d.trim().is_empty()) else {
                     continue;
                 };
-                if let Err(e) = receive(&bridge, &placement, &doc_id).await {
+                if let Err(e) = receive(&bridge, placement, &doc_id).await {
                     tracing::warn!(node = %ctx.id, %doc_id, error = %e, "platform message not imported yet");
                 }
             }

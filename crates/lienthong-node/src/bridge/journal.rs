@@ -198,16 +198,6 @@ impl Journal {
         })
     }
 
-    /// Our message id of the message we sent as `platform_id`, if any.
-    pub fn ours(&self, platform_id: &str) -> Option<String> {
-        let state = self.state.lock().expect("bridge journal");
-        state
-            .sent
-            .iter()
-            .find(|(_, p)| *p == platform_id)
-            .map(|(m, _)| m.clone())
-    }
-
     /// What became of platform message `platform_id`.
     pub fn import(&self, platform_id: &str) -> Import {
         let state = self.state.lock().expect("bridge journal");
@@ -241,17 +231,5 @@ impl Journal {
             platform_id: platform_id.to_string(),
             reason: reason.to_string(),
         })
-    }
-
-    /// Every quarantined platform message with its reason, for operators.
-    pub fn quarantined(&self) -> Vec<(String, String)> {
-        let state = self.state.lock().expect("bridge journal");
-        let mut all: Vec<_> = state
-            .quarantined
-            .iter()
-            .map(|(p, r)| (p.clone(), r.clone()))
-            .collect();
-        all.sort();
-        all
     }
 }

@@ -158,20 +158,7 @@ async fn send_one(bridge: &Bridge, hop: &NodeId, entry: &OutboxEntry) -> Result<
             )
         }
         // Transport events name nodes of the tree; none is for the platform.
-        MessageKind::Event => {
-            ctx.store
-                .outbox_remove(
-                    hop,
-                    vec![Handed {
-                        key: entry.key.clone(),
-                        message: entry.message.clone(),
-                        events: Vec::new(),
-                    }],
-                )
-                .await
-                .map_err(Error::from)?;
-            return Ok(());
-        }
+        MessageKind::Event => return Ok(remove(bridge, hop, entry, &[]).await?),
     };
     let directory = ctx.directory.current();
     let from = directory
@@ -252,19 +239,7 @@ async fn handed(
         .iter()
         .map(|r| ctx.event(TransportEventKind::Delivered, Some(r), detail.clone()))
         .collect();
-    ctx.store
-        .outbox_remove(
-            hop,
-            vec![Handed {
-                key: entry.key.clone(),
-                message: entry.message.clone(),
-                events: events
-                    .iter()
-                    .map(|e| stored::encode_event(e).into())
-                    .collect(),
-            }],
-        )
-        .await?;
+    remove(bridge, hop, entry, &events).await?;
     if let Some((sender, trace)) = document {
         let d = ctx.directory.current();
         if ctx.towards_sender(&d, &sender).is_some() {
@@ -274,4 +249,22 @@ async fn handed(
         }
     }
     Ok(())
+}
+
+/// Takes `entry` out of the platform's outbox, appending `events` to its message's log.
+async fn remove(
+    bridge: &Bridge,
+    hop: &NodeId,
+    entry: &OutboxEntry,
+    events: &[lienthong_core::TransportEvent],
+) -> Result<(), Error> {
+    let handed = Handed {
+        key: entry.key.clone(),
+        message: entry.message.clone(),
+        events: events
+            .iter()
+            .map(|e| stored::encode_event(e).into())
+            .collect(),
+    };
+    Ok(bridge.ctx.store.outbox_remove(hop, vec![handed]).await?)
 }
